@@ -1,0 +1,176 @@
+"""Config dataclasses of every built-in plugin.
+
+Kept in one light module (no torch import) so that listing plugins, validating a config
+or printing a schema never imports an implementation. Defaults are the paper's
+(T5 v1.0 baseline, Raffel et al. 2020 §3.1); the embedded default run scales them down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+# ----------------------------------------------------------------------------- model
+@dataclass
+class EncDecConfig:
+    """T5 v1.0 encoder-decoder. Defaults = the paper's baseline (T5-Base)."""
+
+    num_layers: int = 12
+    #: decoder layers; None = same as ``num_layers``
+    num_decoder_layers: Optional[int] = None
+    d_model: int = 768
+    d_ff: int = 3072
+    d_kv: int = 64
+    num_heads: int = 12
+    dropout_rate: float = 0.1
+    #: Mesh TF shares each dropout mask across the sequence-length axis (the reference
+    #: behaviour); False drops elements independently (as Hugging Face does).
+    dropout_broadcast: bool = True
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    layer_norm_epsilon: float = 1e-6
+    #: embedding rows are padded to a multiple of this (32100 -> 32128 in T5)
+    vocab_divisor: int = 128
+    #: "mtf": Mesh TensorFlow initialisation (the paper's); "hf": Hugging Face's
+    init: str = "mtf"
+
+
+# ------------------------------------------------------------------------ vocabulary
+@dataclass
+class SentencePieceConfig:
+    """SentencePiece vocabulary plus ``extra_ids`` sentinels numbered from the end."""
+
+    #: an existing SentencePiece ``.model`` file; None = train one on the run's corpus
+    model_file: Optional[str] = None
+    #: number of SentencePiece pieces to train (32000 in the paper)
+    size: int = 32000
+    extra_ids: int = 100
+    model_type: str = "unigram"
+    character_coverage: float = 0.9995
+    #: at most this many texts (documents) are read from the corpus for training
+    max_training_texts: int = 100000
+    #: texts longer than this many characters are cut into pieces before training
+    max_text_chars: int = 4000
+
+
+# ------------------------------------------------------------------------- objective
+@dataclass
+class IidSpansConfig:
+    """The paper's baseline objective: i.i.d. corruption, replace spans (Table 5)."""
+
+    noise_density: float = 0.15
+    #: documents concatenated without separators before chunking (reduce_concat_tokens)
+    concat_documents: int = 128
+    #: documents longer than this are cut into aligned pieces, one kept at random
+    max_document_tokens: int = 65536
+    #: False = the reference's output exactly (sentinels shift by one when a chunk
+    #: starts with noise); True = targets always start with the first sentinel
+    fix_leading_noise: bool = False
+
+
+# --------------------------------------------------------------------------- corpora
+@dataclass
+class EmbeddedCorpusConfig:
+    """Python's own documentation and docstrings, read from the installation."""
+
+    #: "topics" = pydoc_data.topics, "docstrings" = stdlib module docstrings
+    sources: list[str] = field(default_factory=lambda: ["topics", "docstrings"])
+    #: documents whose stable hash % 100 is below this go to "validation"
+    validation_percent: int = 2
+    #: minimum characters for a document to be kept
+    min_chars: int = 40
+
+
+@dataclass
+class TextFilesConfig:
+    """Local .txt / .jsonl / .json / .parquet files read through the datasets library."""
+
+    paths: list[str] = field(default_factory=list)
+    #: field holding the text in .jsonl/.json/.parquet files
+    text_field: str = "text"
+    #: paths for the validation split (optional)
+    validation_paths: list[str] = field(default_factory=list)
+    #: .txt files: "line" = one document per line, "paragraph" = blank-line separated,
+    #: "file" = one document per file
+    txt_unit: str = "paragraph"
+
+
+@dataclass
+class DemoTaskConfig:
+    """A demo downstream task derived deterministically from the embedded corpus."""
+
+    num_train: int = 2000
+    num_validation: int = 200
+    seed: int = 0
+    #: maximum words of a sentence / paragraph used to build an example
+    max_words: int = 24
+    #: maximum words of a demo_summarize paragraph (2-4 sentences of <= max_words each)
+    max_paragraph_words: int = 60
+    #: embedded-corpus documents whose md5 % 100 is below this are validation documents
+    validation_percent: int = 10
+
+
+# -------------------------------------------------------------------------- training
+@dataclass
+class ProportionalMixerConfig:
+    """Examples-proportional mixing with an artificial data-set size limit K."""
+
+    limit: int = 2**19
+
+
+@dataclass
+class CpuBackendConfig:
+    #: torch intra-op threads; None = torch's default
+    threads: Optional[int] = None
+    #: torch.use_deterministic_algorithms
+    deterministic: bool = True
+
+
+@dataclass
+class AdafactorConfig:
+    """Adafactor as Mesh TensorFlow ran it for the paper (facts §5.1)."""
+
+    #: None/0.0 = no first moment (the paper's setting)
+    beta1: float = 0.0
+    decay_exponent: float = 0.8
+    clipping_threshold: float = 1.0
+    factored: bool = True
+    min_dim_size_to_factor: int = 128
+    epsilon1: float = 1e-30
+    epsilon2: float = 1e-3
+    multiply_by_parameter_scale: bool = True
+
+
+@dataclass
+class RsqrtScheduleConfig:
+    """lr(step) = 1/sqrt(max(step, warmup_steps)), optional linear ramp-down at the end."""
+
+    warmup_steps: int = 10000
+    #: fraction of the stage's steps over which lr decays linearly to 0 (0 = paper)
+    linear_decay_fraction: float = 0.0
+
+
+@dataclass
+class ConstantScheduleConfig:
+    value: float = 1e-3
+
+
+@dataclass
+class RougeConfig:
+    #: rouge-score types; the paper reports rouge1, rouge2 and rougeLsum
+    types: list[str] = field(default_factory=lambda: ["rouge1", "rouge2", "rougeLsum"])
+    use_stemmer: bool = False
+    #: bootstrap-aggregate and report the median (mid) F-measure, as T5 does
+    bootstrap: bool = True
+    #: seed of numpy's global generator while bootstrapping (T5 leaves it unseeded; a
+    #: fixed seed makes scores reproducible; the caller's numpy state is restored)
+    bootstrap_seed: int = 0
+
+
+@dataclass
+class BleuConfig:
+    #: sacrebleu tokenizer; T5 uses "intl"
+    tokenize: str = "intl"
+    smooth_method: str = "exp"
+    lowercase: bool = False

@@ -1,0 +1,151 @@
+"""Entry point of the ``t5kernel-builtin`` distribution: every paper variant as a record.
+
+This module is imported by ``t5k list-plugins``; it must stay light (no torch, no
+datasets). Targets are strings, imported only when a run selects the plugin.
+"""
+
+from __future__ import annotations
+
+from t5kernel.api import NoConfig, PluginSpec, hookimpl
+
+from t5k_builtin import configs as c
+
+_P = "t5k_builtin"
+
+
+@hookimpl
+def t5k_architectures():
+    yield PluginSpec(
+        "encdec",
+        f"{_P}.model.encdec:EncDecArchitecture",
+        c.EncDecConfig,
+        "T5 v1.0 encoder-decoder (the paper's baseline): pre-norm RMSNorm, relative "
+        "position bias, ReLU FFN, tied embeddings",
+    )
+
+
+@hookimpl
+def t5k_vocabularies():
+    yield PluginSpec(
+        "sentencepiece",
+        f"{_P}.vocab:build_sentencepiece",
+        c.SentencePieceConfig,
+        "SentencePiece trained on the run's corpus (or loaded from a .model) plus 100 "
+        "sentinels numbered from the end; pad=0, eos=1, unk=2",
+    )
+
+
+@hookimpl
+def t5k_objectives():
+    yield PluginSpec(
+        "iid_spans",
+        f"{_P}.objectives.denoise:IidSpans",
+        c.IidSpansConfig,
+        "Baseline denoising: i.i.d. 15% noise, each corrupted run -> one sentinel (T5 Table 5)",
+    )
+
+
+@hookimpl
+def t5k_corpora():
+    yield PluginSpec(
+        "embedded",
+        f"{_P}.corpora.embedded:EmbeddedCorpus",
+        c.EmbeddedCorpusConfig,
+        "Offline English text every Python carries: pydoc topics and stdlib docstrings",
+    )
+    yield PluginSpec(
+        "text_files",
+        f"{_P}.corpora.text_files:TextFiles",
+        c.TextFilesConfig,
+        "Local .txt/.jsonl/.json/.parquet files through the datasets library",
+    )
+    yield PluginSpec(
+        "demo_acceptability",
+        f"{_P}.corpora.demo_tasks:Acceptability",
+        c.DemoTaskConfig,
+        "Demo task: original vs word-shuffled sentence (accuracy, Matthews corr.)",
+    )
+    yield PluginSpec(
+        "demo_summarize",
+        f"{_P}.corpora.demo_tasks:Summarize",
+        c.DemoTaskConfig,
+        "Demo task: 'summarize:' a paragraph into its lead sentence (ROUGE)",
+    )
+    yield PluginSpec(
+        "demo_pig_latin",
+        f"{_P}.corpora.demo_tasks:PigLatin",
+        c.DemoTaskConfig,
+        "Demo task: 'translate English to Pig Latin:' (BLEU)",
+    )
+
+
+@hookimpl
+def t5k_mixers():
+    yield PluginSpec(
+        "proportional",
+        f"{_P}.mixers:Proportional",
+        c.ProportionalMixerConfig,
+        "Examples-proportional mixing, each corpus capped at K examples",
+    )
+
+
+@hookimpl
+def t5k_finetune_strategies():
+    yield PluginSpec("full", f"{_P}.finetune:Full", NoConfig, "Fine-tune every parameter")
+
+
+@hookimpl
+def t5k_evaluators():
+    yield PluginSpec("accuracy", f"{_P}.evaluators:Accuracy", NoConfig, "Accuracy x100")
+    yield PluginSpec(
+        "matthews_corr",
+        f"{_P}.evaluators:MatthewsCorr",
+        NoConfig,
+        "Matthews correlation x100 (scikit-learn)",
+    )
+    yield PluginSpec(
+        "rouge",
+        f"{_P}.evaluators:Rouge",
+        c.RougeConfig,
+        "ROUGE-1/2/Lsum F x100 (rouge-score, bootstrap median as T5)",
+    )
+    yield PluginSpec(
+        "bleu",
+        f"{_P}.evaluators:Bleu",
+        c.BleuConfig,
+        "Corpus BLEU (sacrebleu, T5's settings: intl tokenizer, exp smoothing)",
+    )
+
+
+@hookimpl
+def t5k_backends():
+    yield PluginSpec(
+        "cpu", f"{_P}.backends.cpu:CpuBackend", c.CpuBackendConfig, "PyTorch on the CPU, float32"
+    )
+
+
+@hookimpl
+def t5k_optimizers():
+    yield PluginSpec(
+        "adafactor",
+        f"{_P}.optim.adafactor:AdafactorFactory",
+        c.AdafactorConfig,
+        "Adafactor as in Mesh TF: no momentum, decay 1-t^-0.8, update clipping, "
+        "parameter-scaled relative steps",
+    )
+
+
+@hookimpl
+def t5k_schedules():
+    yield PluginSpec(
+        "rsqrt",
+        f"{_P}.optim.schedules:Rsqrt",
+        c.RsqrtScheduleConfig,
+        "Inverse square root: 1/sqrt(max(step, 10^4)) (pre-training)",
+    )
+    yield PluginSpec(
+        "constant",
+        f"{_P}.optim.schedules:Constant",
+        c.ConstantScheduleConfig,
+        "Constant learning rate (fine-tuning: 1e-3)",
+    )

@@ -1,0 +1,173 @@
+"""Checkpoints written atomically, with a manifest of checksums, loaded without pickle.
+
+A checkpoint is a folder ``checkpoints/step_N/`` holding
+
+- ``model.safetensors``: the weights,
+- ``trainer.pt``: optimizer state and torch RNG state (tensors and plain Python values
+  only; loaded with ``torch.load(weights_only=True)``, which never executes code),
+- ``state.json``: step, stage, data-iterator position and anything else JSON-able,
+- ``manifest.json``: SHA-256 of each file above.
+
+It is written to a temporary sibling folder, fsynced, then renamed into place, so a crash
+leaves either the previous checkpoint set or the complete new one; a checkpoint whose
+checksums do not match is skipped with a warning in favour of the previous valid one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from t5kernel.errors import CheckpointError
+
+MANIFEST = "manifest.json"
+_STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict[str, Any],
+         state: dict[str, Any]) -> Path:
+    """Write ``root/step_<step>`` atomically and return its path."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step_{step}.", suffix=".tmp"))
+    try:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+        save_file(_dedupe_shared(tensors), str(tmp / "model.safetensors"))
+        torch.save(trainer_state, tmp / "trainer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
+        files = ["model.safetensors", "trainer.pt", "state.json"]
+        manifest = {"step": step, "files": {name: _sha256(tmp / name) for name in files}}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        for name in [*files, MANIFEST]:
+            with open(tmp / name, "rb") as f:
+                os.fsync(f.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"could not write checkpoint step_{step} in {root}: {exc}; earlier checkpoints are intact"
+        ) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _dedupe_shared(tensors: dict[str, Any]) -> dict[str, Any]:
+    """safetensors refuses tensors sharing memory (tied weights): store clones."""
+    seen: dict[int, str] = {}
+    out = {}
+    for k, v in tensors.items():
+        ptr = v.data_ptr()
+        out[k] = v.clone() if ptr in seen else v
+        seen.setdefault(ptr, k)
+    return out
+
+
+def verify(path: Path) -> bool:
+    """True when every file listed in the manifest exists with its checksum."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        return all(
+            (path / name).is_file() and _sha256(path / name) == digest
+            for name, digest in manifest["files"].items()
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def list_steps(root: Path) -> list[int]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    steps = []
+    for child in root.iterdir():
+        m = _STEP_RE.match(child.name)
+        if m and child.is_dir():
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
+
+def latest_valid(root: Path) -> Path | None:
+    """The newest checkpoint that passes :func:`verify`; warns about skipped ones."""
+    for step in reversed(list_steps(root)):
+        path = Path(root) / f"step_{step}"
+        if verify(path):
+            return path
+        warnings.warn(f"checkpoint {path} is incomplete or corrupted (checksum mismatch); "
+                      "falling back to the previous one", stacklevel=2)
+    return None
+
+
+def load(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(model state, trainer state, state.json) of a verified checkpoint."""
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not verify(path):
+        raise CheckpointError(f"checkpoint {path} fails its checksum manifest")
+    model_state = load_file(str(path / "model.safetensors"))
+    trainer_state = torch.load(path / "trainer.pt", weights_only=True, map_location="cpu")
+    state = json.loads((path / "state.json").read_text())
+    return model_state, trainer_state, state
+
+
+def prune(root: Path, keep_last: int, protect: set[int] = frozenset()) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints and those in ``protect``."""
+    steps = list_steps(root)
+    keep = set(steps[-keep_last:]) | set(protect)
+    for step in steps:
+        if step not in keep:
+            shutil.rmtree(Path(root) / f"step_{step}", ignore_errors=True)

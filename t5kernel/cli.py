@@ -1,0 +1,157 @@
+"""The ``t5k`` command line.
+
+    t5k run [--arch NAME] [--objective NAME] [--backend NAME] [--config FILE.yaml] [key=value ...]
+    t5k list-plugins [--kind KIND] [--json] [--available]
+
+Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
+data) print one line ``error: ...`` on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from t5kernel import __version__
+from t5kernel.api import KINDS
+from t5kernel.errors import T5KError
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="t5k", description="Run the T5 paper's experiments as plugins.")
+    p.add_argument("--version", action="version", version=f"t5kernel {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="pre-train, fine-tune and evaluate (default: embedded demo)")
+    run.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                     help="YAML config merged over the defaults (repeatable)")
+    run.add_argument("--arch", help="architecture plugin (model.name)")
+    run.add_argument("--objective", help="pre-training objective plugin (objective.name)")
+    run.add_argument("--backend", help="backend plugin (backend.name)")
+    run.add_argument("--corpus", help="pre-training corpus plugin (corpus.name)")
+    run.add_argument("--finetune", help="fine-tuning strategy plugin (finetune.strategy.name)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved config and exit without running")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("overrides", nargs="*", metavar="key=value",
+                     help="OmegaConf dot-list overrides, e.g. pretrain.steps=200")
+
+    lp = sub.add_parser("list-plugins", help="list installed (and catalogued) plugins")
+    lp.add_argument("--kind", choices=KINDS, help="only this kind")
+    lp.add_argument("--json", action="store_true", help="machine-readable JSON list")
+    lp.add_argument("--available", action="store_true",
+                    help="also show catalogued plugins that are not installed")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "list-plugins":
+            return _cmd_list(args)
+    except T5KError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; the latest checkpoint can be resumed with resume=true",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from t5kernel.config import SHORTHANDS, compose, validate
+    from t5kernel.registry import default_registry
+
+    overrides = list(args.overrides)
+    for flag, key in SHORTHANDS.items():
+        value = getattr(args, flag, None)
+        if value:
+            overrides.append(f"{key}={value}")
+    registry = default_registry()
+    cfg = validate(compose(args.config, overrides), registry)
+    if args.dry_run:
+        print(OmegaConf.to_yaml(cfg), end="")
+        return 0
+    from t5kernel.runloop import execute
+
+    console = Console(stderr=False, quiet=False)
+    if args.quiet:
+        import os
+
+        os.environ["T5K_NO_PROGRESS"] = "1"
+    run_dir, results = execute(cfg, registry, console)
+    _print_results(console, results)
+    console.print(f"results: {run_dir / 'results.json'}")
+    return 0
+
+
+def _print_results(console: Any, results: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    for stage, info in results.get("stages", {}).items():
+        first, last = info.get("first_loss"), info.get("last_loss")
+        if first is not None and last is not None:
+            console.print(f"{stage}: {info['steps']} steps, loss {first:.3f} -> {last:.3f}, "
+                          f"{info['tokens']:,} tokens in {info['seconds']:.0f}s")
+    table = Table(title="evaluation (best checkpoint per task)")
+    for col in ("task", "metric", "model", "copy input", "majority"):
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    baselines = results.get("baselines", {})
+    for task, metrics in sorted(results.get("eval", {}).items()):
+        base = baselines.get(task, {})
+        for metric, value in metrics.items():
+            table.add_row(task, metric, f"{value:.2f}",
+                          _fmt(base.get("copy_input", {}).get(metric)),
+                          _fmt(base.get("majority_target", {}).get(metric)))
+    console.print(table)
+    for name, value in results.get("averages", {}).items():
+        console.print(f"average ({name}): {value:.2f}")
+
+
+def _fmt(v: Any) -> str:
+    return "" if v is None else f"{v:.2f}"
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from t5kernel.catalogue import available_records
+    from t5kernel.registry import default_registry
+
+    registry = default_registry()
+    records = [r.as_json() for r in registry.list(args.kind)]
+    if args.available:
+        installed = {r["distribution"] for r in records}
+        records += [r for r in available_records(args.kind) if r["distribution"] not in installed]
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="t5kernel plugins")
+    for col in ("kind", "name", "distribution", "version", "status", "summary"):
+        table.add_column(col)
+    for r in records:
+        summary = r["summary"] or ""
+        if r.get("error"):
+            summary = f"{summary} [red]{r['error']}[/red]".strip()
+        if r["status"] == "available" and r.get("install"):
+            summary = f"{summary} (install: {r['install']})"
+        table.add_row(r["kind"] or "-", r["name"], r["distribution"], r["version"] or "",
+                      r["status"], summary)
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,474 @@
+"""The run loop: pre-train -> fine-tune -> evaluate, writing the run directory (DESIGN §7).
+
+It reaches plugins only through the registry and the Protocols of :mod:`t5kernel.api`.
+Steps are counted globally across stages (fine-tuning continues the pre-training step
+counter, as Mesh TF does), so checkpoint ``step_N`` names are unique within a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from t5kernel import checkpoint as ckpt
+from t5kernel import data
+from t5kernel.api import BuildContext
+from t5kernel.config import plugin_config
+from t5kernel.errors import ConfigError, RunDirError, T5KError
+
+#: keys that may differ between a run and its resumption
+_VOLATILE_KEYS = ("resume", "run_dir", "runs_root")
+
+
+class NumericalError(T5KError):
+    """The training loss became NaN or infinite."""
+
+
+# ---------------------------------------------------------------------------- run dir
+def prepare_run_dir(cfg: DictConfig) -> Path:
+    """Create (or, when resuming, reopen) the run directory and write config.yaml."""
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        if cfg.resume:
+            raise ConfigError("resume=true needs run_dir=<the run to continue>")
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path(cfg.runs_root) / f"{stamp}-{cfg.name}"
+    text = OmegaConf.to_yaml(cfg)
+    config_path = run_dir / "config.yaml"
+    if config_path.exists():
+        previous = OmegaConf.load(config_path)
+        if _comparable(previous) != _comparable(cfg):
+            diff = _first_difference(_comparable(previous), _comparable(cfg))
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} holds a different run ({diff}); "
+                "choose another run_dir, or pass the same config with resume=true"
+            )
+        if not cfg.resume:
+            raise RunDirError(
+                f"run directory {str(run_dir)!r} already holds this run; pass resume=true "
+                "to continue it or choose another run_dir"
+            )
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunDirError(
+            f"run directory {str(run_dir)!r} is not empty and holds no t5k run; choose another"
+        )
+    elif cfg.resume:
+        raise RunDirError(f"resume=true but {str(run_dir)!r} holds no run to continue")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt.atomic_write_text(config_path, text)
+    return run_dir
+
+
+def _comparable(cfg: Any) -> dict[str, Any]:
+    d = OmegaConf.to_container(cfg) if isinstance(cfg, DictConfig) else dict(cfg)
+    for key in _VOLATILE_KEYS:
+        d.pop(key, None)
+    return d
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key, "<unset>") != b.get(key, "<unset>"):
+                return _first_difference(a.get(key, "<unset>"), b.get(key, "<unset>"),
+                                         f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {a!r} there, {b!r} here"
+
+
+# ---------------------------------------------------------------------------- logging
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl (flushed per line)."""
+
+    def __init__(self, path: Path, keep_until_step: int | None):
+        self.path = path
+        if keep_until_step is not None and path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+            ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+        elif keep_until_step is None and path.exists():
+            path.unlink()
+        self._f = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+# ---------------------------------------------------------------------------- the run
+@dataclass
+class Components:
+    """Everything built from the config for one run."""
+
+    backend: Any
+    vocab: Any
+    arch: Any
+    model: Any
+    tasks: dict[str, Any]
+    corpus: Any = None
+    objective: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner:
+    """Executes a validated config in a run directory."""
+
+    def __init__(self, cfg: DictConfig, registry: Any, run_dir: Path, console: Any = None):
+        self.cfg = cfg
+        self.registry = registry
+        self.run_dir = Path(run_dir)
+        self.console = console
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.global_step = 0
+        self.results: dict[str, Any] = {"stages": {}, "eval": {}, "averages": {}}
+
+    # -- building -------------------------------------------------------------
+    def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
+        name = name or section["name"]
+        record = self.registry.get(kind, name)
+        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir, seed=int(self.cfg.seed),
+                           extras=extras)
+        return self.registry.build(kind, name, plugin_config(section, record), ctx)
+
+    def build(self) -> Components:
+        cfg = self.cfg
+        backend = self._build(cfg.backend, "backend")
+        backend.seed(int(cfg.seed))
+        corpus = self._build(cfg.corpus, "corpus") if cfg.pretrain.steps > 0 else None
+        tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
+                 for name, opts in cfg.tasks.items()}
+        vocab = self._build(cfg.vocabulary, "vocabulary", texts=self._vocab_texts(corpus, tasks))
+        arch = self._build(cfg.model, "architecture")
+        model = backend.prepare(arch.build(vocab.vocab_size))
+        comps = Components(backend, vocab, arch, model, tasks, corpus)
+        if corpus is not None:
+            comps.objective = self._build(cfg.objective, "objective", vocabulary=vocab)
+        return comps
+
+    @staticmethod
+    def _vocab_texts(corpus: Any, tasks: dict[str, Any]):
+        """Texts a vocabulary may train on: the pre-training corpus, else the tasks."""
+        def gen():
+            if corpus is not None:
+                for ex in corpus.examples("train"):
+                    yield ex["text"]
+            else:
+                for task in tasks.values():
+                    for ex in task.examples("train"):
+                        yield ex["inputs"]
+                        yield ex["targets"]
+        return gen()
+
+    # -- main -----------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        comps = self.build()
+        self.comps = comps
+        resume_state = self._restore(comps) if cfg.resume else None
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl",
+                              keep_until_step=resume_state["step"] if resume_state else None)
+        if resume_state:
+            self.results = resume_state.get("results", self.results)
+        info = comps.arch.describe(comps.vocab.vocab_size)
+        self._say(f"[bold]run[/bold] {self.run_dir}  model: {cfg.model.name} "
+                  f"({info.get('parameters', '?'):,} parameters)  vocab: {comps.vocab.vocab_size}")
+        # One optimizer across stages: fine-tuning continues the pre-training optimizer
+        # state and step counter, as Mesh TF does, unless the trainable set changes.
+        self.optimizer = self._make_optimizer(comps.model)
+        if resume_state:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            comps.backend.set_rng_state(resume_state["rng"])
+        try:
+            stages = [("pretrain", cfg.pretrain), ("finetune", cfg.finetune)]
+            start = 0
+            for stage_name, stage in stages:
+                if stage.steps <= 0:
+                    continue
+                done = resume_state["stage_steps"].get(stage_name, 0) if resume_state else 0
+                if done < stage.steps:
+                    self._train_stage(comps, stage_name, stage, start, done)
+                start += stage.steps
+            if cfg.finetune.steps <= 0 or not self.results["eval"]:
+                if comps.tasks:
+                    scores = self.evaluate(comps)
+                    self.results["eval"] = scores
+                    self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
+            self._finalize_results(comps)
+        finally:
+            self.log.close()
+        ckpt.atomic_write_text(self.run_dir / "results.json",
+                               json.dumps(self.results, indent=1, sort_keys=True))
+        return self.results
+
+    # -- training -------------------------------------------------------------
+    def _stream(self, comps: Components, stage_name: str, stage: Any) -> Any:
+        seed = int(self.cfg.seed) + (0 if stage_name == "pretrain" else 1)
+        rng = np.random.default_rng(seed)
+        arch, vocab = comps.arch, comps.vocab
+        if stage_name == "pretrain":
+            docs = data.cycle_documents(comps.corpus, "train", vocab, rng, self.cfg.corpus.name)
+            examples = comps.objective.examples(docs, stage.inputs_length, stage.targets_length,
+                                                rng)
+        else:
+            sizes = {name: t.num_examples("train") for name, t in comps.tasks.items()}
+            mixer = self._build(self.cfg.mixer, "mixer")
+            rates = mixer.rates(sizes)
+            self._say("mixing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(rates.items())))
+            self.results.setdefault("mixing_rates", rates)
+            streams = {name: data.task_stream(t, vocab, stage.inputs_length, stage.targets_length,
+                                              np.random.default_rng([seed, i]), name)
+                       for i, (name, t) in enumerate(sorted(comps.tasks.items()))}
+            examples = data.mixture_stream(streams, rates, rng)
+        return data.batches(
+            examples,
+            pack=lambda exs: arch.pack(exs, stage.inputs_length, stage.targets_length),
+            featurize=lambda exs: arch.features(exs, stage.inputs_length, stage.targets_length,
+                                                stage.pack, num_rows=stage.batch_size),
+            batch_size=stage.batch_size,
+            packed=stage.pack,
+        )
+
+    def _train_stage(self, comps: Components, stage_name: str, stage: Any, start: int,
+                     done: int) -> None:
+        cfg = self.cfg
+        model, backend = comps.model, comps.backend
+        schedule = self._build(stage.schedule, "schedule", total_steps=stage.steps)
+        strategy = None
+        if stage_name == "finetune":
+            strategy = self._build(stage.strategy, "finetune")
+            strategy.setup(model, stage.steps)
+            if done:  # replay the strategy's schedule up to the resumed step
+                for local in range(done):
+                    strategy.update(model, local)
+            if self._trainable(model) != self._optimized:
+                self.optimizer = self._make_optimizer(model)
+        optimizer = self.optimizer
+        stream = self._stream(comps, stage_name, stage)
+        for _ in range(done):  # exact resume: rebuild the deterministic stream and skip
+            next(stream)
+        self.global_step = start + done
+        best = self.results.setdefault("best", {})
+        stage_info = self.results["stages"].setdefault(
+            stage_name, {"steps": stage.steps, "tokens": 0, "seconds": 0.0})
+        z = float(cfg.loss.z_loss)
+        progress = _progress(self.console, stage_name, stage.steps, done)
+        t_last, tokens_since, loss_acc, loss_n = time.perf_counter(), 0, 0.0, 0
+        with progress as bar:
+            task_id = bar.add_task(stage_name, total=stage.steps, completed=done, loss=float("nan"),
+                                   tps=0.0)
+            for local in range(done, stage.steps):
+                if strategy is not None and strategy.update(model, local):
+                    self.optimizer = optimizer = self._make_optimizer(model)
+                lr = float(schedule(self.global_step))
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                np_batch = next(stream)
+                batch = backend.to_device(np_batch)
+                model.train()
+                with backend.autocast():
+                    out = model(batch)
+                if cfg.loss.denominator == "constant":
+                    denom = float(np_batch["decoder_target_tokens"].size)
+                else:
+                    denom = out.num_tokens.clamp(min=1)
+                loss = (out.loss_sum + z * out.z_loss_sum) / denom
+                token_loss = float(out.loss_sum.detach()) / max(float(out.num_tokens), 1.0)
+                if not math.isfinite(token_loss):
+                    raise NumericalError(
+                        f"{stage_name} step {self.global_step}: loss is {token_loss}; stopping "
+                        "(checkpoints written so far are intact)")
+                backend.step(loss, optimizer)
+                self.global_step += 1
+                ntok = int(np.count_nonzero(np_batch["decoder_target_tokens"])
+                           + np.count_nonzero(np_batch.get("encoder_input_tokens", 0)))
+                tokens_since += ntok
+                stage_info["tokens"] += ntok
+                loss_acc += token_loss
+                loss_n += 1
+                stage_info.setdefault("first_loss", token_loss)
+                step_no = local + 1
+                if step_no % stage.log_every == 0 or step_no == stage.steps:
+                    backend.sync()
+                    now = time.perf_counter()
+                    tps = tokens_since / max(now - t_last, 1e-9)
+                    stage_info["seconds"] += now - t_last
+                    mean_loss = loss_acc / loss_n
+                    self.log.write({"stage": stage_name, "step": self.global_step,
+                                    "stage_step": step_no, "loss": round(mean_loss, 6),
+                                    "lr": lr, "tokens_per_s": round(tps, 1)})
+                    stage_info["last_loss"] = mean_loss
+                    bar.update(task_id, completed=step_no, loss=mean_loss, tps=tps)
+                    t_last, tokens_since, loss_acc, loss_n = now, 0, 0.0, 0
+                else:
+                    bar.update(task_id, completed=step_no)
+                every = stage.checkpoint_every
+                if (every and step_no % every == 0) or step_no == stage.steps:
+                    if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
+                        self._eval_checkpoint(comps, best)
+                    self._save(comps, optimizer, stage_name, step_no)
+
+    def _make_optimizer(self, model: Any) -> Any:
+        factory = self._build(self.cfg.optimizer, "optimizer")
+        self._optimized = self._trainable(model)
+        return factory.create([p for p in model.parameters() if p.requires_grad])
+
+    @staticmethod
+    def _trainable(model: Any) -> tuple[str, ...]:
+        return tuple(n for n, p in model.named_parameters() if p.requires_grad)
+
+    # -- checkpoints ----------------------------------------------------------
+    def _save(self, comps: Components, optimizer: Any, stage_name: str, step_no: int) -> None:
+        stage_steps = dict(self.results.get("_stage_steps", {}))
+        stage_steps[stage_name] = step_no
+        self.results["_stage_steps"] = stage_steps
+        state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
+                 "results": self.results}
+        trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
+        ckpt.save(self.ckpt_dir, self.global_step, comps.model.state_dict(), trainer, state)
+        protect = {int(s) for s in self.results.get("best_step", {}).values()}
+        ckpt.prune(self.ckpt_dir, int(self.cfg.keep_checkpoints), protect)
+
+    def _restore(self, comps: Components) -> dict[str, Any] | None:
+        path = ckpt.latest_valid(self.ckpt_dir)
+        if path is None:
+            self._say("resume: no valid checkpoint yet, starting from the beginning")
+            return None
+        model_state, trainer, state = ckpt.load(path)
+        comps.model.load_state_dict(model_state, strict=False)
+        self.global_step = int(state["step"])
+        self._say(f"resume: continuing from {path.name} ({state['stage']})")
+        return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"]}
+
+    # -- evaluation -----------------------------------------------------------
+    def _eval_checkpoint(self, comps: Components, best: dict[str, Any]) -> None:
+        scores = self.evaluate(comps)
+        self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
+        best_step = self.results.setdefault("best_step", {})
+        for task, metrics in scores.items():
+            value = _task_score(metrics)
+            if task not in best or value > best[task]:
+                best[task] = value
+                best_step[task] = self.global_step
+                self.results["eval"][task] = metrics
+
+    def evaluate(self, comps: Components) -> dict[str, dict[str, float]]:
+        """Greedy-decode every task's evaluation split and score it (paper §3.1.2)."""
+        cfg, model, vocab = self.cfg, comps.model, comps.vocab
+        model.eval()
+        out: dict[str, dict[str, float]] = {}
+        for name, task in sorted(comps.tasks.items()):
+            examples = list(task.examples(cfg.eval.split))
+            if cfg.eval.max_examples:
+                examples = examples[: cfg.eval.max_examples]
+            preds = self.predict(comps, [ex["inputs"] for ex in examples])
+            post = [task.postprocess(p, ex) for p, ex in zip(preds, examples)]
+            refs = [task.reference(ex) for ex in examples]
+            scores: dict[str, float] = {}
+            for ev_name in task.evaluators:
+                evaluator = self._build({"name": ev_name}, "evaluator")
+                scores.update({k: float(v) for k, v in evaluator(post, refs).items()})
+            out[name] = scores
+        model.train()
+        return out
+
+    def predict(self, comps: Components, inputs: list[str]) -> list[str]:
+        import torch
+
+        cfg, vocab = self.cfg, comps.vocab
+        length = int(cfg.finetune.inputs_length)
+        preds: list[str] = []
+        with torch.no_grad(), comps.backend.autocast():
+            for i in range(0, len(inputs), cfg.eval.batch_size):
+                chunk = [data.encode_example({"inputs": s, "targets": ""}, vocab, length, 2)
+                         for s in inputs[i: i + cfg.eval.batch_size]]
+                feats = comps.arch.features(chunk, length, 2, False)
+                feats = {k: v for k, v in feats.items() if k.startswith("encoder")}
+                ids = comps.model.generate(comps.backend.to_device(feats),
+                                           int(cfg.eval.max_decode_length))
+                preds.extend(vocab.decode(row) for row in ids.tolist())
+        return preds
+
+    def _finalize_results(self, comps: Components) -> None:
+        self.results.pop("_stage_steps", None)
+        self.results.pop("best", None)
+        evals = self.results["eval"]
+        if evals:
+            self.results["averages"] = {"all_tasks": float(np.mean(
+                [_task_score(m) for m in evals.values()]))}
+        self.results["baselines"] = self._baselines(comps)
+        self.results["model"] = comps.arch.describe(comps.vocab.vocab_size)
+
+    def _baselines(self, comps: Components) -> dict[str, Any]:
+        """Trivial baselines the model must beat: copy the input; always the majority target."""
+        from collections import Counter
+
+        out: dict[str, Any] = {}
+        for name, task in sorted(comps.tasks.items()):
+            examples = list(task.examples(self.cfg.eval.split))
+            if self.cfg.eval.max_examples:
+                examples = examples[: self.cfg.eval.max_examples]
+            refs = [task.reference(ex) for ex in examples]
+            majority = Counter(ex["targets"] for ex in task.examples("train")).most_common(1)[0][0]
+            out[name] = {}
+            for label, preds in (("copy_input", [ex["inputs"] for ex in examples]),
+                                 ("majority_target", [majority] * len(examples))):
+                post = [task.postprocess(p, ex) for p, ex in zip(preds, examples)]
+                scores = {}
+                for ev_name in task.evaluators:
+                    evaluator = self._build({"name": ev_name}, "evaluator")
+                    scores.update({k: float(v) for k, v in evaluator(post, refs).items()})
+                out[name][label] = scores
+        return out
+
+    def _say(self, msg: str) -> None:
+        if self.console is not None:
+            self.console.print(msg)
+
+
+def _task_score(metrics: dict[str, float]) -> float:
+    """A task's single score: the mean of its metrics (T5's rule for multi-metric tasks)."""
+    return float(np.mean(list(metrics.values()))) if metrics else float("-inf")
+
+
+def _progress(console: Any, stage: str, total: int, done: int) -> Any:
+    if console is None or os.environ.get("T5K_NO_PROGRESS"):
+        return _NullProgress()
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+class _NullProgress(contextlib.AbstractContextManager):
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, *a: Any, **k: Any) -> int:
+        return 0
+
+    def update(self, *a: Any, **k: Any) -> None:
+        return None
+
+
+def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, dict[str, Any]]:
+    """Prepare the run directory and run the validated config in it."""
+    run_dir = prepare_run_dir(cfg)
+    runner = Runner(cfg, registry, run_dir, console)
+    return run_dir, runner.run()

@@ -1,0 +1,88 @@
+"""Composition and validation of run configs: every mistake named precisely."""
+
+import pytest
+from omegaconf import OmegaConf
+
+from t5kernel.config import compose, validate
+from t5kernel.errors import ConfigError, PluginNotFoundError
+from t5kernel.registry import Registry
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return Registry.discover(strict=True)
+
+
+def test_default_config_validates_and_fills_plugin_defaults(registry):
+    cfg = validate(compose(), registry)
+    assert cfg.model.name == "encdec"
+    assert cfg.model.relative_attention_num_buckets == 32  # a plugin default filled in
+    assert cfg.model.d_model == 128  # the embedded default's override kept
+    assert cfg.objective.noise_density == 0.15
+    assert cfg.tasks.demo_summarize.num_train > 0
+    assert cfg.finetune.strategy.name == "full"
+    assert cfg.pretrain.schedule.name == "rsqrt"
+
+
+def test_resolved_config_round_trips(registry, tmp_path):
+    cfg = validate(compose(overrides=["pretrain.steps=7", "model.d_ff=96"]), registry)
+    path = tmp_path / "config.yaml"
+    path.write_text(OmegaConf.to_yaml(cfg))
+    again = validate(compose([path]), registry)
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+
+
+def test_overrides_and_files_merge_in_order(registry, tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("pretrain:\n  steps: 11\nmodel:\n  d_model: 64\n")
+    cfg = validate(compose([f], ["pretrain.steps=12"]), registry)
+    assert cfg.pretrain.steps == 12 and cfg.model.d_model == 64
+
+
+@pytest.mark.parametrize("override, needles", [
+    (["model.d_modle=3"], ["model.d_modle", "encdec", "d_model"]),
+    (["model.d_model=big"], ["model.d_model", "encdec"]),
+    (["pretrain.stepz=3"], ["stepz"]),
+    (["pretrain.steps=-1"], ["pretrain.steps", ">= 0"]),
+    (["pretrain.steps=abc"], ["pretrain.steps"]),
+    (["loss.denominator=mean"], ["loss.denominator", "'constant' or 'tokens'"]),
+    (["tasks.demo_summarize.num_trian=3"], ["tasks.demo_summarize.num_trian", "num_train"]),
+    (["notakey"], ["notakey", "key=value"]),
+])
+def test_bad_keys_types_and_values_are_named(registry, override, needles):
+    with pytest.raises(ConfigError) as err:
+        validate(compose(overrides=override), registry)
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_unknown_plugin_name_is_named_with_alternatives(registry):
+    with pytest.raises(PluginNotFoundError) as err:
+        validate(compose(overrides=["objective.name=iid_span"]), registry)
+    assert "iid_spans" in str(err.value)
+
+
+def test_choosing_another_plugin_drops_the_previous_plugins_options(registry):
+    cfg = compose(overrides=["model.name=someother"])
+    assert set(cfg.model) == {"name"}
+    cfg = compose(overrides=["objective.name=iid_spans", "objective.noise_density=0.5"])
+    assert cfg.objective.noise_density == 0.5
+
+
+def test_missing_config_file(registry):
+    with pytest.raises(ConfigError, match="does not exist"):
+        compose(["/nonexistent/exp.yaml"])
+
+
+def test_config_files_cannot_execute_code(registry, tmp_path):
+    f = tmp_path / "evil.yaml"
+    f.write_text("name: ${python:__import__('os').getpid()}\n")
+    with pytest.raises(ConfigError, match="key: name"):
+        validate(compose([f]), registry)
+
+
+def test_interpolations_are_resolved_into_the_saved_config(registry, tmp_path):
+    f = tmp_path / "interp.yaml"
+    f.write_text("name: run-${seed}\nseed: 3\n")
+    cfg = validate(compose([f]), registry)
+    assert OmegaConf.to_yaml(cfg).count("run-3") == 1

@@ -1,0 +1,155 @@
+"""Discovery, listing, lookup and failure isolation of the plugin registry."""
+
+import subprocess
+import sys
+
+import pytest
+
+from t5kernel.errors import PluginConflictError, PluginError, PluginNotFoundError
+from t5kernel.registry import Registry
+from t5kernel.testing import fake_distribution
+
+BUILTIN_EXPECTED = {
+    ("architecture", "encdec"), ("vocabulary", "sentencepiece"), ("objective", "iid_spans"),
+    ("corpus", "embedded"), ("corpus", "text_files"), ("corpus", "demo_acceptability"),
+    ("corpus", "demo_summarize"), ("corpus", "demo_pig_latin"), ("mixer", "proportional"),
+    ("finetune", "full"), ("evaluator", "accuracy"), ("evaluator", "matthews_corr"),
+    ("evaluator", "rouge"), ("evaluator", "bleu"), ("backend", "cpu"),
+    ("optimizer", "adafactor"), ("schedule", "rsqrt"), ("schedule", "constant"),
+}
+
+MIXER_HOOKS = '''
+from dataclasses import dataclass
+from t5kernel.api import PluginSpec, hookimpl
+
+@dataclass
+class Cfg:
+    weight: float = 1.0
+
+@hookimpl
+def t5k_mixers():
+    yield PluginSpec("{name}", "{module}_impl:Mixer", Cfg, "a test mixer"{extra})
+'''
+
+
+def _mixer_dist(root, dist, module, name="flat", extra=""):
+    return fake_distribution(
+        root, dist, module, MIXER_HOOKS.format(name=name, module=module, extra=extra),
+        extra_modules={f"{module}_impl": "class Mixer:\n    def __init__(self, c, ctx):\n"
+                       "        self.c = c\n    def rates(self, sizes):\n"
+                       "        return {k: 1 / len(sizes) for k in sizes}\n"},
+    )
+
+
+def _by_key(registry):
+    return {(r.kind, r.name, r.distribution): r for r in registry.records}
+
+
+def test_builtin_plugins_are_discovered_through_entry_points():
+    reg = Registry.discover(strict=True)
+    active = {(r.kind, r.name) for r in reg.records
+              if r.status == "active" and r.distribution == "t5kernel-builtin"}
+    assert BUILTIN_EXPECTED <= active
+    rec = reg.get("architecture", "encdec")
+    assert rec.version and rec.entry_point.startswith("builtin = t5k_builtin.hooks")
+
+
+def test_third_party_plugin_is_listed_with_its_distribution(plugin_path):
+    _mixer_dist(plugin_path, "acme-mixers", "acme_hooks")
+    reg = Registry.discover(strict=True)
+    rec = reg.get("mixer", "flat")
+    assert (rec.distribution, rec.version, rec.status) == ("acme-mixers", "1.0", "active")
+    mixer = reg.build("mixer", "flat", rec.config())
+    assert mixer.rates({"a": 1, "b": 5}) == {"a": 0.5, "b": 0.5}
+
+
+def test_plugin_failing_at_import_is_reported_and_isolated(plugin_path):
+    fake_distribution(plugin_path, "broken-dist", "broken_hooks", "raise RuntimeError('boom')\n")
+    reg = Registry.discover(strict=False)
+    broken = [r for r in reg.records if r.distribution == "broken-dist"]
+    assert len(broken) == 1 and broken[0].status == "broken"
+    assert "boom" in broken[0].error and "broken_hooks" in broken[0].error
+    assert reg.get("architecture", "encdec").status == "active"  # the rest still works
+    with pytest.raises(PluginError, match="broken-dist.*boom"):
+        Registry.discover(strict=True)
+
+
+def test_hook_that_raises_is_isolated(plugin_path):
+    fake_distribution(plugin_path, "raising-dist", "raising_hooks", '''
+        from t5kernel.api import hookimpl
+        @hookimpl
+        def t5k_evaluators():
+            raise ValueError("bad record")
+    ''')
+    reg = Registry.discover(strict=False)
+    rec = [r for r in reg.records if r.distribution == "raising-dist"]
+    assert rec and rec[0].status == "broken" and "bad record" in rec[0].error
+    assert reg.get("evaluator", "bleu").status == "active"
+
+
+def test_duplicate_names_are_refused_naming_both_distributions(plugin_path):
+    _mixer_dist(plugin_path, "first-dist", "first_hooks", name="proportional")
+    reg = Registry.discover(strict=False)
+    with pytest.raises(PluginConflictError) as err:
+        reg.get("mixer", "proportional")
+    assert "first-dist" in str(err.value) and "t5kernel-builtin" in str(err.value)
+    # an explicit choice resolves the conflict
+    assert reg.get("mixer", "first-dist:proportional").distribution == "first-dist"
+    assert reg.get("mixer", "t5kernel-builtin:proportional").distribution == "t5kernel-builtin"
+    with pytest.raises(PluginError, match="also registered by"):
+        Registry.discover(strict=True)
+
+
+def test_incompatible_api_version_is_refused(plugin_path):
+    _mixer_dist(plugin_path, "future-dist", "future_hooks", name="future",
+                extra=", api_version=(2, 0)")
+    reg = Registry.discover(strict=False)
+    rec = _by_key(reg)[("mixer", "future", "future-dist")]
+    assert rec.status == "incompatible" and "2.0" in rec.error
+    with pytest.raises(PluginError, match="incompatible"):
+        reg.get("mixer", "future")
+
+
+def test_disabled_distribution_is_not_loaded(plugin_path, monkeypatch):
+    fake_distribution(plugin_path, "noisy-dist", "noisy_hooks", "raise SystemError('loaded')\n")
+    monkeypatch.setenv("T5K_DISABLE_PLUGINS", "noisy-dist")
+    reg = Registry.discover(strict=True)
+    rec = [r for r in reg.records if r.distribution == "noisy-dist"]
+    assert rec[0].status == "disabled"
+
+
+def test_unknown_name_suggests_close_matches():
+    reg = Registry.discover(strict=True)
+    with pytest.raises(PluginNotFoundError) as err:
+        reg.get("architecture", "encdek")
+    assert "Did you mean 'encdec'" in str(err.value) and "Available" in str(err.value)
+    with pytest.raises(PluginNotFoundError, match="unknown plugin kind"):
+        reg.get("widget", "x")
+
+
+def test_listing_never_imports_implementations(plugin_path):
+    fake_distribution(plugin_path, "lazy-dist", "lazy_hooks", '''
+        from t5kernel.api import PluginSpec, hookimpl
+        @hookimpl
+        def t5k_mixers():
+            yield PluginSpec("lazy", "lazy_impl:Mixer", summary="imports on use only")
+    ''', extra_modules={"lazy_impl": "raise ImportError('implementation imported')\n"})
+    reg = Registry.discover(strict=True)
+    assert reg.get("mixer", "lazy").status == "active"
+    assert "lazy_impl" not in sys.modules
+    with pytest.raises(PluginError, match="implementation imported"):
+        reg.build("mixer", "lazy", None)
+
+
+def test_list_plugins_json_does_not_import_torch():
+    code = ("import sys, json, io, contextlib\n"
+            "from t5kernel.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            "    main(['list-plugins', '--json'])\n"
+            "rows = json.loads(buf.getvalue())\n"
+            "print(len(rows), 'torch' in sys.modules, 'datasets' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    n, torch_loaded, datasets_loaded = out.stdout.split()
+    assert int(n) >= len(BUILTIN_EXPECTED)
+    assert torch_loaded == "False" and datasets_loaded == "False"
