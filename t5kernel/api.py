@@ -265,13 +265,20 @@ class Model(Protocol):
 class Architecture(Protocol):
     """Builds a model and converts (inputs, targets) examples into its features.
 
-    ``features(examples, inputs_length, targets_length, pack)`` returns a dict of numpy
-    arrays of one batch (packed greedily into fixed-length rows when ``pack`` is true, as
-    T5 trains; one example per row otherwise, as T5 evaluates). ``build(vocab_size)``
-    returns a fresh randomly initialised :class:`Model`.
+    ``features(examples, inputs_length, targets_length, pack, num_rows)`` returns a dict
+    of numpy arrays of one batch (packed greedily into fixed-length rows when ``pack`` is
+    true, as T5 trains; one example per row otherwise, as T5 evaluates), padded with
+    empty rows up to ``num_rows`` when given. ``pack(examples, ...)`` says which examples
+    share a row (lists of consecutive indices) so the run loop can cut a stream into
+    batches of exactly ``batch_size`` rows. ``build(vocab_size)`` returns a fresh,
+    randomly initialised :class:`Model`.
     """
 
     def build(self, vocab_size: int) -> Model: ...
+
+    def pack(
+        self, examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
+    ) -> list[list[int]]: ...
 
     def features(
         self,
@@ -279,6 +286,7 @@ class Architecture(Protocol):
         inputs_length: int,
         targets_length: int,
         pack: bool,
+        num_rows: int | None = None,
     ) -> dict[str, Any]: ...
 
     def describe(self, vocab_size: int) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""End to end: `t5k run` scaled down, the run directory, bad input, resumption."""
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from t5kernel import checkpoint as ckpt
+from t5kernel.cli import main
+from t5kernel.testing import TINY_OVERRIDES
+
+
+def run(*args):
+    return main(["run", "--quiet", *TINY_OVERRIDES, *args])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    assert run(f"run_dir={run_dir}") == 0
+    return run_dir
+
+
+def _losses(run_dir):
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["stage"], r["step"], r.get("loss"), r.get("eval")) for r in rows]
+
+
+def test_run_directory_layout(finished_run):
+    d = finished_run
+    assert (d / "config.yaml").is_file() and (d / "vocab" / "spm.model").is_file()
+    results = json.loads((d / "results.json").read_text())
+    assert set(results) >= {"stages", "eval", "averages", "baselines", "model"}
+    assert set(results["stages"]) == {"pretrain", "finetune"}
+    assert set(results["eval"]) == {"demo_acceptability", "demo_summarize", "demo_pig_latin"}
+    assert set(results["eval"]["demo_acceptability"]) >= {"accuracy", "matthews_corr"}
+    assert "bleu" in results["eval"]["demo_pig_latin"]
+    assert {"rouge1", "rouge2", "rougeLsum"} <= set(results["eval"]["demo_summarize"])
+    assert set(results["best_step"]) == set(results["eval"])
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["stage"] in ("pretrain", "finetune")]
+    assert [r["step"] for r in train] == [2, 4, 6, 8]
+    assert all(r["tokens_per_s"] > 0 and r["lr"] > 0 for r in train)
+    steps = ckpt.list_steps(d / "checkpoints")
+    assert steps and all(ckpt.verify(d / "checkpoints" / f"step_{s}") for s in steps)
+
+
+def test_rerunning_the_same_config_into_the_same_dir_is_refused(finished_run, capsys):
+    before = (finished_run / "results.json").read_bytes()
+    assert run(f"run_dir={finished_run}") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "resume=true" in err
+    assert (finished_run / "results.json").read_bytes() == before
+
+
+def test_a_different_run_in_an_existing_dir_is_refused(finished_run, capsys):
+    before = (finished_run / "config.yaml").read_bytes()
+    assert run(f"run_dir={finished_run}", "seed=5") == 2
+    err = capsys.readouterr().err
+    assert "holds a different run" in err and "seed" in err
+    assert (finished_run / "config.yaml").read_bytes() == before
+
+
+def test_resume_reproduces_the_uninterrupted_run(finished_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished_run, copy)
+    for step in ckpt.list_steps(copy / "checkpoints"):
+        if step > 6:
+            shutil.rmtree(copy / "checkpoints" / f"step_{step}")
+    (copy / "results.json").unlink()
+    assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
+                 "resume=true"]) == 0
+    assert _losses(copy) == _losses(finished_run)
+    assert (json.loads((copy / "results.json").read_text())["eval"]
+            == json.loads((finished_run / "results.json").read_text())["eval"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--arch", "transformerxl"], "unknown architecture 'transformerxl'"),
+    (["model.d_modle=4"], "model.d_modle: unknown option of architecture 'encdec'"),
+    (["pretrain.batch_size=many"], "pretrain.batch_size"),
+    (["--corpus", "text_files", "corpus.paths=[/nonexistent/corpus.txt]"], "/nonexistent/corpus.txt"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, capsys, args, needle):
+    assert run(f"run_dir={tmp_path / 'r'}", *args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and needle in err and "\n" not in err
+
+
+def test_empty_corpus_file_is_refused(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    assert run(f"run_dir={tmp_path / 'r'}", "--corpus", "text_files",
+               f"corpus.paths=[{empty}]") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "empty" in err.lower()
+
+
+THIRD_PARTY = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "t5k-throwaway"
+        version = "0.3.0"
+        [project.entry-points.t5kernel]
+        throwaway = "t5k_throwaway.hooks"
+        [tool.setuptools]
+        packages = ["t5k_throwaway"]
+    """,
+    "t5k_throwaway/__init__.py": "",
+    "t5k_throwaway/hooks.py": """
+        from dataclasses import dataclass
+        from t5kernel.api import PluginSpec, hookimpl
+
+        @dataclass
+        class EqualConfig:
+            note: str = "equal rates"
+
+        @hookimpl
+        def t5k_mixers():
+            yield PluginSpec("equal_throwaway", "t5k_throwaway.mixer:Equal", EqualConfig,
+                             "every task at the same rate")
+    """,
+    "t5k_throwaway/mixer.py": """
+        class Equal:
+            def __init__(self, config, context):
+                self.config = config
+            def rates(self, sizes):
+                return {k: 1.0 / len(sizes) for k in sizes}
+    """,
+}
+
+
+def test_third_party_distribution_is_listed_and_usable(tmp_path):
+    src, target = tmp_path / "src", tmp_path / "site"
+    for rel, text in THIRD_PARTY.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(textwrap.dedent(text))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--no-index", "--target", str(target), str(src)],
+                   check=True)
+    env = {**__import__("os").environ, "PYTHONPATH": str(target), "T5K_STRICT_PLUGINS": "1"}
+    listed = subprocess.run([sys.executable, "-m", "t5kernel.cli", "list-plugins", "--json"],
+                            capture_output=True, text=True, env=env, check=True)
+    rows = [r for r in json.loads(listed.stdout) if r["distribution"] == "t5k-throwaway"]
+    assert rows == [{**rows[0], "kind": "mixer", "name": "equal_throwaway", "version": "0.3.0",
+                     "status": "active"}]
+    out = subprocess.run([sys.executable, "-m", "t5kernel.cli", "run", "--quiet",
+                          *TINY_OVERRIDES, "mixer.name=equal_throwaway",
+                          f"run_dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["mixing_rates"].values()) == {1 / 3}
