@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -88,7 +88,7 @@ class RunConfig:
     name: str = "default"
     seed: int = 0
     #: the run directory; None = ``<runs_root>/<timestamp>-<name>``
-    run_dir: Optional[str] = None
+    run_dir: str | None = None
     runs_root: str = "runs"
     #: continue the run in ``run_dir`` from its latest valid checkpoint
     resume: bool = False

@@ -446,8 +446,14 @@ def _task_score(metrics: dict[str, float]) -> float:
 def _progress(console: Any, stage: str, total: int, done: int) -> Any:
     if console is None or os.environ.get("T5K_NO_PROGRESS"):
         return _NullProgress()
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -1,0 +1,256 @@
+"""SentencePiece vocabulary with T5's special ids and sentinels (facts §1.10).
+
+T5 (SeqIO ``SentencePieceVocabulary``): pad=0, eos=1 (``</s>``), unk=2 (``<unk>``), no
+BOS; ``extra_ids`` (100) sentinels appended after the pieces and numbered from the end,
+``<extra_id_k>`` = ``vocab_size - 1 - k``; ``decode`` maps every id >= the piece count to
+unk and stops at the first EOS. Encoding never produces a sentinel: objectives insert
+them.
+
+``build_sentencepiece`` loads ``config.model_file`` or trains a model on the run's corpus
+texts with sentencepiece's own trainer (deterministic: one thread, no sampling or
+shuffling), caching it in ``<run_dir>/vocab/spm.model`` so a resumed run reuses it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+
+from t5kernel.errors import ConfigError, DataError
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+MODEL_FILENAME = "spm.model"
+#: fixed seed for sentencepiece's global generator: same texts -> same model bytes
+_TRAIN_SEED = 0
+_MODEL_TYPES = ("unigram", "bpe", "char", "word")
+
+
+class SentencePieceVocabulary:
+    """A SentencePiece model plus ``extra_ids`` sentinels (satisfies ``api.Vocabulary``)."""
+
+    pad_id = PAD_ID
+    eos_id = EOS_ID
+    unk_id = UNK_ID
+
+    def __init__(self, model_proto: bytes, extra_ids: int = 100, source: str | None = None):
+        where = f" {source}" if source else ""
+        if extra_ids < 0:
+            raise ConfigError(f"vocabulary.extra_ids must be >= 0, got {extra_ids}")
+        try:
+            sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except (RuntimeError, TypeError) as exc:
+            raise DataError(f"not a SentencePiece model{where}: {_first_line(exc)}") from None
+        ids = (sp.pad_id(), sp.eos_id(), sp.unk_id())
+        if ids != (PAD_ID, EOS_ID, UNK_ID):
+            raise DataError(
+                f"SentencePiece model{where} has pad/eos/unk ids {ids}; T5 needs "
+                f"(0, 1, 2): train it with pad_id=0 eos_id=1 unk_id=2 bos_id=-1"
+            )
+        self._proto = bytes(model_proto)
+        self._sp = sp
+        self.extra_ids = int(extra_ids)
+        self.base_vocab_size = int(sp.get_piece_size())
+        self.vocab_size = self.base_vocab_size + self.extra_ids
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, extra_ids: int = 100) -> SentencePieceVocabulary:
+        """Load a ``.model`` file; DataError if it is missing or not a SentencePiece model."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"SentencePiece model file not found: {path}")
+        return cls(path.read_bytes(), extra_ids, source=str(path))
+
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model."""
+        return self._proto
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._sp.encode(text, out_type=int))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids`` up to the first EOS; sentinels and unknown ids read as unk."""
+        clean = [int(i) for i in ids]
+        if EOS_ID in clean:
+            clean = clean[: clean.index(EOS_ID)]
+        base = self.base_vocab_size
+        clean = [i if 0 <= i < base else UNK_ID for i in clean]
+        return self._sp.decode(clean)
+
+    def sentinel_id(self, k: int) -> int:
+        """Id of ``<extra_id_k>``: ``vocab_size - 1 - k``."""
+        if not 0 <= k < self.extra_ids:
+            raise ValueError(f"sentinel index {k} out of range [0, {self.extra_ids})")
+        return self.vocab_size - 1 - k
+
+    def id_to_piece(self, i: int) -> str:
+        """The piece string of an id, ``<extra_id_k>`` for sentinels (for display)."""
+        if self.base_vocab_size <= i < self.vocab_size:
+            return f"<extra_id_{self.vocab_size - 1 - i}>"
+        return self._sp.id_to_piece(int(i))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``spm.model`` into ``directory`` (``from_file`` reloads it)."""
+        _atomic_write(Path(directory) / MODEL_FILENAME, self._proto)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"proto": self._proto, "extra_ids": self.extra_ids}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["proto"], state["extra_ids"])
+
+    def __repr__(self) -> str:
+        return (
+            f"SentencePieceVocabulary(base_vocab_size={self.base_vocab_size}, "
+            f"extra_ids={self.extra_ids})"
+        )
+
+
+def build_sentencepiece(config: Any, context: Any) -> SentencePieceVocabulary:
+    """The ``sentencepiece`` vocabulary plugin: load ``model_file`` or train on the corpus."""
+    _validate(config)
+    if config.model_file:
+        return SentencePieceVocabulary.from_file(config.model_file, config.extra_ids)
+    run_dir = getattr(context, "run_dir", None)
+    cached = Path(run_dir) / "vocab" / MODEL_FILENAME if run_dir is not None else None
+    if cached is not None and cached.is_file():
+        vocab = SentencePieceVocabulary.from_file(cached, config.extra_ids)
+        if vocab.base_vocab_size != config.size:
+            raise DataError(
+                f"cached vocabulary {cached} has {vocab.base_vocab_size} pieces but "
+                f"vocabulary.size={config.size}; use the same size or delete the file"
+            )
+        return vocab
+    texts = (getattr(context, "extras", None) or {}).get("texts")
+    if texts is None:
+        raise DataError(
+            "vocabulary sentencepiece: no vocabulary.model_file and no training texts "
+            "(context.extras['texts'])"
+        )
+    proto = train_sentencepiece(texts, config)
+    if cached is not None:
+        _atomic_write(cached, proto)
+    return SentencePieceVocabulary(proto, config.extra_ids)
+
+
+def train_sentencepiece(texts: Iterable[str], config: Any) -> bytes:
+    """Train a model on at most ``max_training_texts`` texts; returns the model bytes.
+
+    Texts are split into lines and lines longer than ``max_text_chars`` are cut at a
+    space, since sentencepiece silently skips over-long sentences.
+    """
+    stats = {"texts": 0, "sentences": 0, "error": None}
+    sentences = _training_sentences(texts, config.max_training_texts, config.max_text_chars, stats)
+    writer = io.BytesIO()
+    spm.set_random_generator_seed(_TRAIN_SEED)
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=sentences,
+            model_writer=writer,
+            vocab_size=config.size,
+            model_type=config.model_type,
+            character_coverage=config.character_coverage,
+            pad_id=PAD_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            bos_id=-1,
+            num_threads=1,
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            max_sentence_length=4 * config.max_text_chars + 16,
+            minloglevel=2,
+        )
+    except RuntimeError as exc:
+        if stats["error"] is not None:
+            raise stats["error"] from None
+        raise _training_error(exc, config, stats) from None
+    return writer.getvalue()
+
+
+def _training_sentences(
+    texts: Iterable[str], max_texts: int, max_chars: int, stats: dict[str, Any]
+) -> Iterator[str]:
+    for text in texts:
+        if stats["texts"] >= max_texts:
+            return
+        if not isinstance(text, str):
+            stats["error"] = DataError(
+                f"vocabulary training texts must be str, got {type(text).__name__}"
+            )
+            raise stats["error"]
+        stats["texts"] += 1
+        for line in text.splitlines():
+            for piece in _cut(line.strip(), max_chars):
+                stats["sentences"] += 1
+                yield piece
+
+
+def _cut(line: str, max_chars: int) -> Iterator[str]:
+    """Pieces of at most ``max_chars`` characters, cut at the last space when there is one."""
+    while len(line) > max_chars:
+        cut = line.rfind(" ", 0, max_chars + 1)
+        cut = cut if cut > 0 else max_chars
+        yield line[:cut]
+        line = line[cut:].lstrip()
+    if line:
+        yield line
+
+
+def _training_error(exc: RuntimeError, config: Any, stats: dict[str, Any]) -> DataError:
+    seen = f"{stats['texts']} texts, {stats['sentences']} non-empty lines"
+    if stats["sentences"] == 0:
+        return DataError(f"vocabulary training texts are empty ({seen})")
+    message = str(exc)
+    too_high = re.search(r"Vocabulary size too high \((\d+)\).*?<= (\d+)", message)
+    if too_high:
+        return DataError(
+            f"vocabulary.size={config.size} is too large for the training texts ({seen}): "
+            f"they allow at most {too_high.group(2)} pieces; lower vocabulary.size or "
+            f"give more text"
+        )
+    too_low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+    if too_low:
+        return DataError(
+            f"vocabulary.size={config.size} is smaller than the {too_low.group(2)} pieces "
+            f"needed for the characters of the training texts; raise vocabulary.size or "
+            f"lower vocabulary.character_coverage"
+        )
+    return DataError(f"SentencePiece training failed ({seen}): {_first_line(exc)}")
+
+
+def _validate(config: Any) -> None:
+    if config.model_type not in _MODEL_TYPES:
+        raise ConfigError(
+            f"vocabulary.model_type must be one of {', '.join(_MODEL_TYPES)}, "
+            f"got {config.model_type!r}"
+        )
+    for key, low in (
+        ("size", 4),
+        ("extra_ids", 0),
+        ("max_training_texts", 1),
+        ("max_text_chars", 1),
+    ):
+        if int(getattr(config, key)) < low:
+            raise ConfigError(f"vocabulary.{key} must be >= {low}, got {getattr(config, key)}")
+    if not 0.0 < float(config.character_coverage) <= 1.0:
+        raise ConfigError(
+            f"vocabulary.character_coverage must be in (0, 1], got {config.character_coverage}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
