@@ -134,6 +134,7 @@ class Runner:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.global_step = 0
         self.results: dict[str, Any] = {"stages": {}, "eval": {}, "averages": {}}
+        self._evaluators: dict[str, Any] = {}
 
     # -- building -------------------------------------------------------------
     def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
@@ -366,23 +367,31 @@ class Runner:
 
     def evaluate(self, comps: Components) -> dict[str, dict[str, float]]:
         """Greedy-decode every task's evaluation split and score it (paper §3.1.2)."""
-        cfg, model, vocab = self.cfg, comps.model, comps.vocab
-        model.eval()
+        comps.model.eval()
         out: dict[str, dict[str, float]] = {}
         for name, task in sorted(comps.tasks.items()):
-            examples = list(task.examples(cfg.eval.split))
-            if cfg.eval.max_examples:
-                examples = examples[: cfg.eval.max_examples]
+            examples = self._eval_examples(task)
             preds = self.predict(comps, [ex["inputs"] for ex in examples])
-            post = [task.postprocess(p, ex) for p, ex in zip(preds, examples)]
-            refs = [task.reference(ex) for ex in examples]
-            scores: dict[str, float] = {}
-            for ev_name in task.evaluators:
-                evaluator = self._build({"name": ev_name}, "evaluator")
-                scores.update({k: float(v) for k, v in evaluator(post, refs).items()})
-            out[name] = scores
-        model.train()
+            out[name] = self._score(task, preds, examples)
+        comps.model.train()
         return out
+
+    def _eval_examples(self, task: Any) -> list[dict[str, Any]]:
+        examples = list(task.examples(self.cfg.eval.split))
+        limit = int(self.cfg.eval.max_examples)
+        return examples[:limit] if limit else examples
+
+    def _score(self, task: Any, predictions: list[str], examples: list[dict[str, Any]]
+               ) -> dict[str, float]:
+        """Postprocess predictions and references and run the task's evaluators."""
+        post = [task.postprocess(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        refs = [task.reference(ex) for ex in examples]
+        scores: dict[str, float] = {}
+        for ev_name in task.evaluators:
+            if ev_name not in self._evaluators:
+                self._evaluators[ev_name] = self._build({"name": ev_name}, "evaluator")
+            scores.update({k: float(v) for k, v in self._evaluators[ev_name](post, refs).items()})
+        return scores
 
     def predict(self, comps: Components, inputs: list[str]) -> list[str]:
         import torch
@@ -417,20 +426,12 @@ class Runner:
 
         out: dict[str, Any] = {}
         for name, task in sorted(comps.tasks.items()):
-            examples = list(task.examples(self.cfg.eval.split))
-            if self.cfg.eval.max_examples:
-                examples = examples[: self.cfg.eval.max_examples]
-            refs = [task.reference(ex) for ex in examples]
+            examples = self._eval_examples(task)
             majority = Counter(ex["targets"] for ex in task.examples("train")).most_common(1)[0][0]
-            out[name] = {}
-            for label, preds in (("copy_input", [ex["inputs"] for ex in examples]),
-                                 ("majority_target", [majority] * len(examples))):
-                post = [task.postprocess(p, ex) for p, ex in zip(preds, examples)]
-                scores = {}
-                for ev_name in task.evaluators:
-                    evaluator = self._build({"name": ev_name}, "evaluator")
-                    scores.update({k: float(v) for k, v in evaluator(post, refs).items()})
-                out[name][label] = scores
+            out[name] = {
+                "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples),
+                "majority_target": self._score(task, [majority] * len(examples), examples),
+            }
         return out
 
     def _say(self, msg: str) -> None:
