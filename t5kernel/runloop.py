@@ -246,7 +246,8 @@ class Runner:
                      done: int) -> None:
         cfg = self.cfg
         model, backend = comps.model, comps.backend
-        schedule = self._build(stage.schedule, "schedule", total_steps=stage.steps)
+        # schedules see the global step, so the stage ends at global step start + steps
+        schedule = self._build(stage.schedule, "schedule", total_steps=start + stage.steps)
         strategy = None
         if stage_name == "finetune":
             strategy = self._build(stage.strategy, "finetune")
@@ -276,6 +277,9 @@ class Runner:
                 lr = float(schedule(self.global_step))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
+                    # optimizers that decay with the step (Adafactor) keep counting across
+                    # stages and optimizer rebuilds, as Mesh TF's global step does
+                    group["global_step"] = self.global_step
                 np_batch = next(stream)
                 batch = backend.to_device(np_batch)
                 model.train()

@@ -8,7 +8,6 @@ or printing a schema never imports an implementation. Defaults are the paper's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 
 # ----------------------------------------------------------------------------- model
@@ -18,7 +17,7 @@ class EncDecConfig:
 
     num_layers: int = 12
     #: decoder layers; None = same as ``num_layers``
-    num_decoder_layers: Optional[int] = None
+    num_decoder_layers: int | None = None
     d_model: int = 768
     d_ff: int = 3072
     d_kv: int = 64
@@ -42,7 +41,7 @@ class SentencePieceConfig:
     """SentencePiece vocabulary plus ``extra_ids`` sentinels numbered from the end."""
 
     #: an existing SentencePiece ``.model`` file; None = train one on the run's corpus
-    model_file: Optional[str] = None
+    model_file: str | None = None
     #: number of SentencePiece pieces to train (32000 in the paper)
     size: int = 32000
     extra_ids: int = 100
@@ -122,7 +121,7 @@ class ProportionalMixerConfig:
 @dataclass
 class CpuBackendConfig:
     #: torch intra-op threads; None = torch's default
-    threads: Optional[int] = None
+    threads: int | None = None
     #: torch.use_deterministic_algorithms
     deterministic: bool = True
 

@@ -1,0 +1,95 @@
+"""PyTorch on the CPU in float32: the reference backend every test can run.
+
+The paper trained with bfloat16 activations on TPUs (facts §5.1); on a CPU float32 is
+both faster and exact, so ``autocast()`` does nothing.  The only random generator this
+backend drives is torch's default CPU generator (dropout, initialisation); data
+pipelines use their own explicit numpy generators, owned by the run loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from t5kernel.errors import ConfigError, DataError
+
+
+class CpuBackend:
+    """Backend ``cpu`` (config: CpuBackendConfig).
+
+    Construction applies the process-wide settings: ``threads`` -> ``torch.set_num_threads``
+    and ``deterministic`` -> ``torch.use_deterministic_algorithms(True, warn_only=True)``.
+    """
+
+    name = "cpu"
+
+    def __init__(self, config: Any, context: Any = None) -> None:
+        self.config = config
+        self.device = torch.device("cpu")
+        if config.threads is not None:
+            if config.threads < 1:
+                raise ConfigError(f"cpu backend: threads must be >= 1, got {config.threads}")
+            torch.set_num_threads(config.threads)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def seed(self, seed: int) -> None:
+        torch.manual_seed(seed)
+
+    def prepare(self, model: Any) -> Any:
+        return model.to(self.device)
+
+    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """numpy arrays -> tensors: integers become int64, floats float32, bools stay bool.
+
+        Tensors are moved to the CPU; other values (ints, strings) pass through unchanged.
+        """
+        out: dict[str, Any] = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor):
+                out[key] = value.to(self.device)
+            elif isinstance(value, np.ndarray):
+                out[key] = _array_to_tensor(key, value)
+            else:
+                out[key] = value
+        return out
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
+
+    def step(self, loss: Any, optimizer: Any) -> None:
+        """Backward, optimizer step, then clear gradients (set to None)."""
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def rng_state(self) -> dict[str, Any]:
+        """``{"torch": uint8 tensor}``: safetensors- and ``weights_only``-loadable."""
+        return {"torch": torch.get_rng_state().clone()}
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        if "torch" not in state:
+            raise DataError(f"cpu backend: rng state has no 'torch' entry (keys: {sorted(state)})")
+        value = state["torch"]
+        tensor = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+        torch.set_rng_state(tensor.to(dtype=torch.uint8, device="cpu").contiguous())
+
+    def sync(self) -> None:
+        """Nothing is queued on a CPU."""
+
+
+def _array_to_tensor(key: str, value: np.ndarray) -> torch.Tensor:
+    if value.dtype == np.bool_:
+        return torch.tensor(value, dtype=torch.bool)
+    if np.issubdtype(value.dtype, np.integer):
+        return torch.tensor(value, dtype=torch.long)
+    if np.issubdtype(value.dtype, np.floating):
+        return torch.tensor(value, dtype=torch.float32)
+    raise DataError(
+        f"cpu backend: batch[{key!r}] has dtype {value.dtype}; only integer, float and "
+        "bool arrays can become tensors"
+    )

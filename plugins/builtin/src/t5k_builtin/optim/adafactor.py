@@ -1,0 +1,234 @@
+"""Adafactor exactly as Mesh TensorFlow ran it for the T5 paper (facts §5.1).
+
+Reference: ``MTF:mesh_tensorflow/optimize.py`` ``AdafactorOptimizer.apply_grad`` with the
+T5 settings (beta1 = 0, ``decay_rate = adafactor_decay_rate_pow(0.8)``, clipping 1.0,
+factored, ``min_dim_size_to_factor = 128``, epsilons 1e-30 / 1e-3, parameter-scaled steps).
+Per parameter ``p`` with gradient ``g`` (all arithmetic in float32):
+
+* ``t`` is the 1-based index of the update.  MTF computes
+  ``decay = 1 - (global_step + 1) ** -0.8`` where ``global_step`` (0-based) counts the
+  updates *already done*, so the first update uses ``t = 1`` and ``decay = 0`` (the
+  second-moment estimate starts as the first squared gradient).  MTF's
+  ``adafactor_decay_rate_pow`` has no offset.  By default ``t`` is this optimizer's own
+  per-parameter update count (which survives ``state_dict()`` round trips).  Because T5
+  *continues* the global step when fine-tuning (β2 stays ≈ 1), a run loop may set
+  ``param_group["global_step"]`` (0-based) before each step; then ``t = global_step + 1``
+  for every parameter, exactly as MTF does, even for parameters created mid-run.
+* ``g2 = g**2 + epsilon1``; ``mixing = 1 - decay``.
+* Factored (the two largest dims ``d0 >= d1`` both ``>= min_dim_size_to_factor``; ties
+  keep the earlier dim first): ``vr`` = running mean of ``g2`` reduced over ``d0`` and
+  ``vc`` = reduced over ``d1`` (MTF's slot shapes ``shape - d0`` / ``shape - d1``), then
+  ``u = g * rsqrt(vr / mean_{d1}(vr)) * rsqrt(vc)``.  Otherwise a full ``v`` and
+  ``u = g * rsqrt(v)``.  Both are torch-layout independent: the factored estimate
+  ``R_i C_j / mean(R)`` is symmetric in the two dims.
+* ``u /= max(1, RMS(u) / clipping_threshold)``.
+* ``step = lr * max(RMS(p_old), epsilon2) * u`` (``lr`` alone without parameter scale);
+  with ``beta1 > 0`` a first moment ``m = beta1 m + (1 - beta1) step`` replaces it.
+* ``p -= step``; no weight decay, no gradient-norm clipping.
+
+Differences from ``transformers.optimization.Adafactor(scale_parameter=True,
+relative_step=False, warmup_init=False, clip_threshold=1.0, decay_rate=-0.8,
+beta1=None)``: HF factors *every* tensor with >= 2 dims over its last two dims (no
+``min_dim_size_to_factor``), and its step count always restarts at 0.  Where both factor
+the same dims (or neither factors), the two agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from t5kernel.errors import ConfigError
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.square().mean().sqrt()
+
+
+def factored_dims(
+    shape: tuple[int, ...], factored: bool, min_dim_size_to_factor: int
+) -> tuple[int, int] | None:
+    """The (largest, second-largest) dim indices MTF factors over, or None.
+
+    MTF sorts the dims by size (stably, descending) and factors only when the second
+    largest is at least ``min_dim_size_to_factor``.
+    """
+    if not factored or len(shape) < 2:
+        return None
+    order = sorted(range(len(shape)), key=lambda i: -shape[i])
+    d0, d1 = order[0], order[1]
+    if shape[d1] < min_dim_size_to_factor:
+        return None
+    return d0, d1
+
+
+class Adafactor(torch.optim.Optimizer):
+    """Mesh TF's Adafactor (see the module docstring for the exact update).
+
+    ``lr`` is the *relative* step size; the run loop writes ``param_group["lr"]`` from
+    the schedule before every step (it may start as None, but stepping with None is an
+    error).  State per parameter is a plain dict: ``step`` (int) plus float32 tensors
+    ``vr``/``vc`` (factored) or ``v``, and ``m`` when ``beta1 > 0``.  Parameters whose
+    ``requires_grad`` is False or whose ``grad`` is None are skipped and get no state.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float | None = None,
+        beta1: float | None = 0.0,
+        decay_exponent: float = 0.8,
+        clipping_threshold: float | None = 1.0,
+        factored: bool = True,
+        min_dim_size_to_factor: int = 128,
+        epsilon1: float = 1e-30,
+        epsilon2: float = 1e-3,
+        multiply_by_parameter_scale: bool = True,
+    ) -> None:
+        if beta1 is not None and not 0.0 <= beta1 < 1.0:
+            raise ConfigError(f"adafactor beta1 must be in [0, 1) or None, got {beta1}")
+        if not 0.0 < decay_exponent <= 1.0:
+            raise ConfigError(f"adafactor decay_exponent must be in (0, 1], got {decay_exponent}")
+        if clipping_threshold is not None and clipping_threshold <= 0:
+            raise ConfigError(
+                f"adafactor clipping_threshold must be > 0 or None, got {clipping_threshold}"
+            )
+        if min_dim_size_to_factor < 1:
+            raise ConfigError(
+                f"adafactor min_dim_size_to_factor must be >= 1, got {min_dim_size_to_factor}"
+            )
+        if epsilon1 < 0 or epsilon2 < 0:
+            raise ConfigError("adafactor epsilon1 and epsilon2 must be >= 0")
+        defaults = dict(
+            lr=lr,
+            beta1=beta1 or 0.0,
+            decay_exponent=decay_exponent,
+            clipping_threshold=clipping_threshold,
+            factored=factored,
+            min_dim_size_to_factor=min_dim_size_to_factor,
+            epsilon1=epsilon1,
+            epsilon2=epsilon2,
+            multiply_by_parameter_scale=multiply_by_parameter_scale,
+            global_step=None,
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group["lr"] is None:
+                raise ConfigError(
+                    "adafactor: param_group['lr'] is unset; set it from the schedule "
+                    "before calling step()"
+                )
+            for p in group["params"]:
+                if p.grad is None or not p.requires_grad:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("adafactor does not support sparse gradients")
+                self._update(p, group)
+        return loss
+
+    def _init_state(self, p: torch.Tensor, group: dict, dims: tuple[int, int] | None) -> dict:
+        state = self.state[p]
+        state["step"] = 0
+        kw = dict(dtype=torch.float32, device=p.device)
+        if dims is not None:
+            shape = list(p.shape)
+            state["vr"] = torch.zeros(shape[: dims[0]] + shape[dims[0] + 1 :], **kw)
+            state["vc"] = torch.zeros(shape[: dims[1]] + shape[dims[1] + 1 :], **kw)
+        else:
+            state["v"] = torch.zeros(p.shape, **kw)
+        if group["beta1"]:
+            state["m"] = torch.zeros(p.shape, **kw)
+        return state
+
+    def _update(self, p: torch.Tensor, group: dict) -> None:
+        dims = factored_dims(tuple(p.shape), group["factored"], group["min_dim_size_to_factor"])
+        state = self.state[p]
+        if not state:
+            state = self._init_state(p, group, dims)
+        state["step"] += 1
+        t = state["step"] if group["global_step"] is None else int(group["global_step"]) + 1
+        decay = 1.0 - t ** (-group["decay_exponent"])
+        mixing = 1.0 - decay
+
+        grad = p.grad.float()
+        old = p if p.dtype == torch.float32 else p.float()
+        grad_sq = grad.square().add_(group["epsilon1"])
+        if dims is not None:
+            d0, d1 = dims
+            vr, vc = state["vr"], state["vc"]
+            vr.mul_(decay).add_(grad_sq.mean(dim=d0) * mixing)
+            vc.mul_(decay).add_(grad_sq.mean(dim=d1) * mixing)
+            d1_in_vr = d1 - 1 if d1 > d0 else d1
+            r_factor = (vr / vr.mean(dim=d1_in_vr, keepdim=True)).rsqrt().unsqueeze(d0)
+            c_factor = vc.rsqrt().unsqueeze(d1)
+            x = grad * r_factor * c_factor
+        else:
+            v = state["v"]
+            v.mul_(decay).add_(grad_sq * mixing)
+            x = grad * v.rsqrt()
+        if group["clipping_threshold"] is not None:
+            x.div_((_rms(x) / group["clipping_threshold"]).clamp(min=1.0))
+        if group["multiply_by_parameter_scale"]:
+            x.mul_(_rms(old).clamp(min=group["epsilon2"]) * group["lr"])
+        else:
+            x.mul_(group["lr"])
+        if group["beta1"]:
+            m = state["m"]
+            m.mul_(group["beta1"]).add_(x * (1.0 - group["beta1"]))
+            x = m
+        if p.dtype == torch.float32:
+            p.sub_(x)
+        else:
+            p.copy_(old - x)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load as torch does, but keep the float32 state of low-precision parameters.
+
+        ``torch.optim.Optimizer.load_state_dict`` casts floating state to the parameter's
+        dtype; for bfloat16 parameters that would round the second moments, so the saved
+        float32 values are put back (exact resume).
+        """
+        super().load_state_dict(state_dict)
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for pid, p in zip(saved_ids, params, strict=True):
+            saved = state_dict["state"].get(pid)
+            if not saved or p.dtype == torch.float32:
+                continue
+            for key, value in saved.items():
+                if torch.is_tensor(value) and value.is_floating_point():
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+
+class AdafactorFactory:
+    """Registered target of the ``adafactor`` optimizer plugin (config: AdafactorConfig)."""
+
+    def __init__(self, config: Any, context: Any = None) -> None:
+        self.config = config
+        self.context = context
+        # Validate now so a bad config fails before training starts.
+        self.create([torch.zeros(1, requires_grad=True)])
+
+    def create(self, parameters: Iterable[Any]) -> Adafactor:
+        c = self.config
+        return Adafactor(
+            parameters,
+            lr=None,
+            beta1=c.beta1,
+            decay_exponent=c.decay_exponent,
+            clipping_threshold=c.clipping_threshold,
+            factored=c.factored,
+            min_dim_size_to_factor=c.min_dim_size_to_factor,
+            epsilon1=c.epsilon1,
+            epsilon2=c.epsilon2,
+            multiply_by_parameter_scale=c.multiply_by_parameter_scale,
+        )

@@ -1,0 +1,109 @@
+"""The cpu backend: Backend protocol, batch conversion, step protocol, exact RNG resume."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from t5k_builtin.backends.cpu import CpuBackend
+from t5k_builtin.configs import CpuBackendConfig
+from t5kernel.api import Backend, BuildContext
+from t5kernel.errors import ConfigError, DataError
+
+
+@pytest.fixture
+def backend():
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield CpuBackend(CpuBackendConfig(threads=1, deterministic=True), BuildContext())
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+
+
+def test_protocol_and_settings(backend):
+    assert isinstance(backend, Backend)
+    assert backend.name == "cpu" and backend.device == torch.device("cpu")
+    assert torch.get_num_threads() == 1
+    assert torch.are_deterministic_algorithms_enabled()
+    with backend.autocast():
+        y = torch.nn.Linear(3, 2)(torch.ones(1, 3))
+    assert y.dtype == torch.float32
+    backend.sync()
+    model = torch.nn.Linear(2, 2)
+    assert backend.prepare(model) is model
+
+
+def test_to_device_converts_numpy(backend):
+    batch = {
+        "inputs": np.array([[5, 1, 0]], dtype=np.int32),
+        "weights": np.array([0.5, 1.0], dtype=np.float64),
+        "mask": np.array([True, False]),
+        "already": torch.tensor([1, 2]),
+        "name": "demo",
+    }
+    out = backend.to_device(batch)
+    assert out["inputs"].dtype == torch.long and out["inputs"].tolist() == [[5, 1, 0]]
+    assert out["weights"].dtype == torch.float32
+    assert out["mask"].dtype == torch.bool
+    assert torch.equal(out["already"], batch["already"])
+    assert out["name"] == "demo"
+    batch["inputs"][0, 0] = 9  # the tensor is a copy, not a view of the numpy buffer
+    assert out["inputs"][0, 0] == 5
+    with pytest.raises(DataError, match="batch\\['text'\\]"):
+        backend.to_device({"text": np.array(["a", "b"])})
+
+
+def test_step_does_backward_step_and_clears_grads(backend):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = model.weight.detach().clone()
+    loss = model(torch.ones(4, 3)).pow(2).mean()
+    backend.step(loss, opt)
+    assert not torch.equal(before, model.weight)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_rng_state_round_trip_is_exact_through_safetensors_and_torch_save(backend):
+    backend.seed(1234)
+    first = torch.rand(3)
+    backend.seed(1234)
+    assert torch.equal(first, torch.rand(3))
+
+    state = backend.rng_state()
+    expected = torch.rand(5)
+    # safetensors
+    blob = safetensors.torch.save(state)
+    torch.rand(7)
+    backend.set_rng_state(safetensors.torch.load(blob))
+    assert torch.equal(torch.rand(5), expected)
+    # torch.save / weights_only load
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    torch.rand(7)
+    backend.set_rng_state(torch.load(buffer, weights_only=True))
+    assert torch.equal(torch.rand(5), expected)
+    # a plain list (e.g. JSON) also works
+    backend.set_rng_state({"torch": state["torch"].tolist()})
+    assert torch.equal(torch.rand(5), expected)
+    with pytest.raises(DataError, match="torch"):
+        backend.set_rng_state({})
+
+
+def test_dropout_is_reproducible_after_reseed(backend):
+    drop = torch.nn.Dropout(0.5)
+    backend.seed(7)
+    a = drop(torch.ones(20))
+    backend.seed(7)
+    assert torch.equal(a, drop(torch.ones(20)))
+
+
+def test_bad_threads():
+    with pytest.raises(ConfigError, match="threads"):
+        CpuBackend(CpuBackendConfig(threads=0, deterministic=False), BuildContext())

@@ -1,0 +1,82 @@
+"""Examples-proportional mixing with limit K (facts §6)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from t5k_builtin.configs import ProportionalMixerConfig
+from t5k_builtin.mixers import Proportional
+from t5kernel.api import BuildContext, Mixer
+from t5kernel.errors import ConfigError
+
+K = 1000
+sizes_strategy = st.dictionaries(
+    st.text("abcdefgh", min_size=1, max_size=4),
+    st.one_of(st.none(), st.integers(0, 5 * K)),
+    min_size=1,
+    max_size=8,
+).filter(lambda d: any(v is None or v > 0 for v in d.values()))
+
+
+def _mixer(limit=K):
+    return Proportional(ProportionalMixerConfig(limit=limit), BuildContext())
+
+
+def test_paper_example_glue_weights_and_c4():
+    # glue_v002_proportional-like sizes with C4 (unknown size) at K = 2^19
+    sizes = {"c4": None, "cola": 8_551, "qqp": 363_849, "mnli": 392_702}
+    rates = Proportional(ProportionalMixerConfig(), BuildContext()).rates(sizes)
+    total = 2**19 + 8_551 + 363_849 + 392_702
+    assert rates["c4"] == pytest.approx(2**19 / total)
+    assert rates["cola"] == pytest.approx(8_551 / total)
+    assert isinstance(_mixer(), Mixer)
+
+
+def test_cap_applies():
+    rates = _mixer(100).rates({"big": 10_000, "small": 50})
+    assert rates == {"big": pytest.approx(2 / 3), "small": pytest.approx(1 / 3)}
+
+
+@given(sizes_strategy)
+def test_rates_sum_to_one_and_are_nonnegative(sizes):
+    rates = _mixer().rates(sizes)
+    assert set(rates) == set(sizes)
+    assert math.isclose(sum(rates.values()), 1.0, rel_tol=1e-12)
+    assert all(r >= 0 for r in rates.values())
+
+
+@given(sizes_strategy)
+def test_capped_corpora_share_equal_rates_and_order_is_monotone(sizes):
+    rates = _mixer().rates(sizes)
+    capped = [rates[n] for n, s in sizes.items() if s is None or s >= K]
+    assert all(math.isclose(r, capped[0]) for r in capped)
+    effective = {n: K if s is None else min(s, K) for n, s in sizes.items()}
+    for a in sizes:
+        for b in sizes:
+            if effective[a] <= effective[b]:
+                assert rates[a] <= rates[b] + 1e-15
+
+
+@given(sizes_strategy, st.integers(1, 4 * K))
+def test_ratio_equals_capped_size_ratio(sizes, extra):
+    sizes = dict(sizes)
+    sizes["zz_extra"] = extra
+    rates = _mixer().rates(sizes)
+    for name, size in sizes.items():
+        eff = K if size is None else min(size, K)
+        assert math.isclose(rates[name] / rates["zz_extra"], eff / min(extra, K), rel_tol=1e-9)
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match="empty"):
+        _mixer().rates({})
+    with pytest.raises(ConfigError, match="0 examples"):
+        _mixer().rates({"a": 0, "b": 0})
+    with pytest.raises(ConfigError, match="size of 'a'"):
+        _mixer().rates({"a": -3})
+    with pytest.raises(ConfigError, match="limit"):
+        _mixer(0)
