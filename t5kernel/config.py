@@ -162,6 +162,8 @@ def compose(files: list[str | Path] = (), overrides: list[str] = ()) -> DictConf
             loaded = OmegaConf.load(path)
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level")
+            if "tasks" in loaded:  # a file's task set replaces the current one
+                cfg.tasks = {}
             cfg = OmegaConf.merge(cfg, _replace_plugin_sections(cfg, loaded))
         for item in overrides:
             if "=" not in item:

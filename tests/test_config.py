@@ -86,3 +86,12 @@ def test_interpolations_are_resolved_into_the_saved_config(registry, tmp_path):
     f.write_text("name: run-${seed}\nseed: 3\n")
     cfg = validate(compose([f]), registry)
     assert OmegaConf.to_yaml(cfg).count("run-3") == 1
+
+
+def test_a_file_that_names_tasks_replaces_the_task_set(registry, tmp_path):
+    f = tmp_path / "one_task.yaml"
+    f.write_text("tasks:\n  demo_pig_latin:\n    num_train: 10\n")
+    cfg = validate(compose([f]), registry)
+    assert list(cfg.tasks) == ["demo_pig_latin"] and cfg.tasks.demo_pig_latin.num_train == 10
+    cfg = validate(compose(overrides=["tasks.demo_pig_latin.num_train=10"]), registry)
+    assert len(cfg.tasks) == 3
