@@ -321,9 +321,11 @@ class Runner:
                     bar.update(task_id, completed=step_no)
                 every = stage.checkpoint_every
                 if (every and step_no % every == 0) or step_no == stage.steps:
+                    paused = time.perf_counter()
                     if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
                         self._eval_checkpoint(comps, best)
                     self._save(comps, optimizer, stage_name, step_no)
+                    t_last += time.perf_counter() - paused  # tokens/s counts training only
 
     def _make_optimizer(self, model: Any) -> Any:
         factory = self._build(self.cfg.optimizer, "optimizer")

@@ -1,0 +1,352 @@
+"""The T5 v1.0 encoder-decoder, the paper's baseline architecture (facts §1, §2 row 1).
+
+``EncDecArchitecture`` is the plugin target (``encdec``); ``EncDecModel`` is the
+``torch.nn.Module`` it builds. Parameter names are those of Hugging Face's
+``T5ForConditionalGeneration`` minus the tied aliases (``encoder.embed_tokens``,
+``decoder.embed_tokens``, ``lm_head``); :func:`load_hf_state_dict` drops those aliases so a
+Hugging Face T5 v1.0 state dict loads as is (facts §11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model.features import encdec_features, pack_examples
+from t5k_builtin.model.layers import Stack, init_weights, mask_bias, visibility
+from t5kernel.api import BlockInfo, BuildContext, ModelOutput
+from t5kernel.errors import ConfigError, DataError
+
+PAD_ID = 0
+EOS_ID = 1
+
+#: Hugging Face keys that alias ``shared.weight`` (tied embeddings) or hold an unused
+#: cross-attention bias; they have no parameter of their own here.
+_HF_ALIASES = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight")
+_HF_UNUSED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
+
+
+def padded_vocab_size(vocab_size: int, divisor: int) -> int:
+    """Embedding rows: ``vocab_size`` rounded up to a multiple of ``divisor`` (facts §1.7)."""
+    return -(-vocab_size // divisor) * divisor
+
+
+def validate_config(cfg: Any) -> None:
+    """ConfigError naming the first field outside its allowed range."""
+    for name in ("num_layers", "d_model", "d_ff", "d_kv", "num_heads", "vocab_divisor"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.num_decoder_layers is not None and cfg.num_decoder_layers < 1:
+        raise ConfigError(f"num_decoder_layers must be >= 1 or null, got {cfg.num_decoder_layers}")
+    if cfg.relative_attention_num_buckets < 4:
+        raise ConfigError(
+            f"relative_attention_num_buckets must be >= 4, got {cfg.relative_attention_num_buckets}"
+        )
+    if cfg.relative_attention_max_distance < cfg.relative_attention_num_buckets // 2:
+        raise ConfigError("relative_attention_max_distance must be >= num_buckets / 2")
+    if not 0.0 <= cfg.dropout_rate < 1.0:
+        raise ConfigError(f"dropout_rate must be in [0, 1), got {cfg.dropout_rate}")
+    if cfg.layer_norm_epsilon <= 0:
+        raise ConfigError(f"layer_norm_epsilon must be > 0, got {cfg.layer_norm_epsilon}")
+    if cfg.init not in ("mtf", "hf"):
+        raise ConfigError(f"init must be 'mtf' or 'hf', got {cfg.init!r}")
+
+
+def _positions_like(tokens: Tensor) -> Tensor:
+    return torch.arange(tokens.shape[1], device=tokens.device)[None, :].expand_as(tokens)
+
+
+class EncDecModel(nn.Module):
+    """Encoder + decoder sharing one embedding that is also the (tied) softmax matrix.
+
+    ``forward(batch)`` takes the features of :func:`encdec_features` as tensors (segment
+    ids and positions may be omitted for unpacked batches) and returns a
+    :class:`ModelOutput` with summed cross-entropy and z-loss terms; normalisation and the
+    z-loss weight are the run loop's business. Logits are float32 over the padded vocab,
+    with columns ``>= vocab_size`` set to -inf so padding rows can never be predicted
+    (a deviation from Mesh TF, which leaves them in the softmax; irrelevant once trained).
+    """
+
+    def __init__(self, config: EncDecConfig, vocab_size: int) -> None:
+        super().__init__()
+        validate_config(config)
+        self.config = config
+        self.vocab_size = vocab_size
+        self.padded_vocab_size = padded_vocab_size(vocab_size, config.vocab_divisor)
+        num_dec = config.num_decoder_layers or config.num_layers
+        self.shared = nn.Embedding(self.padded_vocab_size, config.d_model)
+        self.encoder = Stack(config, config.num_layers, bidirectional=True, cross_attention=False)
+        self.decoder = Stack(config, num_dec, bidirectional=False, cross_attention=True)
+        self.register_buffer(
+            "_unused_vocab",
+            torch.arange(self.padded_vocab_size) >= vocab_size,
+            persistent=False,
+        )
+        #: forward keeps logits in its output unless told otherwise
+        self.keep_logits = True
+
+    # ------------------------------------------------------------------ pieces
+    def encode(
+        self, tokens: Tensor, segments: Tensor | None = None, positions: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Encoder output ``[B, L, d]`` and the segment ids used (derived from pads if absent)."""
+        tokens = tokens.long()
+        segments = (tokens != PAD_ID).long() if segments is None else segments.long()
+        positions = _positions_like(tokens) if positions is None else positions.long()
+        bias = self.encoder.position_bias(positions, positions) + mask_bias(
+            visibility(segments, segments, causal=False)
+        )
+        return self.encoder(self.shared(tokens), bias), segments
+
+    def decode(
+        self,
+        tokens: Tensor,
+        memory: Tensor,
+        encoder_segments: Tensor,
+        segments: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """Decoder output ``[B, T, d]`` for full (teacher-forced) decoder inputs."""
+        tokens = tokens.long()
+        if segments is None:
+            segments = torch.ones_like(tokens)
+        segments = segments.long()
+        positions = _positions_like(tokens) if positions is None else positions.long()
+        self_bias = self.decoder.position_bias(positions, positions) + mask_bias(
+            visibility(segments, segments, causal=True)
+        )
+        cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
+        return self.decoder(self.shared(tokens), self_bias, memory, cross_bias)
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """Tied logits ``(h * d^-0.5) @ E^T`` in float32 (facts §1.7)."""
+        out = nn.functional.linear(hidden * self.config.d_model**-0.5, self.shared.weight)
+        out = out.float()
+        if self.padded_vocab_size > self.vocab_size:
+            out = out.masked_fill(self._unused_vocab, float("-inf"))
+        return out
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, batch: Mapping[str, Tensor], return_logits: bool | None = None
+    ) -> ModelOutput:
+        memory, enc_seg = self.encode(
+            batch["encoder_input_tokens"],
+            batch.get("encoder_segment_ids"),
+            batch.get("encoder_positions"),
+        )
+        targets = batch["decoder_target_tokens"].long()
+        dec_seg = batch.get("decoder_segment_ids")
+        if dec_seg is None:
+            dec_seg = (targets != PAD_ID).long()
+        dec_in = batch.get("decoder_input_tokens")
+        if dec_in is None:
+            if batch.get("decoder_segment_ids") is not None and int(dec_seg.max()) > 1:
+                raise DataError("packed batches must carry decoder_input_tokens")
+            dec_in = torch.zeros_like(targets)
+            dec_in[:, 1:] = targets[:, :-1]
+        hidden = self.decode(dec_in, memory, enc_seg, dec_seg, batch.get("decoder_positions"))
+        logits = self.logits(hidden)
+        weights = batch.get("decoder_loss_weights")
+        weights = (targets > PAD_ID) if weights is None else weights
+        weights = weights.to(torch.float32)
+        lse = torch.logsumexp(logits, dim=-1)
+        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+        keep = self.keep_logits if return_logits is None else return_logits
+        return ModelOutput(
+            loss_sum=((lse - target_logit) * weights).sum(),
+            z_loss_sum=(lse.square() * weights).sum(),
+            num_tokens=weights.sum(),
+            logits=logits if keep else None,
+        )
+
+    # ----------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def generate(
+        self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool = True
+    ) -> Tensor:
+        """Greedy decoding (facts §5.4): ids ``[B, <= max_length]``, 0 after each row's EOS.
+
+        The encoder runs once; with ``use_cache`` the decoder keeps per-layer self-attention
+        keys/values and computes the cross-attention keys/values once, so each step costs
+        one position. ``use_cache=False`` re-runs the whole decoder every step (a reference
+        for tests). Stops early when every row has produced EOS. Runs in eval mode.
+        """
+        seg = batch.get("encoder_segment_ids")
+        if seg is not None and int(seg.max()) > 1:
+            raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        was_training = self.training
+        self.eval()
+        try:
+            return self._greedy(batch, max_length, use_cache)
+        finally:
+            self.train(was_training)
+
+    def _greedy(self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool) -> Tensor:
+        tokens = batch["encoder_input_tokens"]
+        memory, enc_seg = self.encode(
+            tokens, batch.get("encoder_segment_ids"), batch.get("encoder_positions")
+        )
+        b, device = tokens.shape[0], tokens.device
+        ones = torch.ones(b, 1, dtype=torch.long, device=device)
+        cross_bias = mask_bias(visibility(ones, enc_seg, causal=False))
+        out = torch.zeros(b, 0, dtype=torch.long, device=device)
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        prev = torch.full((b, 1), PAD_ID, dtype=torch.long, device=device)
+        cache = self.decoder.new_cache() if use_cache else None
+        for t in range(max_length):
+            if cache is not None:
+                q_pos = torch.full((1, 1), t, dtype=torch.long, device=device)
+                k_pos = torch.arange(t + 1, device=device)[None, :]
+                self_bias = self.decoder.position_bias(q_pos, k_pos)
+                hidden = self.decoder(self.shared(prev), self_bias, memory, cross_bias, cache)
+            else:
+                dec_in = torch.cat([torch.full_like(ones, PAD_ID), out], dim=1)
+                hidden = self.decode(dec_in, memory, enc_seg, ones.expand_as(dec_in))
+            nxt = self.logits(hidden[:, -1]).argmax(-1)
+            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            done = done | (nxt == EOS_ID)
+            if bool(done.all()):
+                break
+            prev = nxt[:, None]
+        return out
+
+    # ------------------------------------------------------------------ blocks
+    def blocks(self) -> list[BlockInfo]:
+        """Encoder then decoder blocks, bottom first (block 0 owns the bias table).
+
+        The final RMSNorm of a stack counts as part of its top block (facts §6 gradual
+        unfreezing note); the shared embedding belongs to no block.
+        """
+        names = [n for n, _ in self.named_parameters()]
+        infos = []
+        for stack_name, stack in (("encoder", self.encoder), ("decoder", self.decoder)):
+            top = len(stack.block) - 1
+            for i in range(top + 1):
+                prefix = f"{stack_name}.block.{i}."
+                params = [n for n in names if n.startswith(prefix)]
+                if i == top:
+                    params.append(f"{stack_name}.final_layer_norm.weight")
+                infos.append(BlockInfo(stack_name, i, tuple(params)))
+        return infos
+
+
+def load_hf_state_dict(model: EncDecModel, state_dict: Mapping[str, Tensor]) -> None:
+    """Load a Hugging Face ``T5ForConditionalGeneration`` (v1.0, tied) state dict.
+
+    Drops the tied aliases of ``shared.weight`` (ConfigError if ``lm_head.weight`` is not
+    the same matrix, i.e. an untied T5.1.1 checkpoint) and the unused decoder
+    cross-attention bias; a checkpoint with fewer embedding rows than the model fills the
+    first rows. Everything else must match exactly (``strict=True``).
+    """
+    sd = dict(state_dict)
+    shared = sd.get("shared.weight")
+    if shared is None:
+        raise ConfigError("state dict has no 'shared.weight'")
+    lm_head = sd.get("lm_head.weight")
+    if lm_head is not None and not torch.equal(lm_head, shared):
+        raise ConfigError("lm_head.weight differs from shared.weight: untied (T5.1.1) checkpoint")
+    for key in _HF_ALIASES + _HF_UNUSED:
+        sd.pop(key, None)
+    rows = model.shared.weight.shape[0]
+    if shared.shape[0] > rows:
+        raise ConfigError(f"checkpoint has {shared.shape[0]} embedding rows, model {rows}")
+    if shared.shape[0] < rows:
+        full = model.shared.weight.detach().clone()
+        full[: shared.shape[0]] = shared
+        sd["shared.weight"] = full
+    model.load_state_dict(sd, strict=True)
+
+
+# --------------------------------------------------------------------- plugin
+def parameter_counts(cfg: EncDecConfig, vocab_size: int) -> dict[str, int]:
+    """Exact parameter counts of :class:`EncDecModel`, computed from the shape formulas."""
+    d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
+    attn = 4 * d * inner
+    ffn = 2 * d * cfg.d_ff
+    table = cfg.relative_attention_num_buckets * cfg.num_heads
+    num_dec = cfg.num_decoder_layers or cfg.num_layers
+    encoder = cfg.num_layers * (attn + ffn + 2 * d) + d + table
+    decoder = num_dec * (2 * attn + ffn + 3 * d) + d + table
+    embedding = padded_vocab_size(vocab_size, cfg.vocab_divisor) * d
+    return {
+        "parameters": encoder + decoder + embedding,
+        "parameters_excluding_embedding": encoder + decoder,
+        "embedding_parameters": embedding,
+        "encoder_parameters": encoder,
+        "decoder_parameters": decoder,
+    }
+
+
+class EncDecArchitecture:
+    """Plugin target ``encdec``: builds :class:`EncDecModel` and its features."""
+
+    def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
+        validate_config(config)
+        self.config = config
+        self.context = context if context is not None else BuildContext()
+
+    def build(self, vocab_size: int) -> EncDecModel:
+        """A fresh model initialised per ``config.init`` from a generator seeded with
+        ``context.seed`` (so equal seeds give equal models regardless of global RNG state)."""
+        if vocab_size < 2:
+            raise ConfigError(f"vocab_size must be >= 2 (pad and eos), got {vocab_size}")
+        model = EncDecModel(self.config, vocab_size)
+        generator = torch.Generator().manual_seed(int(self.context.seed))
+        init_weights(model, self.config.init, generator)
+        return model
+
+    def pack(
+        self, examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
+    ) -> list[list[int]]:
+        """Greedy packing: which consecutive examples share a row (:func:`pack_examples`)."""
+        return pack_examples(examples, inputs_length, targets_length)
+
+    def features(
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        inputs_length: int,
+        targets_length: int,
+        pack: bool,
+        num_rows: int | None = None,
+    ) -> dict[str, Any]:
+        """:func:`encdec_features` (``num_rows`` pads the batch to a fixed row count)."""
+        return encdec_features(examples, inputs_length, targets_length, pack, num_rows)
+
+    def describe(self, vocab_size: int) -> dict[str, Any]:
+        """Layout, exact parameter counts and forward matmul FLOPs.
+
+        FLOPs count 2 per multiply-add of the weight matmuls only (the attention
+        score/value products, 4·H·d_kv FLOPs per query per visible key per attention
+        layer, depend on lengths and are excluded). Per input token: encoder layers plus
+        the decoder's cross-attention k/v projections of that token. Per target token:
+        decoder self-attention, cross-attention q/o, FFN, and the logits over the padded
+        vocab. Training costs about 3x the forward figure.
+        """
+        cfg = self.config
+        d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
+        num_dec = cfg.num_decoder_layers or cfg.num_layers
+        padded = padded_vocab_size(vocab_size, cfg.vocab_divisor)
+        per_input = 2 * (
+            cfg.num_layers * (4 * d * inner + 2 * d * cfg.d_ff) + num_dec * 2 * d * inner
+        )
+        per_target = 2 * (num_dec * (6 * d * inner + 2 * d * cfg.d_ff) + d * padded)
+        return {
+            "architecture": "encdec",
+            **(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}),
+            "encoder_layers": cfg.num_layers,
+            "decoder_layers": num_dec,
+            "vocab_size": vocab_size,
+            "padded_vocab_size": padded,
+            **parameter_counts(cfg, vocab_size),
+            "forward_matmul_flops_per_input_token": per_input,
+            "forward_matmul_flops_per_target_token": per_target,
+            "forward_matmul_flops_per_token_pair": per_input + per_target,
+            "flops_note": "2 FLOPs per weight multiply-add; attention score products excluded",
+        }

@@ -1,0 +1,460 @@
+"""Transformer building blocks shared by every T5 architecture variant (facts §1, §2).
+
+Module and parameter names follow the Hugging Face T5 layout (facts §11) so that a
+Hugging Face state dict maps onto these modules by name::
+
+    block.{i}.layer.0.SelfAttention.{q,k,v,o}.weight     (+ relative_attention_bias.weight, block 0)
+    block.{i}.layer.0.layer_norm.weight
+    block.{i}.layer.1.EncDecAttention.{q,k,v,o}.weight   (decoder blocks with cross-attention)
+    block.{i}.layer.{-1}.DenseReluDense.{wi,wo}.weight
+    block.{i}.layer.{-1}.layer_norm.weight
+    final_layer_norm.weight
+
+Hyper-parameters are read from any object with the attributes of
+:class:`t5k_builtin.configs.EncDecConfig` (``d_model``, ``d_ff``, ``d_kv``, ``num_heads``,
+``dropout_rate``, ``dropout_broadcast``, ``layer_norm_epsilon``,
+``relative_attention_num_buckets``, ``relative_attention_max_distance``), so the other
+architectures' configs can reuse these modules as long as they use the same field names.
+
+Attention biases are *additive* float tensors of shape ``[B or 1, H or 1, Lq, Lk]`` that
+already contain both the relative position bias and the visibility mask (0 where visible,
+:data:`MASK_VALUE` where not); a stack computes them once and every layer reuses them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Additive logit bias on invisible positions (Mesh TF uses -1e9; facts §1.3). Finite so
+#: that a row with no visible key yields a uniform distribution instead of NaN.
+MASK_VALUE = -1e9
+
+
+# ------------------------------------------------------------------------------ norm
+class RMSNorm(nn.Module):
+    """T5's "simplified layer norm" (facts §1.2): ``x * rsqrt(mean(x^2) + eps) * scale``.
+
+    No mean subtraction and no bias. The mean square is accumulated in float32 (as Hugging
+    Face does) so bf16/fp16 activations do not lose the statistic.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        if self.weight.dtype in (torch.float16, torch.bfloat16):
+            x = x.to(self.weight.dtype)
+        return self.weight * x
+
+
+# --------------------------------------------------------------------------- dropout
+class Dropout(nn.Module):
+    """Dropout whose Bernoulli mask is optionally shared along axis -2 (facts §1.6).
+
+    Mesh TF broadcasts every dropout mask over the sequence-length axis: activations
+    ``[B, L, d]`` get a ``[B, 1, d]`` mask, attention probabilities ``[B, H, Lq, Lk]`` a
+    ``[B, H, 1, Lk]`` mask (shared across queries). In both cases that is axis -2, so
+    ``broadcast=True`` reproduces the reference and ``broadcast=False`` is element-wise
+    dropout as in Hugging Face. Kept values are scaled by ``1/(1-p)``.
+    """
+
+    def __init__(self, p: float, broadcast: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.broadcast = broadcast
+
+    @property
+    def active(self) -> bool:
+        return self.training and self.p > 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.active:
+            return x
+        if not self.broadcast or x.dim() < 2:
+            return F.dropout(x, self.p, training=True)
+        shape = list(x.shape)
+        shape[-2] = 1
+        keep = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - self.p)
+        return x * keep / (1.0 - self.p)
+
+
+# ----------------------------------------------------------------- position buckets
+def relative_position_bucket(
+    relative_position: Tensor,
+    bidirectional: bool,
+    num_buckets: int = 32,
+    max_distance: int = 128,
+) -> Tensor:
+    """Bucket of ``relative_position = key_pos - query_pos`` (facts §1.4).
+
+    Bidirectional: half the buckets for keys to the right (rel > 0), half for the rest.
+    Causal: keys to the right collapse to bucket 0 (they are masked anyway). Within a
+    side, the first half of the buckets are exact distances and the rest grow
+    logarithmically up to ``max_distance``; ``int()`` truncation of the float32 log as in
+    Mesh TF / Hugging Face.
+    """
+    rel = relative_position.to(torch.long)
+    out = torch.zeros_like(rel)
+    n = -rel
+    if bidirectional:
+        num_buckets //= 2
+        out = out + (n < 0).to(torch.long) * num_buckets
+        n = n.abs()
+    else:
+        n = n.clamp(min=0)
+    max_exact = num_buckets // 2
+    is_small = n < max_exact
+    # clamp avoids log(0); those entries take the exact branch anyway
+    scaled = torch.log(n.clamp(min=1).to(torch.float32) / max_exact) / math.log(
+        max_distance / max_exact
+    )
+    large = max_exact + (scaled * (num_buckets - max_exact)).to(torch.long)
+    large = large.clamp(max=num_buckets - 1)
+    return out + torch.where(is_small, n, large)
+
+
+class RelativePositionBias(nn.Module):
+    """The learned ``[num_buckets, H]`` bias table of one stack (facts §1.4).
+
+    Owned by block 0's self-attention (the Hugging Face layout) and read once per forward
+    by the stack, which hands the result to every layer ("bias_shared"). ``bidirectional``
+    is the default direction; callers may override it per call, which lets one table be
+    read bidirectionally by an encoder and causally by a decoder (shared enc-dec, §2).
+    """
+
+    def __init__(
+        self, num_buckets: int, num_heads: int, max_distance: int, bidirectional: bool
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(num_buckets, num_heads))
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+
+    def forward(
+        self, query_positions: Tensor, key_positions: Tensor, bidirectional: bool | None = None
+    ) -> Tensor:
+        """Bias ``[B, H, Lq, Lk]`` from positions ``[B, Lq]`` / ``[B, Lk]`` (B may be 1)."""
+        if bidirectional is None:
+            bidirectional = self.bidirectional
+        rel = key_positions[:, None, :].long() - query_positions[:, :, None].long()
+        buckets = relative_position_bucket(rel, bidirectional, self.num_buckets, self.max_distance)
+        return F.embedding(buckets, self.weight).permute(0, 3, 1, 2)
+
+
+# ------------------------------------------------------------------------ attention
+def visibility(
+    query_segments: Tensor,
+    key_segments: Tensor,
+    causal: bool,
+    query_index: Tensor | None = None,
+    key_index: Tensor | None = None,
+) -> Tensor:
+    """Boolean ``[B, Lq, Lk]``: which keys each query may attend to (facts §1.11).
+
+    Attention never crosses packed segments (equal segment ids; padding, id 0, only
+    sees padding, which keeps every row non-empty and never touches real tokens).
+    ``causal`` additionally hides keys at a later row index; indices default to
+    ``arange`` over each axis (segments are contiguous, so row order = position order).
+    """
+    visible = query_segments[:, :, None] == key_segments[:, None, :]
+    if causal:
+        if query_index is None:
+            query_index = torch.arange(query_segments.shape[1], device=query_segments.device)
+        if key_index is None:
+            key_index = torch.arange(key_segments.shape[1], device=key_segments.device)
+        visible = visible & (key_index[None, None, :] <= query_index[None, :, None])
+    return visible
+
+
+def mask_bias(visible: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Additive bias ``[B, 1, Lq, Lk]``: 0 where visible, :data:`MASK_VALUE` elsewhere."""
+    zero = torch.zeros((), dtype=dtype, device=visible.device)
+    neg = torch.full((), MASK_VALUE, dtype=dtype, device=visible.device)
+    return torch.where(visible, zero, neg)[:, None, :, :]
+
+
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype matmuls on ``x`` will run in (the autocast dtype when autocast is on)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type)
+    return x.dtype
+
+
+def bias_as(bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """``bias`` in ``dtype``, clamped so :data:`MASK_VALUE` stays finite (float16)."""
+    if bias is None or bias.dtype == dtype:
+        return bias
+    return bias.clamp(min=torch.finfo(dtype).min).to(dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention without biases and without 1/sqrt(d_kv) scaling (facts §1.3).
+
+    ``forward(x, bias, memory=None, cache=None)``: self-attention over ``x`` when
+    ``memory`` is None, otherwise cross-attention from ``x`` to ``memory``. ``bias`` is the
+    additive position-bias-plus-mask tensor. ``cache`` (a dict owned by the caller) holds
+    keys/values for incremental decoding: self-attention appends the new keys/values of
+    ``x``; cross-attention computes the memory's keys/values once and reuses them.
+    Block 0 of each stack also owns the stack's :class:`RelativePositionBias` as
+    ``relative_attention_bias`` (Hugging Face naming).
+    """
+
+    def __init__(self, cfg: Any, has_relative_bias: bool = False, bidirectional: bool = True):
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.d_kv = cfg.d_kv
+        inner = cfg.num_heads * cfg.d_kv
+        self.q = nn.Linear(cfg.d_model, inner, bias=False)
+        self.k = nn.Linear(cfg.d_model, inner, bias=False)
+        self.v = nn.Linear(cfg.d_model, inner, bias=False)
+        self.o = nn.Linear(inner, cfg.d_model, bias=False)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+        #: use torch's fused attention when no attention dropout is active (same math:
+        #: float bias as attn_mask, scale 1.0); False forces the explicit matmul path
+        self.use_sdpa = True
+        if has_relative_bias:
+            self.relative_attention_bias = RelativePositionBias(
+                cfg.relative_attention_num_buckets,
+                cfg.num_heads,
+                cfg.relative_attention_max_distance,
+                bidirectional,
+            )
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.d_kv).transpose(1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        bias: Tensor | None,
+        memory: Tensor | None = None,
+        cache: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        q = self._heads(self.q(x))
+        if memory is not None and cache is not None and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            source = x if memory is None else memory
+            k, v = self._heads(self.k(source)), self._heads(self.v(source))
+            if cache is not None:
+                if memory is None and "k" in cache:
+                    k = torch.cat([cache["k"], k], dim=2)
+                    v = torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
+        bias = bias_as(bias, q.dtype)
+        if self.dropout.active or not self.use_sdpa:
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            if bias is not None:
+                scores = scores + bias
+            probs = self.dropout(torch.softmax(scores.float(), dim=-1).to(v.dtype))
+            out = torch.matmul(probs, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        b, _, n, _ = out.shape
+        return self.o(out.transpose(1, 2).reshape(b, n, self.num_heads * self.d_kv))
+
+
+# ----------------------------------------------------------------------- sublayers
+class DenseReluDense(nn.Module):
+    """``W_o · Dropout(ReLU(W_i x))`` without biases (facts §1.5)."""
+
+    def __init__(self, cfg: Any, d_ff: int | None = None) -> None:
+        super().__init__()
+        d_ff = cfg.d_ff if d_ff is None else d_ff
+        self.wi = nn.Linear(cfg.d_model, d_ff, bias=False)
+        self.wo = nn.Linear(d_ff, cfg.d_model, bias=False)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.wo(self.dropout(F.relu(self.wi(x))))
+
+
+class SelfAttentionLayer(nn.Module):
+    """``x + Dropout(SelfAttention(RMSNorm(x)))`` (pre-norm sublayer, facts §1.1)."""
+
+    def __init__(self, cfg: Any, has_relative_bias: bool, bidirectional: bool) -> None:
+        super().__init__()
+        self.SelfAttention = Attention(cfg, has_relative_bias, bidirectional)
+        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+
+    def forward(self, x: Tensor, bias: Tensor | None, cache: dict | None = None) -> Tensor:
+        return x + self.dropout(self.SelfAttention(self.layer_norm(x), bias, cache=cache))
+
+
+class CrossAttentionLayer(nn.Module):
+    """``x + Dropout(EncDecAttention(RMSNorm(x), memory))``; no position bias (§1.3)."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.EncDecAttention = Attention(cfg)
+        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+
+    def forward(
+        self, x: Tensor, memory: Tensor, bias: Tensor | None, cache: dict | None = None
+    ) -> Tensor:
+        normed = self.layer_norm(x)
+        return x + self.dropout(self.EncDecAttention(normed, bias, memory=memory, cache=cache))
+
+
+class FeedForwardLayer(nn.Module):
+    """``x + Dropout(DenseReluDense(RMSNorm(x)))``."""
+
+    def __init__(self, cfg: Any, d_ff: int | None = None) -> None:
+        super().__init__()
+        self.DenseReluDense = DenseReluDense(cfg, d_ff)
+        self.layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.dropout(self.DenseReluDense(self.layer_norm(x)))
+
+
+class Block(nn.Module):
+    """One Transformer block: ``layer = [self-attn, (cross-attn), FFN]``.
+
+    A block built with cross-attention skips it when called without ``memory``, so one
+    block can serve as an encoder block and a decoder block (shared enc-dec, facts §2).
+    """
+
+    def __init__(
+        self, cfg: Any, has_relative_bias: bool, bidirectional: bool, cross_attention: bool
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [SelfAttentionLayer(cfg, has_relative_bias, bidirectional)]
+        if cross_attention:
+            layers.append(CrossAttentionLayer(cfg))
+        layers.append(FeedForwardLayer(cfg))
+        self.layer = nn.ModuleList(layers)
+        self.has_cross_attention = cross_attention
+
+    def forward(
+        self,
+        x: Tensor,
+        self_bias: Tensor | None,
+        memory: Tensor | None = None,
+        cross_bias: Tensor | None = None,
+        cache: dict | None = None,
+    ) -> Tensor:
+        x = self.layer[0](x, self_bias, cache=None if cache is None else cache["self"])
+        if memory is not None:
+            if not self.has_cross_attention:
+                raise ValueError("this block has no cross-attention but got encoder memory")
+            x = self.layer[1](x, memory, cross_bias, None if cache is None else cache["cross"])
+        return self.layer[-1](x)
+
+
+class Stack(nn.Module):
+    """A stack of blocks plus its final RMSNorm (facts §1.1).
+
+    ``forward(embedded, self_bias, memory, cross_bias, cache)`` applies
+    ``Dropout(embedded)``, the blocks, then ``Dropout(RMSNorm_final(x))``. The caller owns
+    the (shared) embedding and builds the biases, usually via :meth:`position_bias` and
+    :func:`visibility` / :func:`mask_bias`. ``bidirectional`` is the bucket direction of
+    this stack's relative-position table (encoder / prefix LM: True; decoder / LM: False).
+    """
+
+    def __init__(
+        self, cfg: Any, num_layers: int, bidirectional: bool, cross_attention: bool
+    ) -> None:
+        super().__init__()
+        self.block = nn.ModuleList(
+            Block(cfg, i == 0, bidirectional, cross_attention) for i in range(num_layers)
+        )
+        self.final_layer_norm = RMSNorm(cfg.d_model, cfg.layer_norm_epsilon)
+        self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
+        self.bidirectional = bidirectional
+
+    @property
+    def relative_attention_bias(self) -> RelativePositionBias:
+        return self.block[0].layer[0].SelfAttention.relative_attention_bias
+
+    def position_bias(
+        self, query_positions: Tensor, key_positions: Tensor, bidirectional: bool | None = None
+    ) -> Tensor:
+        """Relative position bias ``[B, H, Lq, Lk]`` from this stack's table."""
+        if bidirectional is None:
+            bidirectional = self.bidirectional
+        return self.relative_attention_bias(query_positions, key_positions, bidirectional)
+
+    def new_cache(self) -> list[dict[str, dict]]:
+        """Empty per-block key/value cache for incremental decoding."""
+        return [{"self": {}, "cross": {}} for _ in self.block]
+
+    def forward(
+        self,
+        embedded: Tensor,
+        self_bias: Tensor | None,
+        memory: Tensor | None = None,
+        cross_bias: Tensor | None = None,
+        cache: list[dict] | None = None,
+    ) -> Tensor:
+        dtype = compute_dtype(embedded)
+        self_bias, cross_bias = bias_as(self_bias, dtype), bias_as(cross_bias, dtype)
+        x = self.dropout(embedded)
+        for i, block in enumerate(self.block):
+            x = block(x, self_bias, memory, cross_bias, None if cache is None else cache[i])
+        return self.dropout(self.final_layer_norm(x))
+
+
+# --------------------------------------------------------------------------- init
+def init_weights(model: nn.Module, scheme: str, generator: torch.Generator | None = None) -> None:
+    """Initialise every T5 module of ``model`` in place (facts §1.8).
+
+    ``"mtf"`` (the paper's Mesh TF): embeddings N(0, 1); q N(0, (d·d_kv)^-0.5) (the
+    folded 1/sqrt(d_kv)), k/v N(0, d^-0.5), o N(0, (H·d_kv)^-0.5); FFN wi/wo truncated
+    normal (±2σ, as ``tf.truncated_normal_initializer``) with σ = fan_in^-0.5; relative
+    bias glorot-uniform over its [H, buckets] shape; norm scales 1.
+    ``"hf"`` (Hugging Face ``_init_weights``): the same except plain normal FFN weights and
+    relative bias N(0, d^-0.5). Embeddings are any ``nn.Embedding`` in ``model``.
+    """
+    if scheme not in ("mtf", "hf"):
+        raise ValueError(f"unknown init scheme {scheme!r}; allowed: 'mtf', 'hf'")
+
+    def normal(t: Tensor, std: float) -> None:
+        t.normal_(0.0, std, generator=generator)
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Embedding):
+                normal(module.weight, 1.0)
+            elif isinstance(module, RMSNorm):
+                module.weight.fill_(1.0)
+            elif isinstance(module, Attention):
+                d_model = module.q.in_features
+                inner = module.q.out_features
+                normal(module.q.weight, (d_model * module.d_kv) ** -0.5)
+                normal(module.k.weight, d_model**-0.5)
+                normal(module.v.weight, d_model**-0.5)
+                normal(module.o.weight, inner**-0.5)
+                rel = getattr(module, "relative_attention_bias", None)
+                if rel is not None:
+                    if scheme == "mtf":
+                        buckets, heads = rel.weight.shape
+                        limit = math.sqrt(6.0 / (buckets + heads))
+                        rel.weight.uniform_(-limit, limit, generator=generator)
+                    else:
+                        normal(rel.weight, d_model**-0.5)
+            elif isinstance(module, DenseReluDense):
+                for lin in (module.wi, module.wo):
+                    std = lin.in_features**-0.5
+                    if scheme == "mtf":
+                        nn.init.trunc_normal_(
+                            lin.weight, 0.0, std, -2 * std, 2 * std, generator=generator
+                        )
+                    else:
+                        normal(lin.weight, std)
