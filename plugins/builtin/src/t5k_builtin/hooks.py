@@ -6,9 +6,8 @@ datasets). Targets are strings, imported only when a run selects the plugin.
 
 from __future__ import annotations
 
-from t5kernel.api import NoConfig, PluginSpec, hookimpl
-
 from t5k_builtin import configs as c
+from t5kernel.api import NoConfig, PluginSpec, hookimpl
 
 _P = "t5k_builtin"
 
