@@ -57,8 +57,17 @@ def validate_config(cfg: Any) -> None:
         raise ConfigError(f"init must be 'mtf' or 'hf', got {cfg.init!r}")
 
 
-def _positions_like(tokens: Tensor) -> Tensor:
-    return torch.arange(tokens.shape[1], device=tokens.device)[None, :].expand_as(tokens)
+def _row_index(tokens: Tensor) -> Tensor:
+    """Row indices ``[1, L]`` used in place of the per-segment positions for the bias.
+
+    Packed positions restart at 0 in every segment and count up by one (features.py),
+    so for every pair that may attend to each other (same segment) key_pos - query_pos
+    equals the difference of row indices; pairs across segments are masked to -1e9
+    either way. The relative bias is therefore computed once, ``[1, H, L, L]``, and
+    broadcast over the batch: the same numbers for every visible pair, with a B-times
+    smaller table lookup (whose backward dominated small-model training steps).
+    """
+    return torch.arange(tokens.shape[1], device=tokens.device)[None, :]
 
 
 class EncDecModel(nn.Module):
@@ -92,13 +101,13 @@ class EncDecModel(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def encode(
-        self, tokens: Tensor, segments: Tensor | None = None, positions: Tensor | None = None
+        self, tokens: Tensor, segments: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """Encoder output ``[B, L, d]`` and the segment ids used (derived from pads if absent)."""
         tokens = tokens.long()
         segments = (tokens != PAD_ID).long() if segments is None else segments.long()
-        positions = _positions_like(tokens) if positions is None else positions.long()
-        bias = self.encoder.position_bias(positions, positions) + mask_bias(
+        index = _row_index(tokens)
+        bias = self.encoder.position_bias(index, index) + mask_bias(
             visibility(segments, segments, causal=False)
         )
         return self.encoder(self.shared(tokens), bias), segments
@@ -109,15 +118,14 @@ class EncDecModel(nn.Module):
         memory: Tensor,
         encoder_segments: Tensor,
         segments: Tensor | None = None,
-        positions: Tensor | None = None,
     ) -> Tensor:
         """Decoder output ``[B, T, d]`` for full (teacher-forced) decoder inputs."""
         tokens = tokens.long()
         if segments is None:
             segments = torch.ones_like(tokens)
         segments = segments.long()
-        positions = _positions_like(tokens) if positions is None else positions.long()
-        self_bias = self.decoder.position_bias(positions, positions) + mask_bias(
+        index = _row_index(tokens)
+        self_bias = self.decoder.position_bias(index, index) + mask_bias(
             visibility(segments, segments, causal=True)
         )
         cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
@@ -138,7 +146,6 @@ class EncDecModel(nn.Module):
         memory, enc_seg = self.encode(
             batch["encoder_input_tokens"],
             batch.get("encoder_segment_ids"),
-            batch.get("encoder_positions"),
         )
         targets = batch["decoder_target_tokens"].long()
         dec_seg = batch.get("decoder_segment_ids")
@@ -150,7 +157,7 @@ class EncDecModel(nn.Module):
                 raise DataError("packed batches must carry decoder_input_tokens")
             dec_in = torch.zeros_like(targets)
             dec_in[:, 1:] = targets[:, :-1]
-        hidden = self.decode(dec_in, memory, enc_seg, dec_seg, batch.get("decoder_positions"))
+        hidden = self.decode(dec_in, memory, enc_seg, dec_seg)
         logits = self.logits(hidden)
         weights = batch.get("decoder_loss_weights")
         weights = (targets > PAD_ID) if weights is None else weights
@@ -190,7 +197,7 @@ class EncDecModel(nn.Module):
     def _greedy(self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool) -> Tensor:
         tokens = batch["encoder_input_tokens"]
         memory, enc_seg = self.encode(
-            tokens, batch.get("encoder_segment_ids"), batch.get("encoder_positions")
+            tokens, batch.get("encoder_segment_ids")
         )
         b, device = tokens.shape[0], tokens.device
         ones = torch.ones(b, 1, dtype=torch.long, device=device)
