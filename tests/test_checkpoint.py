@@ -71,7 +71,9 @@ def test_prune_keeps_the_newest_and_protected(tmp_path):
     assert ckpt.list_steps(tmp_path) == [1, 3, 4]
 
 
-def test_trainer_state_loads_without_pickle(tmp_path):
+def test_trainer_state_loads_without_pickle(tmp_path, capsys):
+    import pickle
+
     path = _save(tmp_path, 1)
 
     class Evil:
@@ -79,5 +81,10 @@ def test_trainer_state_loads_without_pickle(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"x": Evil()}, path / "trainer.pt")
-    with pytest.raises(Exception):  # weights_only refuses arbitrary objects
-        torch.load(path / "trainer.pt", weights_only=True)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"]["trainer.pt"] = ckpt._sha256(path / "trainer.pt")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    assert ckpt.verify(path)
+    with pytest.raises(pickle.UnpicklingError):  # weights_only refuses arbitrary objects
+        ckpt.load(path)
+    assert "pwned" not in capsys.readouterr().out
