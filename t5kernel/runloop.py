@@ -379,8 +379,18 @@ class Runner:
             examples = self._eval_examples(task)
             preds = self.predict(comps, [ex["inputs"] for ex in examples])
             out[name] = self._score(task, preds, examples)
+            self._write_predictions(name, examples, preds)
         comps.model.train()
         return out
+
+    def _write_predictions(self, task: str, examples: list[dict[str, Any]],
+                           preds: list[str]) -> None:
+        """``predictions/step_N/<task>.jsonl``: what was decoded, beside the reference."""
+        folder = self.run_dir / "predictions" / f"step_{self.global_step}"
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = (json.dumps({"inputs": ex["inputs"], "targets": ex["targets"], "prediction": p})
+                 for ex, p in zip(examples, preds, strict=True))
+        ckpt.atomic_write_text(folder / f"{task}.jsonl", "\n".join(lines) + "\n")
 
     def _eval_examples(self, task: Any) -> list[dict[str, Any]]:
         examples = list(task.examples(self.cfg.eval.split))
