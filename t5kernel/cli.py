@@ -147,8 +147,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="t5kernel plugins")
-    for col in ("kind", "name", "distribution", "version", "status", "summary"):
-        table.add_column(col)
+    for col in ("kind", "name", "distribution", "version", "status"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", overflow="fold")
     for r in records:
         summary = r["summary"] or ""
         if r.get("error"):
