@@ -65,6 +65,9 @@ class FinetuneConfig(StageConfig):
     """The fine-tuning stage; ``strategy`` selects the finetune plugin."""
 
     strategy: dict[str, Any] = _section("full")
+    #: False: continue the pre-training optimizer state and step count (Mesh TF, the
+    #: paper); True: fresh optimizer state for fine-tuning (Hugging Face practice)
+    reset_optimizer: bool = False
 
 
 @dataclass

@@ -255,9 +255,11 @@ class Runner:
             if done:  # replay the strategy's schedule up to the resumed step
                 for local in range(done):
                     strategy.update(model, local)
-            if self._trainable(model) != self._optimized:
+            if (self._trainable(model) != self._optimized
+                    or (stage.reset_optimizer and done == 0)):
                 self.optimizer = self._make_optimizer(model)
         optimizer = self.optimizer
+        restart_count = bool(getattr(stage, "reset_optimizer", False))
         stream = self._stream(comps, stage_name, stage)
         for _ in range(done):  # exact resume: rebuild the deterministic stream and skip
             next(stream)
@@ -279,7 +281,7 @@ class Runner:
                     group["lr"] = lr
                     # optimizers that decay with the step (Adafactor) keep counting across
                     # stages and optimizer rebuilds, as Mesh TF's global step does
-                    group["global_step"] = self.global_step
+                    group["global_step"] = local if restart_count else self.global_step
                 np_batch = next(stream)
                 batch = backend.to_device(np_batch)
                 model.train()

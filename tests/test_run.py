@@ -157,3 +157,13 @@ def test_third_party_distribution_is_listed_and_usable(tmp_path):
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert set(results["mixing_rates"].values()) == {1 / 3}
+
+
+@pytest.mark.parametrize("reset, updates", [("false", 8), ("true", 4)])
+def test_finetuning_continues_or_resets_the_optimizer(tmp_path, reset, updates):
+    run_dir = tmp_path / "r"
+    assert run(f"run_dir={run_dir}", f"finetune.reset_optimizer={reset}") == 0
+    last = ckpt.latest_valid(run_dir / "checkpoints")
+    _, trainer, _ = ckpt.load(last)
+    steps = {int(s["step"]) for s in trainer["optimizer"]["state"].values()}
+    assert steps == {updates}  # Mesh TF carries pre-training state into fine-tuning
