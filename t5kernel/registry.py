@@ -19,7 +19,7 @@ import difflib
 import importlib
 import importlib.metadata as md
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import pluggy
@@ -290,6 +290,3 @@ def default_registry(refresh: bool = False) -> Registry:
         _DEFAULT = Registry.discover()
     return _DEFAULT
 
-
-def as_mapping(records: Iterable[PluginRecord]) -> Mapping[tuple[str | None, str], PluginRecord]:
-    return {(r.kind, r.name): r for r in records}

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +120,6 @@ class Components:
     tasks: dict[str, Any]
     corpus: Any = None
     objective: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner:
@@ -356,7 +355,7 @@ class Runner:
             self._say("resume: no valid checkpoint yet, starting from the beginning")
             return None
         model_state, trainer, state = ckpt.load(path)
-        comps.model.load_state_dict(model_state, strict=False)
+        comps.model.load_state_dict(model_state)
         self.global_step = int(state["step"])
         self._say(f"resume: continuing from {path.name} ({state['stage']})")
         return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"]}
