@@ -49,6 +49,9 @@ class PluginRecord:
     api_version: tuple[int, int] | None = None
     entry_point: str = ""
     error: str = ""
+    #: other distributions registering the same (kind, name); set when status is broken
+    #: for that reason only, so an explicit ``distribution:name`` choice can still use it
+    conflicts_with: tuple[str, ...] = ()
 
     @property
     def qualified_name(self) -> str:
@@ -179,6 +182,7 @@ class Registry:
                 self.records[i] = dataclasses.replace(
                     rec,
                     status=BROKEN,
+                    conflicts_with=tuple(others),
                     error=(
                         f"{kind} {name!r} is also registered by {', '.join(others)}; "
                         f"select one as '<distribution>:{name}'"
@@ -200,15 +204,18 @@ class Registry:
             r for r in self.records if r.kind == kind and r.name == bare
             and (not dist or r.distribution == dist)
         ]
-        if dist:
-            candidates = [dataclasses.replace(r, status=ACTIVE, error="") if _only_conflict(r) else r
-                          for r in candidates]
+        if dist:  # an explicit choice settles a conflict
+            candidates = [
+                dataclasses.replace(r, status=ACTIVE, error="", conflicts_with=())
+                if r.conflicts_with else r
+                for r in candidates
+            ]
         active = [r for r in candidates if r.status == ACTIVE]
         if len(active) == 1:
             return active[0]
         if candidates:
             rec = candidates[0]
-            if rec.error and "also registered by" in rec.error:
+            if rec.conflicts_with:
                 provs = ", ".join(sorted(r.distribution for r in candidates))
                 raise PluginConflictError(
                     f"{kind} {bare!r} is registered by several distributions ({provs}); "
@@ -233,10 +240,6 @@ class Registry:
         if ctx.registry is None:
             ctx.registry = self
         return factory(config, ctx)
-
-
-def _only_conflict(rec: PluginRecord) -> bool:
-    return rec.status == BROKEN and "also registered by" in rec.error
 
 
 def _dist_name(ep: md.EntryPoint) -> str:
