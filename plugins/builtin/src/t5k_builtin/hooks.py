@@ -21,6 +21,18 @@ def t5k_architectures():
         "T5 v1.0 encoder-decoder (the paper's baseline): pre-norm RMSNorm, relative "
         "position bias, ReLU FFN, tied embeddings",
     )
+    yield PluginSpec(
+        "encdec_shared",
+        f"{_P}.model.encdec_shared:EncDecSharedArchitecture",
+        c.EncDecConfig,
+        "Encoder-decoder whose encoder and decoder share one stack of parameters (T5 Table 2)",
+    )
+    yield PluginSpec(
+        "encdec_half",
+        f"{_P}.model.encdec:EncDecHalfArchitecture",
+        c.EncDecConfig,
+        "Baseline encoder-decoder with half the layers in each stack (T5 Table 2 '6 layers')",
+    )
 
 
 @hookimpl

@@ -87,10 +87,8 @@ class EncDecModel(nn.Module):
         self.config = config
         self.vocab_size = vocab_size
         self.padded_vocab_size = padded_vocab_size(vocab_size, config.vocab_divisor)
-        num_dec = config.num_decoder_layers or config.num_layers
         self.shared = nn.Embedding(self.padded_vocab_size, config.d_model)
-        self.encoder = Stack(config, config.num_layers, bidirectional=True, cross_attention=False)
-        self.decoder = Stack(config, num_dec, bidirectional=False, cross_attention=True)
+        self._build_stacks(config)
         self.register_buffer(
             "_unused_vocab",
             torch.arange(self.padded_vocab_size) >= vocab_size,
@@ -98,6 +96,12 @@ class EncDecModel(nn.Module):
         )
         #: forward keeps logits in its output unless told otherwise
         self.keep_logits = True
+
+    def _build_stacks(self, config: EncDecConfig) -> None:
+        """Create ``self.encoder`` and ``self.decoder`` (overridden by the shared variant)."""
+        num_dec = config.num_decoder_layers or config.num_layers
+        self.encoder = Stack(config, config.num_layers, bidirectional=True, cross_attention=False)
+        self.decoder = Stack(config, num_dec, bidirectional=False, cross_attention=True)
 
     # ------------------------------------------------------------------ pieces
     def encode(
@@ -107,7 +111,8 @@ class EncDecModel(nn.Module):
         tokens = tokens.long()
         segments = (tokens != PAD_ID).long() if segments is None else segments.long()
         index = _row_index(tokens)
-        bias = self.encoder.position_bias(index, index) + mask_bias(
+        # explicit direction: the shared variant's encoder reads the decoder's table (§2)
+        bias = self.encoder.position_bias(index, index, bidirectional=True) + mask_bias(
             visibility(segments, segments, causal=False)
         )
         return self.encoder(self.shared(tokens), bias), segments
@@ -294,6 +299,9 @@ def parameter_counts(cfg: EncDecConfig, vocab_size: int) -> dict[str, int]:
 class EncDecArchitecture:
     """Plugin target ``encdec``: builds :class:`EncDecModel` and its features."""
 
+    #: the module class :meth:`build` instantiates (variants substitute their own)
+    model_class: type[EncDecModel] = EncDecModel
+
     def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
         validate_config(config)
         self.config = config
@@ -304,7 +312,7 @@ class EncDecArchitecture:
         ``context.seed`` (so equal seeds give equal models regardless of global RNG state)."""
         if vocab_size < 2:
             raise ConfigError(f"vocab_size must be >= 2 (pad and eos), got {vocab_size}")
-        model = EncDecModel(self.config, vocab_size)
+        model = self.model_class(self.config, vocab_size)
         generator = torch.Generator().manual_seed(int(self.context.seed))
         init_weights(model, self.config.init, generator)
         return model
@@ -356,4 +364,35 @@ class EncDecArchitecture:
             "forward_matmul_flops_per_target_token": per_target,
             "forward_matmul_flops_per_token_pair": per_input + per_target,
             "flops_note": "2 FLOPs per weight multiply-add; attention score products excluded",
+        }
+
+
+class EncDecHalfArchitecture(EncDecArchitecture):
+    """Plugin target ``encdec_half``: P Table 2 "Enc-dec, 6 layers" (facts §2, bi_v1_l6.gin).
+
+    The baseline with half the layers in each stack (P params, M/2 FLOPs): the configured
+    ``num_layers`` / ``num_decoder_layers`` are those of the full-size baseline, and the
+    model is built with ``num_layers // 2`` encoder and ``(num_decoder_layers or
+    num_layers) // 2`` decoder layers, so one config compares the two variants.
+    """
+
+    def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
+        validate_config(config)
+        enc = config.num_layers // 2
+        dec = (config.num_decoder_layers or config.num_layers) // 2
+        if enc < 1 or dec < 1:
+            raise ConfigError(
+                f"encdec_half needs num_layers (and num_decoder_layers) >= 2 to halve, got "
+                f"{config.num_layers} / {config.num_decoder_layers}"
+            )
+        self.full_config = config
+        super().__init__(dataclasses.replace(config, num_layers=enc, num_decoder_layers=dec), context)
+
+    def describe(self, vocab_size: int) -> dict[str, Any]:
+        """:meth:`EncDecArchitecture.describe` of the halved model, plus the full depths."""
+        full = self.full_config
+        return {
+            **super().describe(vocab_size),
+            "architecture": "encdec_half",
+            "halved_from_layers": [full.num_layers, full.num_decoder_layers or full.num_layers],
         }
