@@ -33,6 +33,20 @@ def t5k_architectures():
         c.EncDecConfig,
         "Baseline encoder-decoder with half the layers in each stack (T5 Table 2 '6 layers')",
     )
+    yield PluginSpec(
+        "lm",
+        f"{_P}.model.decoder_only:LMArchitecture",
+        c.EncDecConfig,
+        "Decoder-only causal language model over [inputs, targets]; loss on the whole "
+        "sequence (T5 Table 2 'Language model')",
+    )
+    yield PluginSpec(
+        "prefix_lm",
+        f"{_P}.model.decoder_only:PrefixLMArchitecture",
+        c.EncDecConfig,
+        "Decoder-only LM with fully visible attention over the inputs; loss on targets only "
+        "(T5 Table 2 'Prefix LM')",
+    )
 
 
 @hookimpl

@@ -70,6 +70,26 @@ def _row_index(tokens: Tensor) -> Tensor:
     return torch.arange(tokens.shape[1], device=tokens.device)[None, :]
 
 
+def token_loss(
+    logits: Tensor, targets: Tensor, weights: Tensor | None, keep_logits: bool
+) -> ModelOutput:
+    """Summed weighted cross-entropy and z-loss terms (facts §1.7).
+
+    ``weights`` default to 1 where the target id is > 0 (pad ignored); normalisation and
+    the z-loss factor are the run loop's business. Shared by every architecture.
+    """
+    weights = (targets > PAD_ID) if weights is None else weights
+    weights = weights.to(torch.float32)
+    lse = torch.logsumexp(logits, dim=-1)
+    target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+    return ModelOutput(
+        loss_sum=((lse - target_logit) * weights).sum(),
+        z_loss_sum=(lse.square() * weights).sum(),
+        num_tokens=weights.sum(),
+        logits=logits if keep_logits else None,
+    )
+
+
 class EncDecModel(nn.Module):
     """Encoder + decoder sharing one embedding that is also the (tied) softmax matrix.
 
@@ -163,19 +183,8 @@ class EncDecModel(nn.Module):
             dec_in = torch.zeros_like(targets)
             dec_in[:, 1:] = targets[:, :-1]
         hidden = self.decode(dec_in, memory, enc_seg, dec_seg)
-        logits = self.logits(hidden)
-        weights = batch.get("decoder_loss_weights")
-        weights = (targets > PAD_ID) if weights is None else weights
-        weights = weights.to(torch.float32)
-        lse = torch.logsumexp(logits, dim=-1)
-        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
         keep = self.keep_logits if return_logits is None else return_logits
-        return ModelOutput(
-            loss_sum=((lse - target_logit) * weights).sum(),
-            z_loss_sum=(lse.square() * weights).sum(),
-            num_tokens=weights.sum(),
-            logits=logits if keep else None,
-        )
+        return token_loss(self.logits(hidden), targets, batch.get("decoder_loss_weights"), keep)
 
     # ----------------------------------------------------------------- decoding
     @torch.no_grad()

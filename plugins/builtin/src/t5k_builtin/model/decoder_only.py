@@ -1,0 +1,356 @@
+"""P Table 2 decoder-only variants: "Language model" and "Prefix LM" (facts §2).
+
+Both are one causal :class:`~t5k_builtin.model.layers.Stack` without cross-attention
+(``lm_v1.gin`` / ``lm_v1_ifa.gin``), with the baseline's shared embedding and tied logits
+(inherited from :class:`EncDecModel`). Text-to-text examples are fed the Mesh TF
+"delimited_lm" way: each packed segment is ``[inputs..., EOS, targets..., EOS]`` (inputs
+already end in EOS), rows are ``inputs_length + targets_length`` long, and the decoder
+inputs are that sequence shifted right by one with 0 at each segment start (§1.10).
+
+- ``lm``: causal attention, causal buckets, loss on the whole sequence (MTF default
+  ``loss_on_targets_only=False``).
+- ``prefix_lm``: the "inputs region" (the inputs incl. their EOS plus ONE extra position,
+  the one that predicts the first target) is fully visible to itself, the rest is causal
+  (tr ``delimited_lm_inputs_mask``, seqio ``PrefixLMFeatureConverter``); buckets are
+  bidirectional (§1.4: ``input_full_attention`` → not fully autoregressive); loss on the
+  targets only.
+
+Features (numpy, int32, ``[rows, inputs_length + targets_length]``): ``decoder_target_tokens``,
+``decoder_input_tokens``, ``decoder_segment_ids``, ``decoder_positions``,
+``decoder_loss_weights``, and ``decoder_causal_attention`` (seqio's name: 1 on the fully
+visible inputs region; the prefix LM reads it). Unpacked features (``pack=False``, as
+``runloop.predict`` asks) also carry the prompt as ``encoder_input_tokens`` /
+``encoder_segment_ids`` (``[rows, inputs_length]``): the run loop hands only the
+``encoder*`` keys to :meth:`DecoderOnlyModel.generate`, which builds the decoder-only
+sequence ``[0, prompt...]`` itself and continues it greedily.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model.encdec import (
+    EOS_ID,
+    PAD_ID,
+    EncDecArchitecture,
+    EncDecModel,
+    padded_vocab_size,
+    parameter_counts,
+    token_loss,
+)
+from t5k_builtin.model.features import _fill, _greedy_groups, _pairs, shift_right_per_segment
+from t5k_builtin.model.layers import Stack, mask_bias, visibility
+from t5kernel.api import BlockInfo, BuildContext
+from t5kernel.errors import ConfigError, DataError
+
+
+def _check_depths(config: EncDecConfig) -> None:
+    """One stack of ``num_layers`` layers; a different decoder depth has no meaning."""
+    if config.num_decoder_layers not in (None, config.num_layers):
+        raise ConfigError(
+            "decoder-only models have one stack: num_decoder_layers must be null or equal "
+            f"num_layers ({config.num_layers}), got {config.num_decoder_layers}"
+        )
+
+
+# -------------------------------------------------------------------- features
+def delimited_lm_groups(
+    examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
+) -> list[list[int]]:
+    """Greedy sequential packing of whole ``inputs + targets`` sequences (facts §1.11).
+
+    One feature of length ``inputs_length + targets_length``: an example joins the current
+    row only if its whole (truncated) concatenation still fits.
+    """
+    pairs = _pairs(examples, inputs_length, targets_length)
+    sizes = [(a.size + b.size, 0) for a, b in pairs]
+    return _greedy_groups(sizes, inputs_length + targets_length, 0)
+
+
+def delimited_lm_features(
+    examples: Sequence[Mapping[str, Any]],
+    inputs_length: int,
+    targets_length: int,
+    pack: bool,
+    num_rows: int | None = None,
+    loss_on_targets_only: bool = False,
+) -> dict[str, np.ndarray]:
+    """Decoder-only features of one batch (module docstring lists the keys).
+
+    The inputs region of a segment covers its first ``len(inputs) + 1`` positions (capped at
+    the segment): in decoder-input coordinates that is the start token 0 and every input
+    token incl. EOS, so the extra position is the one whose input is the inputs' EOS and
+    whose target is the first target token (no target token is ever visible there).
+    """
+    pairs = _pairs(examples, inputs_length, targets_length)
+    length = inputs_length + targets_length
+    if pack:
+        groups = _greedy_groups([(a.size + b.size, 0) for a, b in pairs], length, 0)
+    else:
+        groups = [[i] for i in range(len(pairs))]
+    rows = len(groups) if num_rows is None else num_rows
+    if len(groups) > rows:
+        raise DataError(
+            f"the examples need {len(groups)} rows but num_rows={num_rows}; "
+            "pass fewer examples or a larger num_rows"
+        )
+    seqs = [[np.concatenate(pairs[i]) for i in g] for g in groups]
+    tokens, segments, positions = _fill(seqs, length, rows)
+    n_in = np.zeros((rows, length), np.int32)  # inputs length of each position's segment
+    for r, g in enumerate(groups):
+        start = 0
+        for i in g:
+            size = pairs[i][0].size + pairs[i][1].size
+            n_in[r, start : start + size] = pairs[i][0].size
+            start += size
+    real = segments > 0
+    region = real & (positions <= n_in)
+    weights = (tokens > 0) & (positions >= n_in) if loss_on_targets_only else tokens > 0
+    feats = {
+        "decoder_target_tokens": tokens,
+        "decoder_input_tokens": shift_right_per_segment(tokens, segments),
+        "decoder_segment_ids": segments,
+        "decoder_positions": positions,
+        "decoder_loss_weights": weights.astype(np.int32),
+        "decoder_causal_attention": region.astype(np.int32),
+    }
+    if not pack:
+        prompt, prompt_seg, _ = _fill([[pairs[i][0] for i in g] for g in groups], inputs_length, rows)
+        feats["encoder_input_tokens"] = prompt
+        feats["encoder_segment_ids"] = prompt_seg
+    return feats
+
+
+# ----------------------------------------------------------------------- model
+class DecoderOnlyModel(EncDecModel):
+    """One causal stack (``decoder``) over ``[inputs, targets]`` with tied embeddings.
+
+    ``prefix`` selects the prefix LM: the ``decoder_causal_attention`` region is fully
+    visible within itself and the stack's buckets are bidirectional. The encoder-decoder
+    pieces (``encode``/``decode``) do not apply; ``shared`` and :meth:`logits` are the
+    baseline's.
+    """
+
+    prefix = False
+
+    def _build_stacks(self, config: EncDecConfig) -> None:
+        _check_depths(config)
+        self.decoder = Stack(
+            config, config.num_layers, bidirectional=self.prefix, cross_attention=False
+        )
+
+    def run(
+        self,
+        tokens: Tensor,
+        segments: Tensor,
+        positions: Tensor,
+        region: Tensor | None,
+        cache: list[dict] | None = None,
+        key_segments: Tensor | None = None,
+        key_positions: Tensor | None = None,
+        key_region: Tensor | None = None,
+        query_index: Tensor | None = None,
+        key_index: Tensor | None = None,
+    ) -> Tensor:
+        """Stack output ``[B, L, d]`` for queries ``tokens``; keys default to the queries.
+
+        Visible: same segment and (key row <= query row, or both in the prefix region).
+        ``positions`` (``[B or 1, L]``) feed the relative bias; for pairs in one segment
+        only their difference matters, so callers may pass row indices instead.
+        ``cache`` (with explicit key_* tensors covering cached + new positions) decodes
+        incrementally.
+        """
+        if key_segments is None:
+            key_segments, key_positions, key_region = segments, positions, region
+        visible = visibility(segments, key_segments, True, query_index, key_index)
+        if self.prefix:
+            if region is None or key_region is None:
+                raise DataError("prefix_lm batches must carry decoder_causal_attention")
+            same = segments[:, :, None] == key_segments[:, None, :]
+            visible = visible | (same & region.bool()[:, :, None] & key_region.bool()[:, None, :])
+        bias = self.decoder.position_bias(positions, key_positions) + mask_bias(visible)
+        return self.decoder(self.shared(tokens.long()), bias, cache=cache)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Mapping[str, Tensor], return_logits: bool | None = None):
+        targets = batch["decoder_target_tokens"].long()
+        seg = batch.get("decoder_segment_ids")
+        packed = seg is not None and int(seg.max()) > 1
+        seg = (targets != PAD_ID).long() if seg is None else seg.long()
+        dec_in = batch.get("decoder_input_tokens")
+        if dec_in is None:
+            if packed:
+                raise DataError("packed batches must carry decoder_input_tokens")
+            dec_in = torch.zeros_like(targets)
+            dec_in[:, 1:] = targets[:, :-1]
+        index = torch.arange(targets.shape[1], device=targets.device)[None, :]
+        hidden = self.run(dec_in, seg, index, batch.get("decoder_causal_attention"))
+        keep = self.keep_logits if return_logits is None else return_logits
+        return token_loss(self.logits(hidden), targets, batch.get("decoder_loss_weights"), keep)
+
+    # ----------------------------------------------------------------- decoding
+    @torch.no_grad()
+    def generate(
+        self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool = True
+    ) -> Tensor:
+        """Greedy continuation of ``[0, prompt...]`` (facts §5.4); only generated ids.
+
+        The prompt is ``encoder_input_tokens`` (the inputs incl. EOS, right-padded). It runs
+        once as a block (fully visible for the prefix LM, as in training, where the block
+        is exactly the inputs region), then each step feeds the previous token with a
+        key/value cache. Rows keep their own positions (``len(prompt) + 1 + t``); padding
+        keys between a short prompt and its continuation are masked. ``use_cache=False``
+        re-runs the whole sequence each step (a reference for tests).
+        """
+        seg = batch.get("encoder_segment_ids")
+        if seg is not None and int(seg.max()) > 1:
+            raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        was_training = self.training
+        self.eval()
+        try:
+            return self._greedy(batch["encoder_input_tokens"].long(), seg, max_length, use_cache)
+        finally:
+            self.train(was_training)
+
+    def _greedy(
+        self, prompt: Tensor, seg: Tensor | None, max_length: int, use_cache: bool
+    ) -> Tensor:
+        b, device = prompt.shape[0], prompt.device
+        seg = (prompt != PAD_ID).long() if seg is None else seg.long()
+        ones = torch.ones(b, 1, dtype=torch.long, device=device)
+        tokens = torch.cat([torch.full_like(ones, PAD_ID), prompt], dim=1)  # [B, P]
+        p_seg = torch.cat([ones, seg], dim=1)
+        p_len = int(tokens.shape[1])
+        last = p_seg.sum(1) - 1  # row index of each prompt's final token
+        p_pos = torch.arange(p_len, device=device)[None, :].expand(b, -1)
+        region = p_seg.clone()
+        cache = self.decoder.new_cache() if use_cache else None
+        hidden = self.run(tokens, p_seg, p_pos, region, cache)
+        state = hidden[torch.arange(b, device=device), last]
+        out = torch.zeros(b, 0, dtype=torch.long, device=device)
+        done = torch.zeros(b, dtype=torch.bool, device=device)
+        for t in range(max_length):
+            nxt = self.logits(state).argmax(-1)
+            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            done = done | (nxt == EOS_ID)
+            if bool(done.all()) or t + 1 == max_length:
+                break
+            gen_pos = last[:, None] + 1 + torch.arange(t + 1, device=device)[None, :]
+            k_seg = torch.cat([p_seg, ones.expand(b, t + 1)], dim=1)
+            k_pos = torch.cat([p_pos, gen_pos], dim=1)
+            k_region = torch.cat([region, torch.zeros_like(gen_pos)], dim=1)
+            if cache is not None:
+                index = torch.tensor([p_len + t], device=device)
+                state = self.run(
+                    nxt[:, None], ones, gen_pos[:, -1:], torch.zeros_like(ones), cache,
+                    k_seg, k_pos, k_region, index, torch.arange(p_len + t + 1, device=device),
+                )[:, -1]
+            else:
+                full = torch.cat([tokens, out], dim=1)
+                state = self.run(full, k_seg, k_pos, k_region)[:, -1]
+        return out
+
+    # ------------------------------------------------------------------ blocks
+    def blocks(self) -> list[BlockInfo]:
+        """The stack's blocks, bottom first; the top one also lists the final RMSNorm."""
+        names = [n for n, _ in self.named_parameters()]
+        top = len(self.decoder.block) - 1
+        infos = []
+        for i in range(top + 1):
+            params = [n for n in names if n.startswith(f"decoder.block.{i}.")]
+            if i == top:
+                params.append("decoder.final_layer_norm.weight")
+            infos.append(BlockInfo("decoder", i, tuple(params)))
+        return infos
+
+
+class PrefixLMModel(DecoderOnlyModel):
+    """:class:`DecoderOnlyModel` with the fully visible inputs region (facts §2)."""
+
+    prefix = True
+
+
+def decoder_only_parameter_counts(cfg: EncDecConfig, vocab_size: int) -> dict[str, int]:
+    """Exact counts: one stack shaped like the baseline's encoder (P), plus the embedding."""
+    base = parameter_counts(cfg, vocab_size)
+    stack = base["encoder_parameters"]
+    return {
+        "parameters": stack + base["embedding_parameters"],
+        "parameters_excluding_embedding": stack,
+        "embedding_parameters": base["embedding_parameters"],
+        "decoder_parameters": stack,
+    }
+
+
+# ----------------------------------------------------------------------- plugin
+class LMArchitecture(EncDecArchitecture):
+    """Plugin target ``lm``: decoder-only language model (P Table 2 "Language model")."""
+
+    model_class = DecoderOnlyModel
+    name = "lm"
+    loss_on_targets_only = False
+
+    def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
+        _check_depths(config)
+        super().__init__(config, context)
+
+    def pack(
+        self, examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
+    ) -> list[list[int]]:
+        """Greedy packing of whole concatenations (:func:`delimited_lm_groups`)."""
+        return delimited_lm_groups(examples, inputs_length, targets_length)
+
+    def features(
+        self,
+        examples: Sequence[Mapping[str, Any]],
+        inputs_length: int,
+        targets_length: int,
+        pack: bool,
+        num_rows: int | None = None,
+    ) -> dict[str, Any]:
+        """:func:`delimited_lm_features` with this variant's loss region."""
+        return delimited_lm_features(
+            examples, inputs_length, targets_length, pack, num_rows, self.loss_on_targets_only
+        )
+
+    def describe(self, vocab_size: int) -> dict[str, Any]:
+        """Layout, exact parameter counts and forward matmul FLOPs.
+
+        Every token of the ``inputs + targets`` sequence goes through all layers and the
+        logits (2 FLOPs per weight multiply-add; attention score products excluded), so a
+        (input token, target token) pair costs twice the per-token figure: the same as the
+        baseline encoder-decoder, whose input token skips the logits (P §3.2.2: M FLOPs).
+        """
+        cfg = self.config
+        d, inner = cfg.d_model, cfg.num_heads * cfg.d_kv
+        padded = padded_vocab_size(vocab_size, cfg.vocab_divisor)
+        per_token = 2 * (cfg.num_layers * (4 * d * inner + 2 * d * cfg.d_ff) + d * padded)
+        return {
+            "architecture": self.name,
+            **(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else {}),
+            "decoder_layers": cfg.num_layers,
+            "vocab_size": vocab_size,
+            "padded_vocab_size": padded,
+            "prefix_fully_visible": self.model_class.prefix,
+            "loss_on_targets_only": self.loss_on_targets_only,
+            **decoder_only_parameter_counts(cfg, vocab_size),
+            "forward_matmul_flops_per_token": per_token,
+            "forward_matmul_flops_per_token_pair": 2 * per_token,
+            "flops_note": "2 FLOPs per weight multiply-add; attention score products excluded",
+        }
+
+
+class PrefixLMArchitecture(LMArchitecture):
+    """Plugin target ``prefix_lm``: P Table 2 "Prefix LM" (loss on targets only)."""
+
+    model_class = PrefixLMModel
+    name = "prefix_lm"
+    loss_on_targets_only = True
