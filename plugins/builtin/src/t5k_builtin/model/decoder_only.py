@@ -43,6 +43,7 @@ from t5k_builtin.model.encdec import (
     EncDecModel,
     padded_vocab_size,
     parameter_counts,
+    single_stack_blocks,
     token_loss,
 )
 from t5k_builtin.model.features import _fill, _greedy_groups, _pairs, shift_right_per_segment
@@ -261,15 +262,7 @@ class DecoderOnlyModel(EncDecModel):
     # ------------------------------------------------------------------ blocks
     def blocks(self) -> list[BlockInfo]:
         """The stack's blocks, bottom first; the top one also lists the final RMSNorm."""
-        names = [n for n, _ in self.named_parameters()]
-        top = len(self.decoder.block) - 1
-        infos = []
-        for i in range(top + 1):
-            params = [n for n in names if n.startswith(f"decoder.block.{i}.")]
-            if i == top:
-                params.append("decoder.final_layer_norm.weight")
-            infos.append(BlockInfo("decoder", i, tuple(params)))
-        return infos
+        return single_stack_blocks(self)
 
 
 class PrefixLMModel(DecoderOnlyModel):

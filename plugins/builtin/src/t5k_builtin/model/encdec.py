@@ -258,6 +258,22 @@ class EncDecModel(nn.Module):
         return infos
 
 
+def single_stack_blocks(model: nn.Module, stack: str = "decoder") -> list[BlockInfo]:
+    """Blocks of a model with one stack (shared enc-dec, decoder-only), bottom first.
+
+    Block 0 owns the bias table; the top block also lists the stack's final RMSNorm.
+    """
+    names = [n for n, _ in model.named_parameters()]
+    top = len(getattr(model, stack).block) - 1
+    infos = []
+    for i in range(top + 1):
+        params = [n for n in names if n.startswith(f"{stack}.block.{i}.")]
+        if i == top:
+            params.append(f"{stack}.final_layer_norm.weight")
+        infos.append(BlockInfo(stack, i, tuple(params)))
+    return infos
+
+
 def load_hf_state_dict(model: EncDecModel, state_dict: Mapping[str, Tensor]) -> None:
     """Load a Hugging Face ``T5ForConditionalGeneration`` (v1.0, tied) state dict.
 

@@ -21,7 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 from t5k_builtin.configs import EncDecConfig
-from t5k_builtin.model.encdec import EncDecArchitecture, EncDecModel, parameter_counts
+from t5k_builtin.model.encdec import (
+    EncDecArchitecture,
+    EncDecModel,
+    parameter_counts,
+    single_stack_blocks,
+)
 from t5k_builtin.model.layers import Stack
 from t5kernel.api import BlockInfo, BuildContext
 from t5kernel.errors import ConfigError
@@ -53,15 +58,7 @@ class EncDecSharedModel(EncDecModel):
 
         Block 0 owns the bias table; the top block also lists the (shared) final RMSNorm.
         """
-        names = [n for n, _ in self.named_parameters()]
-        top = len(self.decoder.block) - 1
-        infos = []
-        for i in range(top + 1):
-            params = [n for n in names if n.startswith(f"decoder.block.{i}.")]
-            if i == top:
-                params.append("decoder.final_layer_norm.weight")
-            infos.append(BlockInfo("decoder", i, tuple(params)))
-        return infos
+        return single_stack_blocks(self)
 
 
 def shared_parameter_counts(cfg: EncDecConfig, vocab_size: int) -> dict[str, int]:
