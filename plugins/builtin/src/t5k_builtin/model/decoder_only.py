@@ -46,7 +46,13 @@ from t5k_builtin.model.encdec import (
     single_stack_blocks,
     token_loss,
 )
-from t5k_builtin.model.features import _fill, _greedy_groups, _pairs, shift_right_per_segment
+from t5k_builtin.model.features import (
+    _fill,
+    _greedy_groups,
+    _pairs,
+    row_groups,
+    shift_right_per_segment,
+)
 from t5k_builtin.model.layers import Stack, mask_bias, visibility
 from t5kernel.api import BlockInfo, BuildContext
 from t5kernel.errors import ConfigError, DataError
@@ -92,16 +98,7 @@ def delimited_lm_features(
     """
     pairs = _pairs(examples, inputs_length, targets_length)
     length = inputs_length + targets_length
-    if pack:
-        groups = _greedy_groups([(a.size + b.size, 0) for a, b in pairs], length, 0)
-    else:
-        groups = [[i] for i in range(len(pairs))]
-    rows = len(groups) if num_rows is None else num_rows
-    if len(groups) > rows:
-        raise DataError(
-            f"the examples need {len(groups)} rows but num_rows={num_rows}; "
-            "pass fewer examples or a larger num_rows"
-        )
+    groups, rows = row_groups([(a.size + b.size, 0) for a, b in pairs], length, 0, pack, num_rows)
     seqs = [[np.concatenate(pairs[i]) for i in g] for g in groups]
     tokens, segments, positions = _fill(seqs, length, rows)
     n_in = np.zeros((rows, length), np.int32)  # inputs length of each position's segment

@@ -130,6 +130,32 @@ def shift_right_per_segment(targets: np.ndarray, segments: np.ndarray) -> np.nda
     return np.where(segments == prev_seg, shifted, 0).astype(targets.dtype)
 
 
+def row_groups(
+    sizes: Sequence[tuple[int, int]],
+    inputs_length: int,
+    targets_length: int,
+    pack: bool,
+    num_rows: int | None,
+) -> tuple[list[list[int]], int]:
+    """Which examples share each row, and the batch's row count.
+
+    ``pack`` groups greedily by the per-example (inputs, targets) ``sizes`` within the
+    row lengths; otherwise one example per row. ``num_rows`` fixes the row count
+    (DataError when the examples need more rows).
+    """
+    if pack:
+        groups = _greedy_groups(list(sizes), inputs_length, targets_length)
+    else:
+        groups = [[i] for i in range(len(sizes))]
+    rows = len(groups) if num_rows is None else num_rows
+    if len(groups) > rows:
+        raise DataError(
+            f"the examples need {len(groups)} rows but num_rows={num_rows}; "
+            "pass fewer examples or a larger num_rows"
+        )
+    return groups, rows
+
+
 def encdec_features(
     examples: Sequence[Mapping[str, Any]],
     inputs_length: int,
@@ -144,16 +170,9 @@ def encdec_features(
     the examples need more rows).
     """
     pairs = _pairs(examples, inputs_length, targets_length)
-    if pack:
-        groups = _greedy_groups([(a.size, b.size) for a, b in pairs], inputs_length, targets_length)
-    else:
-        groups = [[i] for i in range(len(pairs))]
-    rows = len(groups) if num_rows is None else num_rows
-    if len(groups) > rows:
-        raise DataError(
-            f"the examples need {len(groups)} rows but num_rows={num_rows}; "
-            "pass fewer examples or a larger num_rows"
-        )
+    groups, rows = row_groups(
+        [(a.size, b.size) for a, b in pairs], inputs_length, targets_length, pack, num_rows
+    )
     enc, enc_seg, enc_pos = _fill([[pairs[i][0] for i in g] for g in groups], inputs_length, rows)
     dec, dec_seg, dec_pos = _fill([[pairs[i][1] for i in g] for g in groups], targets_length, rows)
     return {
