@@ -62,6 +62,8 @@ def make_pair(dims, vocab, seed=0, eos_boost=1.0, embed_scale=1.0):
         d_ff=dims["d_ff"],
         d_kv=dims["d_kv"],
         num_heads=dims["num_heads"],
+        relative_attention_num_buckets=dims.get("relative_attention_num_buckets", 32),
+        relative_attention_max_distance=dims.get("relative_attention_max_distance", 128),
         dropout_rate=0.1,
         feed_forward_proj="relu",
         tie_word_embeddings=True,
@@ -252,16 +254,17 @@ def test_generate_stops_when_all_rows_end():
     def scripted(hidden):  # row 0 emits EOS at step 2, row 1 at step 4
         out = real_logits(hidden)
         step = len(calls)
-        calls.append(step)
+        calls.append(out.shape[0])
         out[..., 1] = -1e4
-        out[0, 1] = 1e4 if step == 2 else -1e4
-        out[1, 1] = 1e4 if step == 4 else -1e4
+        ends = [2, 4] if out.shape[0] == 2 else [4]  # row 0 is dropped once it ended
+        for r, end in enumerate(ends):
+            out[r, 1] = 1e4 if step == end else -1e4
         return out
 
     ours.logits = scripted
     batch = {"encoder_input_tokens": torch.tensor([[5, 6, 1], [7, 1, 0]])}
     out = ours.generate(batch, 10)
-    assert out.shape == (2, 5) and len(calls) == 5
+    assert out.shape == (2, 5) and calls == [2, 2, 2, 1, 1]  # finished rows stop computing
     assert out[0, 2] == 1 and (out[0, 3:] == 0).all() and out[1, 4] == 1
     assert (out[:, :2] > 1).all()
     packed = {

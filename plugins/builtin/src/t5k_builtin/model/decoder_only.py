@@ -37,7 +37,6 @@ from torch import Tensor
 
 from t5k_builtin.configs import EncDecConfig
 from t5k_builtin.model.encdec import (
-    EOS_ID,
     PAD_ID,
     EncDecArchitecture,
     EncDecModel,
@@ -194,72 +193,118 @@ class DecoderOnlyModel(EncDecModel):
         return token_loss(self.logits(hidden), targets, batch.get("decoder_loss_weights"), keep)
 
     # ----------------------------------------------------------------- decoding
-    @torch.no_grad()
-    def generate(
-        self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool = True
-    ) -> Tensor:
-        """Greedy continuation of ``[0, prompt...]`` (facts §5.4); only generated ids.
+    def incremental_decoder(
+        self, batch: Mapping[str, Tensor], num_beams: int = 1, use_cache: bool = True
+    ) -> DecoderOnlyIncremental:
+        """Continuation of ``[0, prompt...]`` (facts §5.4) as a decoding.IncrementalDecoder.
 
-        The prompt is ``encoder_input_tokens`` (the inputs incl. EOS, right-padded). It runs
-        once as a block (fully visible for the prefix LM, as in training, where the block
-        is exactly the inputs region), then each step feeds the previous token with a
-        key/value cache. Rows keep their own positions (``len(prompt) + 1 + t``); padding
-        keys between a short prompt and its continuation are masked. ``use_cache=False``
-        re-runs the whole sequence each step (a reference for tests).
+        The prompt is ``encoder_input_tokens`` (the inputs incl. EOS, right-padded).
+        Generation (greedy or beam, :meth:`EncDecModel.generate`) returns only the
+        generated ids.
         """
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
-        was_training = self.training
-        self.eval()
-        try:
-            return self._greedy(batch["encoder_input_tokens"].long(), seg, max_length, use_cache)
-        finally:
-            self.train(was_training)
-
-    def _greedy(
-        self, prompt: Tensor, seg: Tensor | None, max_length: int, use_cache: bool
-    ) -> Tensor:
-        b, device = prompt.shape[0], prompt.device
-        seg = (prompt != PAD_ID).long() if seg is None else seg.long()
-        ones = torch.ones(b, 1, dtype=torch.long, device=device)
-        tokens = torch.cat([torch.full_like(ones, PAD_ID), prompt], dim=1)  # [B, P]
-        p_seg = torch.cat([ones, seg], dim=1)
-        p_len = int(tokens.shape[1])
-        last = p_seg.sum(1) - 1  # row index of each prompt's final token
-        p_pos = torch.arange(p_len, device=device)[None, :].expand(b, -1)
-        region = p_seg.clone()
-        cache = self.decoder.new_cache() if use_cache else None
-        hidden = self.run(tokens, p_seg, p_pos, region, cache)
-        state = hidden[torch.arange(b, device=device), last]
-        out = torch.zeros(b, 0, dtype=torch.long, device=device)
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        for t in range(max_length):
-            nxt = self.logits(state).argmax(-1)
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            done = done | (nxt == EOS_ID)
-            if bool(done.all()) or t + 1 == max_length:
-                break
-            gen_pos = last[:, None] + 1 + torch.arange(t + 1, device=device)[None, :]
-            k_seg = torch.cat([p_seg, ones.expand(b, t + 1)], dim=1)
-            k_pos = torch.cat([p_pos, gen_pos], dim=1)
-            k_region = torch.cat([region, torch.zeros_like(gen_pos)], dim=1)
-            if cache is not None:
-                index = torch.tensor([p_len + t], device=device)
-                state = self.run(
-                    nxt[:, None], ones, gen_pos[:, -1:], torch.zeros_like(ones), cache,
-                    k_seg, k_pos, k_region, index, torch.arange(p_len + t + 1, device=device),
-                )[:, -1]
-            else:
-                full = torch.cat([tokens, out], dim=1)
-                state = self.run(full, k_seg, k_pos, k_region)[:, -1]
-        return out
+        return DecoderOnlyIncremental(
+            self, batch["encoder_input_tokens"].long(), seg, num_beams, use_cache
+        )
 
     # ------------------------------------------------------------------ blocks
     def blocks(self) -> list[BlockInfo]:
         """The stack's blocks, bottom first; the top one also lists the final RMSNorm."""
         return single_stack_blocks(self)
+
+
+class DecoderOnlyIncremental:
+    """Step-by-step decoder of :class:`DecoderOnlyModel`.
+
+    The prompt ``[0, prompt...]`` runs once per example as a block (fully visible for the
+    prefix LM, as in training, where the block is exactly the inputs region); its
+    key/value cache is then repeated for the ``num_beams`` rows of each example and every
+    step feeds one token. Rows keep their own positions (``len(prompt) + 1 + t``); padding
+    keys between a short prompt and its continuation are masked. Without ``use_cache`` the
+    whole sequence re-runs every step (a reference for tests).
+    """
+
+    def __init__(
+        self,
+        model: DecoderOnlyModel,
+        prompt: Tensor,
+        seg: Tensor | None,
+        num_beams: int,
+        use_cache: bool,
+    ) -> None:
+        b, device = prompt.shape[0], prompt.device
+        seg = (prompt != PAD_ID).long() if seg is None else seg.long()
+        ones = torch.ones(b, 1, dtype=torch.long, device=device)
+        tokens = torch.cat([torch.full_like(ones, PAD_ID), prompt], dim=1)  # [B, P]
+        p_seg = torch.cat([ones, seg], dim=1)
+        last = p_seg.sum(1) - 1  # row index of each prompt's final token
+        p_pos = torch.arange(tokens.shape[1], device=device)[None, :].expand(b, -1)
+        cache = model.decoder.new_cache() if use_cache else None
+        first = None
+        if cache is not None:
+            hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
+            first = model.logits(hidden[torch.arange(b, device=device), last])
+            if num_beams > 1:
+                for layer in cache:
+                    sa = layer["self"]
+                    sa["k"] = sa["k"].repeat_interleave(num_beams, dim=0)
+                    sa["v"] = sa["v"].repeat_interleave(num_beams, dim=0)
+                first = first.repeat_interleave(num_beams, dim=0)
+
+        def rep(x: Tensor) -> Tensor:
+            return x.repeat_interleave(num_beams, dim=0) if num_beams > 1 else x
+
+        self.model, self.cache, self.first = model, cache, first
+        self.tokens, self.p_seg, self.p_pos = rep(tokens), rep(p_seg), rep(p_pos.contiguous())
+        self.last = rep(last)
+        self.ones = rep(ones)
+        self.p_len = int(tokens.shape[1])
+        self.out = torch.zeros(self.ones.shape[0], 0, dtype=torch.long, device=device)
+        self.t = 0
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        model, device = self.model, self.tokens.device
+        if tokens is None:
+            if self.first is not None:
+                return self.first
+            hidden = model.run(self.tokens, self.p_seg, self.p_pos, self.p_seg)
+            return model.logits(hidden[torch.arange(hidden.shape[0], device=device), self.last])
+        t, rows, ones = self.t, self.ones.shape[0], self.ones
+        self.out = torch.cat([self.out, tokens[:, None].long()], dim=1)
+        gen_pos = self.last[:, None] + 1 + torch.arange(t + 1, device=device)[None, :]
+        k_seg = torch.cat([self.p_seg, ones.expand(rows, t + 1)], dim=1)
+        k_pos = torch.cat([self.p_pos, gen_pos], dim=1)
+        k_region = torch.cat([self.p_seg, torch.zeros_like(gen_pos)], dim=1)
+        self.t += 1
+        if self.cache is not None:
+            index = torch.tensor([self.p_len + t], device=device)
+            state = model.run(
+                tokens[:, None].long(), ones, gen_pos[:, -1:], torch.zeros_like(ones),
+                self.cache, k_seg, k_pos, k_region, index,
+                torch.arange(self.p_len + t + 1, device=device),
+            )[:, -1]
+        else:
+            full = torch.cat([self.tokens, self.out], dim=1)
+            state = model.run(full, k_seg, k_pos, k_region)[:, -1]
+        return model.logits(state)
+
+    def reorder(self, rows: Tensor) -> None:
+        # rows stay within one example's group, whose prompt tensors are identical
+        self.out = self.out.index_select(0, rows)
+        if self.cache is not None:
+            for layer in self.cache:
+                sa = layer["self"]
+                sa["k"], sa["v"] = sa["k"].index_select(0, rows), sa["v"].index_select(0, rows)
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only ``rows``: the generated history, the cache and the prompt tensors."""
+        self.reorder(rows)
+        for name in ("tokens", "p_seg", "p_pos", "last", "ones"):
+            setattr(self, name, getattr(self, name).index_select(0, rows))
+        if self.first is not None:
+            self.first = self.first.index_select(0, rows)
 
 
 class PrefixLMModel(DecoderOnlyModel):

@@ -1,0 +1,215 @@
+"""Greedy and beam decoding of every architecture, against Hugging Face (facts §5.4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model.features import encdec_features
+from t5kernel import decoding
+from t5kernel.api import BuildContext
+
+transformers = pytest.importorskip("transformers")
+
+from test_encdec import make_pair, random_examples, tensors  # noqa: E402
+
+# three layouts; vocab sizes are multiples of 128 so HF's softmax covers the same columns
+# (seed, EOS boost) of each pair were picked so that the beams end at varied lengths
+CONFIGS = [
+    pytest.param(dict(num_layers=2, d_model=32, d_ff=64, d_kv=8, num_heads=4), 384, 6, 3.0,
+                 id="small"),
+    pytest.param(
+        dict(num_layers=2, num_decoder_layers=3, d_model=48, d_ff=96, d_kv=16, num_heads=3),
+        256, 7, 6.0, id="asym-decoder-deeper",
+    ),
+    pytest.param(
+        dict(num_layers=3, d_model=64, d_ff=128, d_kv=32, num_heads=2,
+             relative_attention_num_buckets=8, relative_attention_max_distance=20),
+        128, 3, 2.5, id="three-layers-8-buckets",
+    ),
+]
+
+
+def batch_and_inputs(vocab, seed=4, n=6):
+    rng = np.random.default_rng(seed)
+    feats = tensors(encdec_features(random_examples(rng, n, 20, 2, vocab), 20, 4, pack=False))
+    batch = {k: feats[k] for k in ("encoder_input_tokens", "encoder_segment_ids")}
+    return batch, feats
+
+
+def hf_generate(hf, feats, dims, **kw):
+    return hf.generate(
+        input_ids=feats["encoder_input_tokens"].long(),
+        attention_mask=feats["encoder_segment_ids"] > 0,
+        do_sample=False,
+        decoder_start_token_id=0,
+        eos_token_id=1,
+        pad_token_id=0,
+        # HF's cache sizes itself by num_layers, wrong when the decoder is deeper
+        use_cache="num_decoder_layers" not in dims,
+        **kw,
+    )[:, 1:]
+
+
+def canonical(ids, width):
+    """Rows cut after their first EOS and padded with 0 to ``width`` (HF pads beams with
+    EOS when pad_token_id is 0)."""
+    out = torch.zeros(ids.shape[0], width, dtype=torch.long)
+    for r, row in enumerate(ids.tolist()):
+        row = row[: row.index(1) + 1] if 1 in row else row
+        out[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def same_ids(a, b):
+    width = max(a.shape[1], b.shape[1])
+    return torch.equal(canonical(a, width), canonical(b, width))
+
+
+@pytest.mark.parametrize("dims,vocab,seed,boost", CONFIGS)
+def test_greedy_matches_hugging_face(dims, vocab, seed, boost):
+    ours, hf = make_pair(dims, vocab, seed=seed, eos_boost=boost, embed_scale=0.05)
+    batch, feats = batch_and_inputs(vocab)
+    ids = ours.generate(batch, 12)
+    ref = hf_generate(hf, feats, dims, num_beams=1, max_new_tokens=12)
+    assert same_ids(ids, ref)
+    assert max(len(set(r.tolist())) for r in ids) >= 3  # outputs are not degenerate
+
+
+@pytest.mark.parametrize("dims,vocab,seed,boost", CONFIGS)
+def test_beam_matches_hugging_face(dims, vocab, seed, boost):
+    """``length_penalty="hf"`` reproduces ``generate(num_beams=4, length_penalty=0.6)``."""
+    ours, hf = make_pair(dims, vocab, seed=seed, eos_boost=boost, embed_scale=0.05)
+    batch, feats = batch_and_inputs(vocab)
+    ids = ours.generate(batch, 12, num_beams=4, alpha=0.6, length_penalty="hf")
+    ref = hf_generate(hf, feats, dims, num_beams=4, length_penalty=0.6, max_new_tokens=12,
+                      early_stopping=False)
+    assert same_ids(ids, ref)
+    rows = canonical(ids, 12).tolist()
+    lengths = [r.index(1) + 1 if 1 in r else 0 for r in rows]
+    assert 0 in lengths and len({n for n in lengths if n > 1}) >= 2  # varied endings
+
+
+def test_paper_beam_scores_its_output():
+    """The paper's reference ("mtf", the default) returns, per row, a sequence that ends at
+    its first EOS (0 after) or runs to max_length, and its GNMT-normalised log-probability."""
+    dims, vocab, seed, boost = CONFIGS[0].values
+    ours, _ = make_pair(dims, vocab, seed=seed, eos_boost=boost, embed_scale=0.05)
+    batch, _ = batch_and_inputs(vocab)
+    with torch.no_grad():
+        ids, scores = decoding.beam_search(ours.incremental_decoder(batch, 4), 6, 4, 12)
+    assert torch.equal(ids, ours.generate(batch, 12, num_beams=4))
+    logp = sequence_logprobs(ours, batch, ids)
+    for r, row in enumerate(ids.tolist()):
+        if 1 in row:
+            n = row.index(1) + 1
+            assert all(t == 0 for t in row[n:])
+            assert abs(float(scores[r]) - float(logp[r]) / ((5 + n) / 6) ** 0.6) < 1e-4
+        else:
+            assert len(row) == 12 and abs(float(scores[r]) - float(logp[r])) < 1e-4
+
+
+# ------------------------------------------------------------------- every arch
+ARCHS = ["encdec", "encdec_shared", "encdec_half", "lm", "prefix_lm"]
+
+
+def build(name, seed=0):
+    from t5k_builtin.model.decoder_only import LMArchitecture, PrefixLMArchitecture
+    from t5k_builtin.model.encdec import EncDecArchitecture, EncDecHalfArchitecture
+    from t5k_builtin.model.encdec_shared import EncDecSharedArchitecture
+
+    cls = {
+        "encdec": EncDecArchitecture, "encdec_shared": EncDecSharedArchitecture,
+        "encdec_half": EncDecHalfArchitecture, "lm": LMArchitecture,
+        "prefix_lm": PrefixLMArchitecture,
+    }[name]
+    cfg = EncDecConfig(num_layers=2, d_model=32, d_ff=64, d_kv=8, num_heads=4, dropout_rate=0.0)
+    arch = cls(cfg, BuildContext(seed=seed))
+    model = arch.build(200)
+    with torch.no_grad():  # make a random model talk instead of echoing EOS at once
+        model.shared.weight.mul_(0.2)
+        model.shared.weight[1] *= 3.0
+        model.decoder.relative_attention_bias.weight.mul_(10.0)
+    return arch, model
+
+
+def prompts(arch, n=4, seed=3):
+    rng = np.random.default_rng(seed)
+    exs = [{"inputs": np.append(rng.integers(2, 200, rng.integers(2, 9)), 1),
+            "targets": np.array([5, 1])} for _ in range(n)]
+    feats = arch.features(exs, 10, 6, pack=False)
+    return {k: torch.from_numpy(v) for k, v in feats.items() if k.startswith("encoder")}
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_beam_cache_equals_recompute_and_rows_are_independent(name):
+    arch, model = build(name, seed=1)
+    batch = prompts(arch)
+    cached = model.generate(batch, 8, num_beams=3)
+    full = model.generate(batch, 8, num_beams=3, use_cache=False)
+    assert torch.equal(cached, full)
+    for r in range(batch["encoder_input_tokens"].shape[0]):
+        alone = {k: v[r:r + 1] for k, v in batch.items()}
+        row = model.generate(alone, 8, num_beams=3)
+        assert torch.equal(row[0], cached[r, :row.shape[1]])
+        assert (cached[r, row.shape[1]:] == 0).all()
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_beam_finds_at_least_the_greedy_score(name):
+    """With alpha = 0 the beam's best log-probability is never below greedy's (the
+    greedy path stays among the 4 beams until it ends or a better ending is found)."""
+    arch, model = build(name, seed=2)
+    batch = prompts(arch, n=3, seed=9)
+    k = 4
+    greedy_dec = model.incremental_decoder(batch, 1)
+    greedy = decoding.greedy_search(greedy_dec, 3, 8)
+    beam_dec = model.incremental_decoder(batch, k)
+    with torch.no_grad():
+        _, beam_scores = decoding.beam_search(beam_dec, 3, k, 8, alpha=0.0)
+    scores = sequence_logprobs(model, batch, greedy)
+    ended = (greedy == 1).any(1)
+    assert (beam_scores[ended] >= scores[ended] - 1e-4).all()
+
+
+def sequence_logprobs(model, batch, ids):
+    """Sum of per-step log-probabilities of ``ids`` (teacher forcing through the decoder)."""
+    dec = model.incremental_decoder(batch, 1)
+    total = torch.zeros(ids.shape[0])
+    alive = torch.ones(ids.shape[0], dtype=torch.bool)
+    tokens = None
+    with torch.no_grad():
+        for t in range(ids.shape[1]):
+            lp = torch.log_softmax(dec.step(tokens), -1)
+            tok = ids[:, t]
+            total += torch.where(alive, lp.gather(1, tok[:, None])[:, 0], torch.zeros(()))
+            alive = alive & (tok != 1)
+            tokens = tok
+    return total
+
+
+@pytest.mark.parametrize("name", ["encdec", "prefix_lm"])
+def test_ensemble_of_two_models(name):
+    arch_a, a = build(name, seed=1)
+    _, b = build(name, seed=7)
+    batch = prompts(arch_a)
+    same = decoding.generate([a, a], batch, 8, num_beams=3)
+    assert torch.equal(same, a.generate(batch, 8, num_beams=3))
+    mixed = decoding.generate([a, b], batch, 8)
+    # greedy on the ensemble = argmax of the averaged log-probs, step by step
+    da, db = a.incremental_decoder(batch, 1), b.incremental_decoder(batch, 1)
+    tokens = None
+    with torch.no_grad():
+        for t in range(mixed.shape[1]):
+            avg = torch.log_softmax(da.step(tokens), -1) + torch.log_softmax(db.step(tokens), -1)
+            want = avg.argmax(-1)
+            live = t == 0 or ~(mixed[:, :t] == 1).any(1)
+            assert torch.equal(mixed[:, t][live], want[live])
+            tokens = mixed[:, t]
+    assert a.training is True or a.training is False  # modes restored below
+    a.train()
+    b.eval()
+    decoding.generate([a, b], batch, 2)
+    assert a.training and not b.training

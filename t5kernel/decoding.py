@@ -1,0 +1,349 @@
+"""Search over any model that decodes one position at a time (facts §5.4, §7.3).
+
+A model opts in by returning an :class:`IncrementalDecoder` from
+``model.incremental_decoder(batch, num_beams, use_cache)``; the search algorithms here
+(greedy, beam search, ensembles of several models) then work for every architecture
+without knowing its layout. The decoder owns the key/value cache; the search owns the
+hypotheses.
+
+Beam search follows one of two references, chosen by ``length_penalty``:
+
+- ``"mtf"`` (the paper's, Mesh TF / tensor2tensor ``beam_search``): hypotheses are scored
+  ``log p / ((5 + len) / 6) ** alpha`` (GNMT), the best ``2·K`` continuations of the ``K``
+  alive beams are drawn each step, every EOS among them may enter the finished set, the
+  search stops once the worst finished score beats the best alive hypothesis could still
+  reach at ``max_length``, and an example with no finished hypothesis returns its best
+  alive one.
+- ``"hf"`` (Hugging Face ``generate(num_beams=K, length_penalty=alpha)``): scores are
+  ``log p / len ** alpha``, only an EOS ranked within the top ``K`` of the ``2·K``
+  candidates finishes, every candidate finishes at ``max_length``, and the search stops by
+  HF's ``early_stopping=False`` heuristic (the best alive score at the current length).
+
+``len`` counts generated tokens including the EOS. Outputs never contain the decoder's
+start token; positions after a sequence's EOS are ``pad_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from t5kernel.errors import ConfigError
+
+#: the two beam-search references (module docstring)
+LENGTH_PENALTIES = ("mtf", "hf")
+#: how an ensemble combines its members' per-step distributions (facts §7.3)
+ENSEMBLE_REDUCTIONS = ("mean_logit", "mean_prob")
+_NEG = -1.0e9
+
+
+@runtime_checkable
+class IncrementalDecoder(Protocol):
+    """One decoding session over a batch of ``B`` examples, ``K`` rows (beams) each.
+
+    Row ``r`` belongs to example ``r // K``. ``step(tokens)`` feeds each row's previous
+    token (``None`` on the first call: the decoder's own start) and returns float32
+    logits ``[B·K, V]`` for the next position; unusable vocabulary columns are ``-inf``.
+    ``reorder(rows)`` makes row ``i`` continue the history of row ``rows[i]`` (the search
+    only moves rows within one example's group).
+    """
+
+    def step(self, tokens: Tensor | None) -> Tensor: ...
+
+    def reorder(self, rows: Tensor) -> None: ...
+
+
+def can_select(decoder: Any) -> bool:
+    """Whether ``decoder`` also offers ``select(rows)``: keep only ``rows`` (any subset, in
+    the given order) and drop every other row's state. The search then stops computing
+    rows whose result is already fixed (greedy rows past EOS, beam examples whose best
+    hypothesis can no longer change) instead of carrying them to the end as Hugging Face
+    does; the outputs are the same."""
+    return callable(getattr(decoder, "select", None))
+
+
+class EnsembleDecoder:
+    """Several decoders over the same batch, read as one (facts §7.3, P Table 13).
+
+    ``"mean_logit"`` averages the members' log-probabilities per step, which after
+    renormalisation is exactly the softmax of their mean logits (each member's
+    log-partition is a per-row constant), the paper's description. ``"mean_prob"``
+    averages probabilities, Mesh TF's default ``reduce_ensemble_logits_mean_prob``.
+    The returned logits are log-probabilities (already normalised).
+    """
+
+    def __init__(self, members: Sequence[IncrementalDecoder], reduce: str = "mean_logit"):
+        if not members:
+            raise ConfigError("an ensemble needs at least one model")
+        if reduce not in ENSEMBLE_REDUCTIONS:
+            raise ConfigError(
+                f"ensemble reduce {reduce!r} is unknown; allowed: {', '.join(ENSEMBLE_REDUCTIONS)}"
+            )
+        self.members = list(members)
+        self.reduce = reduce
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        logps = [torch.log_softmax(m.step(tokens).float(), dim=-1) for m in self.members]
+        widths = {lp.shape[-1] for lp in logps}
+        if len(widths) > 1:
+            raise ConfigError(f"ensemble members disagree on the vocabulary width: {widths}")
+        stacked = torch.stack(logps)
+        if self.reduce == "mean_logit":
+            return torch.log_softmax(stacked.mean(0), dim=-1)
+        return torch.logsumexp(stacked, dim=0) - torch.log(torch.tensor(float(len(logps))))
+
+    def reorder(self, rows: Tensor) -> None:
+        for m in self.members:
+            m.reorder(rows)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "select" and all(can_select(m) for m in self.members):
+            def select(rows: Tensor) -> None:
+                for m in self.members:
+                    m.select(rows)
+            return select
+        raise AttributeError(name)
+
+
+# ----------------------------------------------------------------------------- greedy
+def greedy_search(
+    decoder: IncrementalDecoder, batch_size: int, max_length: int, eos_id: int = 1,
+    pad_id: int = 0,
+) -> Tensor:
+    """Argmax decoding (``beam_size = 1``, the paper's study setting): ids ``[B, <= max_length]``.
+
+    Stops once every row has produced EOS. Rows that ended are dropped from the decoder
+    when it can :func:`can_select`, else fed ``pad_id`` until the others end.
+    """
+    compact = can_select(decoder)
+    out = None
+    live = None  # original row of each decoder row
+    tokens = None
+    steps = 0
+    for t in range(max_length):
+        nxt = decoder.step(tokens).argmax(-1)
+        if out is None:
+            out = torch.full((batch_size, max_length), pad_id, dtype=torch.long, device=nxt.device)
+            live = torch.arange(batch_size, device=nxt.device)
+            done = torch.zeros(batch_size, dtype=torch.bool, device=nxt.device)
+        steps = t + 1
+        if compact:
+            out[live, t] = nxt
+            going = nxt != eos_id
+            if not bool(going.any()):
+                break
+            if not bool(going.all()):
+                keep = going.nonzero()[:, 0]
+                decoder.select(keep)
+                live, nxt = live[keep], nxt[keep]
+        else:
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            out[:, t] = nxt
+            done = done | (nxt == eos_id)
+            if bool(done.all()):
+                break
+        tokens = nxt
+    if out is None:
+        return torch.zeros(batch_size, 0, dtype=torch.long)
+    return out[:, :steps]
+
+
+# ------------------------------------------------------------------------ beam search
+def beam_search(
+    decoder: IncrementalDecoder,
+    batch_size: int,
+    num_beams: int,
+    max_length: int,
+    alpha: float = 0.6,
+    length_penalty: str = "mtf",
+    eos_id: int = 1,
+    pad_id: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Batched beam search; returns the best sequence ``[B, L]`` and its score ``[B]``.
+
+    ``decoder`` must have ``num_beams`` rows per example. The score is the length-penalised
+    log-probability of the returned sequence (for an "mtf" example without a finished
+    hypothesis: the raw log-probability of its best alive one, as tensor2tensor does).
+    An example whose best hypothesis can no longer change leaves the decoder when it can
+    :func:`can_select`.
+    """
+    if length_penalty not in LENGTH_PENALTIES:
+        raise ConfigError(
+            f"length_penalty {length_penalty!r} is unknown; allowed: {', '.join(LENGTH_PENALTIES)}"
+        )
+    if num_beams < 1 or max_length < 1:
+        raise ConfigError(f"num_beams and max_length must be >= 1, got {num_beams}, {max_length}")
+    k, hf, compact = num_beams, length_penalty == "hf", can_select(decoder)
+    state: _Beams | None = None
+    tokens = None
+    for i in range(max_length):
+        logp = torch.log_softmax(decoder.step(tokens).float(), dim=-1)
+        if state is None:
+            state = _Beams(batch_size, k, max_length, pad_id, logp.device)
+        b, vocab, device = state.live.numel(), logp.shape[-1], logp.device
+        state.steps = i + 1
+        cand = (logp.view(b, k, vocab) + state.alive_lp[:, :, None]).view(b, k * vocab)
+        top_lp, top_idx = torch.topk(cand, 2 * k)
+        src = top_idx // vocab  # [b, 2K] source beam
+        tok = top_idx % vocab
+        top_seq = torch.take_along_dim(state.seq, src[:, :, None], dim=1)
+        top_seq[:, :, i] = tok
+        ended = tok == eos_id
+        if hf:
+            ended = ended | (i + 1 >= max_length)
+        # alive: the best K continuations that did not end
+        run_lp = top_lp + ended.float() * _NEG
+        keep = torch.topk(run_lp, k).indices
+        state.seq = torch.take_along_dim(top_seq, keep[:, :, None], dim=1)
+        state.alive_lp = torch.take_along_dim(run_lp, keep, dim=1)
+        rows = (torch.take_along_dim(src, keep, dim=1)
+                + torch.arange(b, device=device)[:, None] * k).reshape(-1)
+        # finished: merge the new endings into the K best so far
+        if hf:
+            new_score = top_lp / ((i + 1) ** alpha)
+            new_score = new_score + (~state.unsatisfied).float() * _NEG
+            new_flag = ended & (torch.arange(2 * k, device=device)[None, :] < k)
+        else:
+            new_score = top_lp / (((5.0 + i + 1) / 6.0) ** alpha)
+            new_flag = ended
+        new_score = new_score + (~new_flag).float() * _NEG
+        merged = torch.cat([state.fin_score, new_score], dim=1)
+        best = torch.topk(merged, k).indices
+        state.fin_seq = torch.take_along_dim(
+            torch.cat([state.fin_seq, top_seq], dim=1), best[:, :, None], dim=1)
+        state.fin_score = torch.take_along_dim(merged, best, dim=1)
+        state.fin_flag = torch.take_along_dim(
+            torch.cat([state.fin_flag, new_flag], dim=1), best, dim=1)
+        # which examples are settled: their best finished hypothesis cannot change
+        if hf:
+            best_alive = state.alive_lp[:, :1] / ((i + 1) ** alpha)
+            worst = state.fin_score.min(dim=1, keepdim=True).values
+            worst = torch.where(state.fin_flag, worst, torch.full_like(state.fin_score, _NEG))
+            state.unsatisfied = state.unsatisfied & (best_alive > worst).any(-1, keepdim=True)
+            settled = ~state.unsatisfied[:, 0]
+            if bool(ended.all()):
+                break
+        else:
+            bound = state.alive_lp[:, 0] / (((5.0 + max_length) / 6.0) ** alpha)
+            lowest = torch.where(state.fin_flag, state.fin_score,
+                                 torch.zeros_like(state.fin_score)).min(dim=1).values
+            lowest = torch.where(state.fin_flag.any(1), lowest, torch.full_like(lowest, _NEG))
+            settled = lowest > bound
+        if bool(settled.all()) or i + 1 == max_length:
+            break
+        if compact and bool(settled.any()):
+            state.retire(settled)
+            going = (~settled).nonzero()[:, 0]
+            decoder.select(rows.view(b, k)[going].reshape(-1))
+            state.keep(going)
+        else:
+            decoder.reorder(rows)
+        tokens = state.seq[:, :, i].reshape(-1)
+    assert state is not None
+    state.retire(torch.ones_like(state.live, dtype=torch.bool), fallback=not hf)
+    out = state.out[:, : state.steps]
+    lengths = _lengths(out, eos_id)
+    return out[:, : int(lengths.max()) if lengths.numel() else 0], state.out_score
+
+
+class _Beams:
+    """The beam-search state of the live examples, and the results of settled ones."""
+
+    def __init__(self, batch: int, k: int, max_length: int, pad_id: int, device: Any):
+        self.live = torch.arange(batch, device=device)  # original example of each live one
+        self.seq = torch.full((batch, k, max_length), pad_id, dtype=torch.long, device=device)
+        self.fin_seq = self.seq.clone()
+        self.alive_lp = torch.full((batch, k), _NEG, device=device)
+        self.alive_lp[:, 0] = 0.0
+        self.fin_score = torch.full((batch, k), _NEG, device=device)
+        self.fin_flag = torch.zeros((batch, k), dtype=torch.bool, device=device)
+        self.unsatisfied = torch.ones((batch, 1), dtype=torch.bool, device=device)
+        self.out = torch.full((batch, max_length), pad_id, dtype=torch.long, device=device)
+        self.out_score = torch.zeros(batch, device=device)
+        self.steps = 0
+
+    def retire(self, which: Tensor, fallback: bool = False) -> None:
+        """Write the results of the live examples in ``which`` (the best finished; with
+        ``fallback`` the best alive when none finished)."""
+        seq, score = self.fin_seq[:, 0], self.fin_score[:, 0]
+        if fallback:
+            any_fin = self.fin_flag.any(1)
+            seq = torch.where(any_fin[:, None], seq, self.seq[:, 0])
+            score = torch.where(any_fin, score, self.alive_lp[:, 0])
+        idx = self.live[which]
+        self.out[idx] = seq[which]
+        self.out_score[idx] = score[which]
+
+    def keep(self, going: Tensor) -> None:
+        self.live = self.live[going]
+        for name in ("seq", "fin_seq", "alive_lp", "fin_score", "fin_flag", "unsatisfied"):
+            setattr(self, name, getattr(self, name)[going])
+
+
+def _lengths(ids: Tensor, eos_id: int) -> Tensor:
+    """Generated length of each row: up to and including its first EOS, else all."""
+    n = ids.shape[1]
+    is_eos = ids == eos_id
+    first = torch.where(is_eos.any(1), is_eos.float().argmax(1) + 1, torch.full_like(ids[:, 0], n))
+    return first
+
+
+# --------------------------------------------------------------------------- driver
+@contextlib.contextmanager
+def _eval_mode(models: Sequence[Any]):
+    modes = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, mode in zip(models, modes, strict=True):
+            m.train(mode)
+
+
+def generate(
+    models: Any,
+    batch: Mapping[str, Tensor],
+    max_length: int,
+    num_beams: int = 1,
+    alpha: float = 0.6,
+    length_penalty: str = "mtf",
+    reduce: str = "mean_logit",
+    use_cache: bool = True,
+    eos_id: int = 1,
+    pad_id: int = 0,
+) -> Tensor:
+    """Decode ``batch`` with one model or an ensemble (a sequence of models).
+
+    ``num_beams == 1`` is greedy decoding (the paper's study setting); more is beam search
+    with ``alpha`` and the ``length_penalty`` reference. Several models average their
+    per-step distributions (``reduce``, :class:`EnsembleDecoder`). Models run in eval mode
+    without gradients and get their previous mode back. Returns ids ``[B, <= max_length]``.
+    """
+    members = list(models) if isinstance(models, list | tuple) else [models]
+    if num_beams < 1:
+        raise ConfigError(f"num_beams must be >= 1, got {num_beams}")
+    for m in members:
+        if not hasattr(m, "incremental_decoder"):
+            raise ConfigError(
+                f"{type(m).__name__} has no incremental_decoder(); it cannot be beam-searched "
+                "or ensembled"
+            )
+    tokens = batch["encoder_input_tokens"]
+    b = int(tokens.shape[0])
+    with _eval_mode(members):
+        decoders = [m.incremental_decoder(batch, num_beams, use_cache) for m in members]
+        dec: IncrementalDecoder = (
+            decoders[0] if len(decoders) == 1 else EnsembleDecoder(decoders, reduce)
+        )
+        if num_beams == 1:
+            ids = greedy_search(dec, b, max_length, eos_id, pad_id)
+        else:
+            ids, _ = beam_search(dec, b, num_beams, max_length, alpha, length_penalty,
+                                 eos_id, pad_id)
+    return ids.to(tokens.device)

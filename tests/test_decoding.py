@@ -1,0 +1,250 @@
+"""The kernel's search algorithms on scripted decoders (facts §5.4, §7.3).
+
+A :class:`TableDecoder` returns, for every row, logits that depend only on that row's
+token history, drawn once from a seeded generator; so the probability of every sequence
+is known and beam search can be checked against brute-force enumeration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from t5kernel import decoding
+from t5kernel.errors import ConfigError
+
+EOS, PAD = 1, 0
+
+
+class TableDecoder:
+    """Logits as a deterministic function of (example, history)."""
+
+    def __init__(self, batch_size, num_beams, vocab, seed=0, table=None, scale=2.0, default=None):
+        self.k, self.vocab, self.seed, self.scale = num_beams, vocab, seed, scale
+        self.default = default
+        self.table = {} if table is None else table
+        self.hist = [(r // num_beams, ()) for r in range(batch_size * num_beams)]
+        self.calls = 0
+
+    def logits_for(self, example, history):
+        key = (example, history)
+        if key not in self.table and self.default is not None:
+            return torch.tensor(self.default, dtype=torch.float32)
+        if key not in self.table:
+            rng = np.random.default_rng(abs(hash((self.seed, key))) % 2**32)
+            self.table[key] = rng.normal(size=self.vocab) * self.scale
+        return torch.tensor(self.table[key], dtype=torch.float32)
+
+    def step(self, tokens):
+        self.calls += 1
+        if tokens is not None:
+            pairs = zip(self.hist, tokens.tolist(), strict=True)
+            self.hist = [(e, h + (int(t),)) for (e, h), t in pairs]
+        return torch.stack([self.logits_for(e, h) for e, h in self.hist])
+
+    def reorder(self, rows):
+        self.hist = [self.hist[r] for r in rows.tolist()]
+
+    def logprob(self, example, seq):
+        total = 0.0
+        for i, tok in enumerate(seq):
+            lp = torch.log_softmax(self.logits_for(example, tuple(seq[:i])), -1)
+            total += float(lp[tok])
+        return total
+
+
+def gnmt(lp, n, alpha):
+    return lp / ((5.0 + n) / 6.0) ** alpha
+
+
+def all_finished(vocab, max_len):
+    """Every sequence that ends in EOS within ``max_len`` tokens (no earlier EOS)."""
+    others = [t for t in range(vocab) if t != EOS]
+    for n in range(1, max_len + 1):
+        for body in itertools.product(others, repeat=n - 1):
+            yield (*body, EOS)
+
+
+def strip(row):
+    row = [int(t) for t in row]
+    return tuple(row[: row.index(EOS) + 1]) if EOS in row else tuple(row)
+
+
+# --------------------------------------------------------------------------- greedy
+def test_greedy_follows_argmax_and_pads_after_eos():
+    dec = TableDecoder(3, 1, 5, seed=3)
+    ids = decoding.greedy_search(dec, 3, 6)
+    for e in range(3):
+        row = strip(ids[e])
+        for i, tok in enumerate(row):  # each token is the argmax given its prefix
+            assert tok == int(dec.logits_for(e, row[:i]).argmax())
+        assert all(int(t) == PAD for t in ids[e, len(row):])
+    assert ids.shape[1] == max(len(strip(r)) for r in ids)  # stopped when all rows ended
+
+
+# ---------------------------------------------------------------------- beam search
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), alpha=st.sampled_from([0.0, 0.6, 1.0, 2.0]))
+def test_mtf_beam_is_exact_when_wide_enough(seed, alpha):
+    """K >= every live prefix: beam search = brute force over the GNMT-scored endings."""
+    vocab, max_len, k = 4, 3, 27
+    dec = TableDecoder(2, k, vocab, seed=seed)
+    ids, scores = decoding.beam_search(dec, 2, k, max_len, alpha=alpha, length_penalty="mtf")
+    for e in range(2):
+        best = max(all_finished(vocab, max_len),
+                   key=lambda s: gnmt(dec.logprob(e, s), len(s), alpha))
+        got = strip(ids[e])
+        want = gnmt(dec.logprob(e, best), len(best), alpha)
+        assert got[-1] == EOS
+        assert math.isclose(gnmt(dec.logprob(e, got), len(got), alpha), want, abs_tol=1e-5)
+        assert math.isclose(float(scores[e]), want, abs_tol=1e-4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6))
+def test_hf_beam_is_exact_without_length_penalty_when_wide_enough(seed):
+    """HF reference, alpha 0: its early-stop heuristic is exact, and max-length
+    hypotheses count as finished."""
+    vocab, max_len, k = 4, 3, 40
+    dec = TableDecoder(2, k, vocab, seed=seed)
+    ids, scores = decoding.beam_search(dec, 2, k, max_len, alpha=0.0, length_penalty="hf")
+    others = [t for t in range(vocab) if t != EOS]
+    for e in range(2):
+        cands = list(all_finished(vocab, max_len)) + list(itertools.product(others, repeat=3))
+        best = max(dec.logprob(e, s) for s in cands)
+        assert math.isclose(dec.logprob(e, strip(ids[e])), best, abs_tol=1e-5)
+        assert math.isclose(float(scores[e]), best, abs_tol=1e-4)
+
+
+def scripted_penalty_case():
+    """Two endings: ``[EOS]`` (log p = -1) and ``[2, 3, EOS]`` (log p = -2.4); every
+    other continuation is uniform over 50 tokens, so much worse."""
+    v = 50
+    big = -30.0
+    table = {}
+
+    def dist(pairs):
+        logits = np.full(v, big)
+        for tok, lp in pairs:
+            logits[tok] = lp
+        return logits  # close to log-probs already: every other entry ~e^-30
+
+    table[(0, ())] = dist([(EOS, -1.0), (2, math.log(1 - math.exp(-1.0)))])
+    table[(0, (2,))] = dist([(3, 0.0)])
+    p = math.log(1 - math.exp(-1.0))
+    table[(0, (2, 3))] = dist([(EOS, -2.4 - p), (4, math.log(1 - math.exp(-2.4 - p)))])
+    return table, v
+
+
+def test_length_penalty_references_differ_as_documented():
+    """Pinned difference: with alpha = 1, HF's log p / len prefers the longer ending
+    (-2.4 / 3 = -0.8 > -1), the paper's GNMT penalty the shorter (-1 / 1 > -2.4 / (8/6))."""
+    table, v = scripted_penalty_case()
+    for style, want in (("hf", (2, 3, EOS)), ("mtf", (EOS,))):
+        dec = TableDecoder(1, 2, v, table=dict(table), default=np.zeros(v))
+        ids, _ = decoding.beam_search(dec, 1, 2, 5, alpha=1.0, length_penalty=style)
+        assert strip(ids[0]) == want, style
+
+
+def test_beam_of_one_example_is_independent_of_batch():
+    k, vocab = 4, 7
+    both = TableDecoder(3, k, vocab, seed=11, scale=1.0)
+    ids, _ = decoding.beam_search(both, 3, k, 6, alpha=0.6)
+    for e in range(3):
+        alone = TableDecoder(1, k, vocab, seed=11, scale=1.0)
+        alone.hist = [(e, ()) for _ in range(k)]
+        one, _ = decoding.beam_search(alone, 1, k, 6, alpha=0.6)
+        assert strip(one[0]) == strip(ids[e])
+
+
+def test_mtf_without_any_ending_returns_best_alive():
+    v = 8  # EOS never among the 2K = 4 best continuations
+    dec = TableDecoder(1, 2, v, table={}, default=np.array([-5, -50, 0, -1, -1.5, -2, -2.5, -3.0]))
+    ids, score = decoding.beam_search(dec, 1, 2, 3, alpha=0.6, length_penalty="mtf")
+    assert strip(ids[0]) == (2, 2, 2)
+    assert math.isclose(float(score[0]), dec.logprob(0, (2, 2, 2)), abs_tol=1e-5)
+
+
+def test_bad_search_options():
+    dec = TableDecoder(1, 2, 4)
+    with pytest.raises(ConfigError, match="allowed: mtf, hf"):
+        decoding.beam_search(dec, 1, 2, 3, length_penalty="gnmt")
+    with pytest.raises(ConfigError, match="allowed: mean_logit, mean_prob"):
+        decoding.EnsembleDecoder([dec], "max")
+
+
+# ------------------------------------------------------------------------ ensembles
+def test_ensemble_reductions():
+    a, b = TableDecoder(2, 1, 6, seed=1), TableDecoder(2, 1, 6, seed=2)
+    la, lb = a.step(None), b.step(None)
+    a2, b2 = TableDecoder(2, 1, 6, seed=1), TableDecoder(2, 1, 6, seed=2)
+    mean_logit = decoding.EnsembleDecoder([a2, b2], "mean_logit").step(None)
+    # averaging log-probs then renormalising == softmax of the averaged logits (paper)
+    assert torch.allclose(mean_logit, torch.log_softmax((la + lb) / 2, -1), atol=1e-6)
+    a3, b3 = TableDecoder(2, 1, 6, seed=1), TableDecoder(2, 1, 6, seed=2)
+    mean_prob = decoding.EnsembleDecoder([a3, b3], "mean_prob").step(None)
+    want = torch.log((torch.softmax(la, -1) + torch.softmax(lb, -1)) / 2)
+    assert torch.allclose(mean_prob, want, atol=1e-6)
+    assert torch.allclose(mean_prob.exp().sum(-1), torch.ones(2), atol=1e-6)
+
+
+def test_ensemble_of_copies_decodes_like_one_member():
+    one = TableDecoder(2, 3, 6, seed=5)
+    ids, _ = decoding.beam_search(one, 2, 3, 5)
+    pair = decoding.EnsembleDecoder([TableDecoder(2, 3, 6, seed=5), TableDecoder(2, 3, 6, seed=5)])
+    ids2, _ = decoding.beam_search(pair, 2, 3, 5)
+    assert torch.equal(ids, ids2)
+    members = pair.members
+    assert members[0].hist == members[1].hist  # reorders reach every member
+
+
+# ----------------------------------------------------------------------- compaction
+class SelectableTableDecoder(TableDecoder):
+    """A TableDecoder that can drop rows, recording how many rows each step computed."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.rows_per_step = []
+
+    def step(self, tokens):
+        out = super().step(tokens)
+        self.rows_per_step.append(out.shape[0])
+        return out
+
+    def select(self, rows):
+        self.reorder(rows)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), style=st.sampled_from(["mtf", "hf"]),
+       alpha=st.sampled_from([0.0, 0.6]), k=st.sampled_from([1, 2, 4]))
+def test_dropping_settled_rows_changes_nothing(seed, style, alpha, k):
+    """Rows whose result is fixed leave the decoder; outputs and scores stay identical."""
+    vocab, b, n = 6, 5, 7
+    plain = TableDecoder(b, k, vocab, seed=seed, scale=1.5)
+    smart = SelectableTableDecoder(b, k, vocab, seed=seed, scale=1.5)
+    if k == 1:
+        want = decoding.greedy_search(plain, b, n)
+        got = decoding.greedy_search(smart, b, n)
+        assert torch.equal(want, got)
+    else:
+        want, want_s = decoding.beam_search(plain, b, k, n, alpha, style)
+        got, got_s = decoding.beam_search(smart, b, k, n, alpha, style)
+        assert torch.equal(want, got)
+        assert torch.allclose(want_s, got_s)
+    assert smart.rows_per_step == sorted(smart.rows_per_step, reverse=True)
+
+
+def test_greedy_stops_computing_finished_rows():
+    dec = SelectableTableDecoder(6, 1, 5, seed=4, scale=1.5)
+    ids = decoding.greedy_search(dec, 6, 12)
+    lengths = [len(strip(r)) for r in ids]
+    assert min(lengths) < max(lengths)  # the case is informative
+    # step t computes exactly the rows that have not ended before t
+    assert dec.rows_per_step == [sum(n > t for n in lengths) for t in range(max(lengths))]
