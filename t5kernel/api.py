@@ -122,6 +122,11 @@ class Vocabulary(Protocol):
     ``vocab_size`` counts the base pieces plus ``extra_ids`` sentinels appended after
     them; sentinel k is ``vocab_size - 1 - k`` (numbered from the end, as T5 does).
     ``decode`` stops at the first EOS and maps sentinel ids to unk.
+
+    Optional: the plugin's *target* (the factory registered in its ``PluginSpec``) may
+    carry ``planned_size(config) -> int | None``, the ``vocab_size`` it would build from
+    ``config`` without building (e.g. without training a model); ``t5k describe`` uses it
+    to size a model when no ``--vocab-size`` is given.
     """
 
     pad_id: int
@@ -272,6 +277,14 @@ class Architecture(Protocol):
     share a row (lists of consecutive indices) so the run loop can cut a stream into
     batches of exactly ``batch_size`` rows. ``build(vocab_size)`` returns a fresh,
     randomly initialised :class:`Model`.
+
+    Optional, for ``t5k convert`` (:mod:`t5kernel.convert`), looked up with ``getattr``:
+    ``from_hf(folder) -> (options, state_dict)`` and ``hf_vocabulary(folder, dst) ->
+    vocabulary section | None``, classmethods of the plugin target that read a Hugging Face
+    model folder (``options`` are the plugin's config fields without ``name``;
+    ``hf_vocabulary`` copies the tokenizer into ``dst``); and ``to_hf(model, vocab_size,
+    folder, vocabulary=None)`` on the built architecture, which writes ``model`` as a
+    Hugging Face model folder. Any of them may raise ConfigError for a model it cannot map.
     """
 
     def build(self, vocab_size: int) -> Model: ...

@@ -6,7 +6,9 @@ below, and *plugin sections* (``model``, ``objective``, ``corpus``, ``tasks.*``,
 mapping with a ``name`` that selects a plugin and the plugin's options. Resolution:
 
 1. start from :class:`RunConfig` (whose defaults are the embedded default run),
-2. merge each ``--config`` YAML file, then the ``key=value`` dot-list overrides,
+2. merge each ``--config`` YAML file, then the ``key=value`` dot-list overrides; a layer
+   that sets ``<section>.size`` first writes that size preset's keys (the plugin
+   config's ``PRESETS``) into the section, so the same or later layers still override,
 3. validate every plugin section against its plugin's config dataclass (unknown keys and
    wrong types are errors naming the key, the plugin and the allowed keys),
 4. fill in the plugin defaults, so the saved ``config.yaml`` is complete and re-running
@@ -25,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from t5kernel.errors import ConfigError
+from t5kernel.errors import ConfigError, PluginError
 
 
 def _section(name: str, **options: Any):
@@ -97,6 +99,9 @@ class RunConfig:
     resume: bool = False
     #: how many step checkpoints of each stage to keep (the best per task are kept too)
     keep_checkpoints: int = 2
+    #: a checkpoint folder (e.g. ``t5k convert``'s ``checkpoints/step_0``) whose
+    #: model.safetensors initialises the model before training (strict; not on resume)
+    init_checkpoint: str | None = None
     # The embedded default is the paper's baseline recipe scaled to minutes on a laptop
     # CPU. Measured trade-offs at this scale (see the README): the paper's fine-tuning
     # rate (1e-3, meant after 2^19 pre-training steps) and dropout 0.1 leave a model this
@@ -162,8 +167,14 @@ def _oc_message(exc: OmegaConfBaseException) -> str:
     return f"{msg} (key: {key})" if key and key not in msg else msg
 
 
-def compose(files: list[str | Path] = (), overrides: list[str] = ()) -> DictConfig:
-    """Defaults <- YAML files <- dot-list overrides; kernel sections type-checked."""
+def compose(
+    files: list[str | Path] = (), overrides: list[str] = (), registry: Any = None
+) -> DictConfig:
+    """Defaults <- YAML files <- dot-list overrides; kernel sections type-checked.
+
+    ``registry`` looks up the plugins whose size presets a layer selects (see
+    :func:`_expand_size_presets`); None = the default registry, consulted only then.
+    """
     cfg = OmegaConf.structured(RunConfig)
     try:
         for path in files:
@@ -175,13 +186,16 @@ def compose(files: list[str | Path] = (), overrides: list[str] = ()) -> DictConf
                 raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level")
             if "tasks" in loaded:  # a file's task set replaces the current one
                 cfg.tasks = {}
-            cfg = OmegaConf.merge(cfg, _replace_plugin_sections(cfg, loaded))
+            loaded = _replace_plugin_sections(cfg, loaded)
+            _expand_size_presets(cfg, loaded, registry)
+            cfg = OmegaConf.merge(cfg, loaded)
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} is not of the form key=value")
         if overrides:
-            dot = OmegaConf.from_dotlist(list(overrides))
-            cfg = OmegaConf.merge(cfg, _replace_plugin_sections(cfg, dot))
+            dot = _replace_plugin_sections(cfg, OmegaConf.from_dotlist(list(overrides)))
+            _expand_size_presets(cfg, dot, registry)
+            cfg = OmegaConf.merge(cfg, dot)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
     return cfg
@@ -200,6 +214,49 @@ def _replace_plugin_sections(base: DictConfig, update: DictConfig) -> DictConfig
         if new_name is not None and new_name != old_name:
             OmegaConf.update(base, path, {"name": new_name}, merge=False)
     return update
+
+
+def _expand_size_presets(base: DictConfig, update: DictConfig, registry: Any) -> None:
+    """Write the preset named by ``update``'s ``<section>.size`` into ``base``'s section.
+
+    A plugin config dataclass offers sizes through a ``PRESETS`` class attribute
+    (``{size: {key: value}}``) beside a ``size`` field; without ``PRESETS``, ``size`` is
+    an ordinary option if the dataclass has that field (``vocabulary.size``, the number of
+    pieces) and an error otherwise. The preset replaces what earlier layers set for its
+    keys (``model.size=base`` over the embedded default's 2 layers gives 12), and
+    ``update`` is merged afterwards, so the keys it sets itself win (``model.size=base
+    model.num_layers=6`` gives 6). ``size`` itself stays in the section, so the saved
+    config records it. Runs after :func:`_replace_plugin_sections`, so the plugin is the
+    one the section names once ``update`` is applied.
+    """
+    for path, kind in PLUGIN_SECTIONS:
+        size = OmegaConf.select(update, f"{path}.size", default=None)
+        if size is None:
+            continue
+        name = OmegaConf.select(update, f"{path}.name", default=None) or OmegaConf.select(
+            base, f"{path}.name", default=None)
+        if not name:
+            raise ConfigError(f"{path}.size: {path}.name is missing; sizes belong to a plugin")
+        if registry is None:
+            from t5kernel.registry import default_registry
+
+            registry = default_registry()
+        try:
+            schema = registry.get(kind, str(name)).config
+        except PluginError:  # unknown or broken plugin: validate() reports it
+            continue
+        presets = getattr(schema, "PRESETS", None)
+        if not presets:
+            if "size" in {f.name for f in dataclasses.fields(schema)}:
+                continue  # an ordinary option of this plugin (e.g. vocabulary.size)
+            raise ConfigError(f"{path}.size={size!r}: {kind} {name!r} has no size presets")
+        if str(size) not in presets:
+            raise ConfigError(
+                f"{path}.size={size!r} is not a size of {kind} {name!r}; allowed: "
+                f"{', '.join(presets)}"
+            )
+        for key, value in presets[str(size)].items():
+            OmegaConf.update(base, f"{path}.{key}", value, merge=False)
 
 
 def validate(cfg: DictConfig, registry: Any) -> DictConfig:

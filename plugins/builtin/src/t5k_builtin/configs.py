@@ -8,13 +8,42 @@ or printing a schema never imports an implementation. Defaults are the paper's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
 # ----------------------------------------------------------------------------- model
+def _dims(layers: int, d_model: int, d_ff: int, d_kv: int, heads: int) -> dict[str, Any]:
+    """One size preset: equal encoder and decoder depth, as every T5 v1.0 size has."""
+    return {"num_layers": layers, "num_decoder_layers": None, "d_model": d_model,
+            "d_ff": d_ff, "d_kv": d_kv, "num_heads": heads}
+
+
 @dataclass
 class EncDecConfig:
-    """T5 v1.0 encoder-decoder. Defaults = the paper's baseline (T5-Base)."""
+    """T5 v1.0 encoder-decoder. Defaults = the paper's baseline (T5-Base).
 
+    ``size`` names one of :attr:`PRESETS`; the kernel's config composition writes the
+    preset's dimensions into the section before the layer that sets ``size`` is merged,
+    so keys given in that layer or later ones win (``model.size=base model.num_layers=6``).
+    """
+
+    #: The paper's model sizes (facts §1.9, P §3.7), the §3.6 scaling models "2x" (16
+    #: layers per stack, BERT-large width) and "4x" (32 layers), and ``tiny``, the
+    #: embedded default run's dimensions (tests, demo). ``encdec_half`` halves the
+    #: preset's depth; ``lm``/``prefix_lm`` use ``num_layers`` for their single stack.
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": _dims(2, 128, 512, 32, 4),
+        "small": _dims(6, 512, 2048, 64, 8),
+        "base": _dims(12, 768, 3072, 64, 12),
+        "large": _dims(24, 1024, 4096, 64, 16),
+        "3B": _dims(24, 1024, 16384, 128, 32),
+        "11B": _dims(24, 1024, 65536, 128, 128),
+        "2x": _dims(16, 1024, 4096, 64, 16),
+        "4x": _dims(32, 1024, 4096, 64, 16),
+    }
+
+    #: the preset these dimensions came from (recorded in config.yaml); None = explicit
+    size: str | None = None
     num_layers: int = 12
     #: decoder layers; None = same as ``num_layers``
     num_decoder_layers: int | None = None

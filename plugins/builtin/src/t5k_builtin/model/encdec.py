@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from t5k_builtin.configs import EncDecConfig
 from t5k_builtin.model.features import encdec_features, pack_examples
 from t5k_builtin.model.layers import Stack, init_weights, mask_bias, visibility
+from t5kernel import decoding
 from t5kernel.api import BlockInfo, BuildContext, ModelOutput
 from t5kernel.errors import ConfigError, DataError
 
@@ -187,56 +188,29 @@ class EncDecModel(nn.Module):
         return token_loss(self.logits(hidden), targets, batch.get("decoder_loss_weights"), keep)
 
     # ----------------------------------------------------------------- decoding
-    @torch.no_grad()
     def generate(
-        self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool = True
+        self,
+        batch: Mapping[str, Tensor],
+        max_length: int,
+        use_cache: bool = True,
+        **search: Any,
     ) -> Tensor:
-        """Greedy decoding (facts §5.4): ids ``[B, <= max_length]``, 0 after each row's EOS.
+        """Decode ``batch`` (facts §5.4): ids ``[B, <= max_length]``, 0 after each row's EOS.
 
-        The encoder runs once; with ``use_cache`` the decoder keeps per-layer self-attention
-        keys/values and computes the cross-attention keys/values once, so each step costs
-        one position. ``use_cache=False`` re-runs the whole decoder every step (a reference
-        for tests). Stops early when every row has produced EOS. Runs in eval mode.
+        Greedy by default; ``num_beams``, ``alpha``, ``length_penalty`` select beam search
+        (:func:`t5kernel.decoding.generate`). ``use_cache=False`` re-runs the whole
+        decoder every step (a reference for tests). Runs in eval mode.
         """
+        return decoding.generate(self, batch, max_length, use_cache=use_cache, **search)
+
+    def incremental_decoder(
+        self, batch: Mapping[str, Tensor], num_beams: int = 1, use_cache: bool = True
+    ) -> EncDecIncremental:
+        """A :class:`~t5kernel.decoding.IncrementalDecoder` over an unpacked batch."""
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
-        was_training = self.training
-        self.eval()
-        try:
-            return self._greedy(batch, max_length, use_cache)
-        finally:
-            self.train(was_training)
-
-    def _greedy(self, batch: Mapping[str, Tensor], max_length: int, use_cache: bool) -> Tensor:
-        tokens = batch["encoder_input_tokens"]
-        memory, enc_seg = self.encode(
-            tokens, batch.get("encoder_segment_ids")
-        )
-        b, device = tokens.shape[0], tokens.device
-        ones = torch.ones(b, 1, dtype=torch.long, device=device)
-        cross_bias = mask_bias(visibility(ones, enc_seg, causal=False))
-        out = torch.zeros(b, 0, dtype=torch.long, device=device)
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        prev = torch.full((b, 1), PAD_ID, dtype=torch.long, device=device)
-        cache = self.decoder.new_cache() if use_cache else None
-        for t in range(max_length):
-            if cache is not None:
-                q_pos = torch.full((1, 1), t, dtype=torch.long, device=device)
-                k_pos = torch.arange(t + 1, device=device)[None, :]
-                self_bias = self.decoder.position_bias(q_pos, k_pos)
-                hidden = self.decoder(self.shared(prev), self_bias, memory, cross_bias, cache)
-            else:
-                dec_in = torch.cat([torch.full_like(ones, PAD_ID), out], dim=1)
-                hidden = self.decode(dec_in, memory, enc_seg, ones.expand_as(dec_in))
-            nxt = self.logits(hidden[:, -1]).argmax(-1)
-            nxt = torch.where(done, torch.zeros_like(nxt), nxt)
-            out = torch.cat([out, nxt[:, None]], dim=1)
-            done = done | (nxt == EOS_ID)
-            if bool(done.all()):
-                break
-            prev = nxt[:, None]
-        return out
+        return EncDecIncremental(self, batch, num_beams, use_cache)
 
     # ------------------------------------------------------------------ blocks
     def blocks(self) -> list[BlockInfo]:
@@ -256,6 +230,68 @@ class EncDecModel(nn.Module):
                     params.append(f"{stack_name}.final_layer_norm.weight")
                 infos.append(BlockInfo(stack_name, i, tuple(params)))
         return infos
+
+
+class EncDecIncremental:
+    """Step-by-step decoder of :class:`EncDecModel` (the decoding.IncrementalDecoder).
+
+    The encoder runs once per example; its output is repeated for the ``num_beams`` rows
+    of each example. With ``use_cache`` each decoder layer keeps its self-attention
+    keys/values and computes the cross-attention keys/values once (identical across the
+    rows of one example, so :meth:`reorder` leaves them alone); each step then costs one
+    position. Without it the whole decoder re-runs over the history every step.
+    """
+
+    def __init__(
+        self, model: EncDecModel, batch: Mapping[str, Tensor], num_beams: int, use_cache: bool
+    ) -> None:
+        memory, enc_seg = model.encode(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
+        if num_beams > 1:
+            memory = memory.repeat_interleave(num_beams, dim=0)
+            enc_seg = enc_seg.repeat_interleave(num_beams, dim=0)
+        self.model, self.memory, self.enc_seg = model, memory, enc_seg
+        rows, device = memory.shape[0], memory.device
+        self.ones = torch.ones(rows, 1, dtype=torch.long, device=device)
+        self.cross_bias = mask_bias(visibility(self.ones, enc_seg, causal=False))
+        self.cache = model.decoder.new_cache() if use_cache else None
+        self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
+        self.t = 0
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        model, device = self.model, self.memory.device
+        prev = torch.full_like(self.ones, PAD_ID) if tokens is None else tokens[:, None].long()
+        if self.cache is not None:
+            q_pos = torch.full((1, 1), self.t, dtype=torch.long, device=device)
+            k_pos = torch.arange(self.t + 1, device=device)[None, :]
+            bias = model.decoder.position_bias(q_pos, k_pos)
+            hidden = model.decoder(model.shared(prev), bias, self.memory, self.cross_bias, self.cache)
+        else:
+            self.history = torch.cat([self.history, prev], dim=1)
+            hidden = model.decode(
+                self.history, self.memory, self.enc_seg, self.ones.expand_as(self.history)
+            )
+        self.t += 1
+        return model.logits(hidden[:, -1])
+
+    def reorder(self, rows: Tensor) -> None:
+        self.history = self.history.index_select(0, rows)
+        if self.cache is not None:
+            for layer in self.cache:
+                sa = layer["self"]
+                sa["k"], sa["v"] = sa["k"].index_select(0, rows), sa["v"].index_select(0, rows)
+
+    def select(self, rows: Tensor) -> None:
+        """Keep only ``rows``: every per-row tensor, including the encoder side."""
+        self.reorder(rows)
+        self.memory = self.memory.index_select(0, rows)
+        self.enc_seg = self.enc_seg.index_select(0, rows)
+        self.cross_bias = self.cross_bias.index_select(0, rows)
+        self.ones = self.ones.index_select(0, rows)
+        if self.cache is not None:
+            for layer in self.cache:
+                ca = layer["cross"]
+                if "k" in ca:
+                    ca["k"], ca["v"] = ca["k"].index_select(0, rows), ca["v"].index_select(0, rows)
 
 
 def single_stack_blocks(model: nn.Module, stack: str = "decoder") -> list[BlockInfo]:
@@ -390,6 +426,42 @@ class EncDecArchitecture:
             "forward_matmul_flops_per_token_pair": per_input + per_target,
             "flops_note": "2 FLOPs per weight multiply-add; attention score products excluded",
         }
+
+    # ------------------------------------------------------- Hugging Face interop
+    @classmethod
+    def from_hf(cls, folder: Any) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """``(model options, state dict)`` of a Hugging Face T5 v1.0 folder (hf_interop).
+
+        Only the plain ``encdec`` imports: a T5ForConditionalGeneration is exactly that
+        model, and the variants (half depth, shared stack, decoder-only) would reinterpret
+        its layers.
+        """
+        from t5k_builtin.model import hf_interop
+
+        if cls is not EncDecArchitecture:
+            raise ConfigError(
+                f"{cls.__name__} cannot import a Hugging Face T5 checkpoint; import it as "
+                f"the plain encoder-decoder (--arch encdec)"
+            )
+        return hf_interop.from_hf(folder)
+
+    @classmethod
+    def hf_vocabulary(cls, folder: Any, dst: Any) -> dict[str, Any] | None:
+        """The vocabulary section for the folder's ``spiece.model`` (copied into ``dst``)."""
+        from t5k_builtin.model import hf_interop
+
+        return hf_interop.hf_vocabulary(folder, dst)
+
+    def to_hf(self, model: EncDecModel, vocab_size: int, folder: Any,
+              vocabulary: Any = None) -> None:
+        """Write ``model`` as a Hugging Face T5 folder (``T5ForConditionalGeneration``).
+
+        Works for ``encdec`` and ``encdec_half`` (a plain, shallower encdec); the shared
+        and decoder-only variants have no Hugging Face equivalent and are refused.
+        """
+        from t5k_builtin.model import hf_interop
+
+        hf_interop.to_hf(self.config, model, vocab_size, folder, vocabulary)
 
 
 class EncDecHalfArchitecture(EncDecArchitecture):
