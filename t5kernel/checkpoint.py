@@ -164,6 +164,41 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     return model_state, trainer_state, state
 
 
+def load_model_weights(model: Any, path: Path) -> None:
+    """Initialise ``model`` from ``path/model.safetensors``, strictly.
+
+    The checksum manifest is checked when there is one. CheckpointError names the missing
+    and unexpected parameter names and the shape mismatches, so a checkpoint of another
+    architecture or vocabulary fails with a readable message instead of half-loading.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint {path} has no model.safetensors")
+    if (path / MANIFEST).is_file() and not verify(path):
+        raise CheckpointError(f"checkpoint {path} fails its checksum manifest")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"checkpoint {weights} is not readable: {exc}") from None
+    own = model.state_dict()
+    problems = []
+    mismatched = [f"{k} {tuple(state[k].shape)} (model {tuple(v.shape)})"
+                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    for label, names in (("missing keys", sorted(set(own) - set(state))),
+                         ("unexpected keys", sorted(set(state) - set(own))),
+                         ("shape mismatches", mismatched)):
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            problems.append(f"{label}: {', '.join(names[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
 def prune(root: Path, keep_last: int, protect: set[int] = frozenset()) -> None:
     """Delete all but the newest ``keep_last`` checkpoints and those in ``protect``."""
     steps = list_steps(root)

@@ -2,6 +2,8 @@
 
     t5k run [--arch NAME] [--objective NAME] [--backend NAME] [--config FILE.yaml] [key=value ...]
     t5k list-plugins [--kind KIND] [--json] [--available]
+    t5k describe [--config FILE.yaml] [--arch NAME] [--json] [--vocab-size N] [key=value ...]
+    t5k convert SRC DST [--arch NAME]
 
 Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
 data) print one line ``error: ...`` on stderr and exit with status 2.
@@ -46,6 +48,25 @@ def _parser() -> argparse.ArgumentParser:
     lp.add_argument("--json", action="store_true", help="machine-readable JSON list")
     lp.add_argument("--available", action="store_true",
                     help="also show catalogued plugins that are not installed")
+
+    ds = sub.add_parser("describe", help="layout, parameters and FLOPs of the configured model "
+                        "(no training, no weights)")
+    ds.add_argument("--config", action="append", default=[], metavar="FILE.yaml",
+                    help="YAML config merged over the defaults (repeatable)")
+    ds.add_argument("--arch", help="architecture plugin (model.name)")
+    ds.add_argument("--json", action="store_true", help="print the description as JSON")
+    ds.add_argument("--vocab-size", type=int, metavar="N",
+                    help="vocabulary size incl. sentinels (default: planned by the vocabulary)")
+    ds.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="OmegaConf dot-list overrides, e.g. model.size=base")
+
+    cv = sub.add_parser("convert", help="Hugging Face T5 folder -> t5k checkpoint, or a run's "
+                        "checkpoint -> Hugging Face folder (direction from SRC)")
+    cv.add_argument("src", help="a Hugging Face model folder (config.json) to import, or a run "
+                    "directory / its checkpoints/step_N folder to export")
+    cv.add_argument("dst", help="the folder to write (new or empty)")
+    cv.add_argument("--arch", default="encdec",
+                    help="architecture plugin an import becomes (default: encdec)")
     return p
 
 
@@ -54,16 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     # key=value overrides may come before or after options (argparse alone would stop
     # collecting positionals at the first option)
     args, extra = parser.parse_known_args(argv)
-    unknown = [e for e in extra if e.startswith("-") or args.command != "run"]
+    with_overrides = args.command in ("run", "describe")
+    unknown = [e for e in extra if e.startswith("-") or not with_overrides]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command == "run":
+    if with_overrides:
         args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "list-plugins":
             return _cmd_list(args)
+        if args.command == "describe":
+            return _cmd_describe(args)
+        if args.command == "convert":
+            return _cmd_convert(args)
     except T5KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -74,20 +100,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-    from rich.console import Console
-
+def _resolve_config(args: argparse.Namespace, registry: Any) -> Any:
+    """The validated config of ``--config`` files, shorthand flags and overrides."""
     from t5kernel.config import SHORTHANDS, compose, validate
-    from t5kernel.registry import default_registry
 
     overrides = list(args.overrides)
     for flag, key in SHORTHANDS.items():
         value = getattr(args, flag, None)
         if value:
             overrides.append(f"{key}={value}")
+    return validate(compose(args.config, overrides, registry), registry)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from t5kernel.registry import default_registry
+
     registry = default_registry()
-    cfg = validate(compose(args.config, overrides), registry)
+    cfg = _resolve_config(args, registry)
     if args.dry_run:
         print(OmegaConf.to_yaml(cfg), end="")
         return 0
@@ -160,6 +192,101 @@ def _cmd_list(args: argparse.Namespace) -> int:
                       r["status"], summary)
     Console().print(table)
     return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    """:func:`t5kernel.convert.convert` (the architecture plugin does the format work)."""
+    from pathlib import Path
+
+    from t5kernel.convert import convert
+    from t5kernel.registry import default_registry
+
+    convert(Path(args.src), Path(args.dst), default_registry(), args.arch)
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    """The architecture plugin's ``describe(vocab_size)`` for the config ``run`` would use.
+
+    Only the architecture plugin is built: no vocabulary training, no weights.
+    """
+    from t5kernel.api import BuildContext
+    from t5kernel.config import plugin_config
+    from t5kernel.errors import ConfigError
+    from t5kernel.registry import default_registry
+
+    registry = default_registry()
+    cfg = _resolve_config(args, registry)
+    vocab_size = args.vocab_size
+    if vocab_size is None:
+        vocab_size = _planned_vocab_size(cfg.vocabulary, registry)
+    if vocab_size is None:
+        raise ConfigError(f"vocabulary {cfg.vocabulary.name!r} cannot say its size before it "
+                          "is built; give --vocab-size N")
+    if vocab_size < 2:
+        raise ConfigError(f"--vocab-size must be >= 2 (pad and eos), got {vocab_size}")
+    name = str(cfg.model.name)
+    record = registry.get("architecture", name)
+    arch = registry.build("architecture", name, plugin_config(cfg.model, record),
+                          BuildContext(registry=registry, seed=int(cfg.seed)))
+    info = arch.describe(int(vocab_size))
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        _print_description(info)
+    return 0
+
+
+def _planned_vocab_size(section: Any, registry: Any) -> int | None:
+    """The vocabulary's size without building it, when its plugin target has the optional
+    ``planned_size(config)`` (see :class:`t5kernel.api.Vocabulary`); else None."""
+    from t5kernel.config import plugin_config
+
+    record = registry.get("vocabulary", str(section.name))
+    planned = getattr(record.load(), "planned_size", None)
+    return None if planned is None else planned(plugin_config(section, record))
+
+
+def _print_description(info: dict[str, Any]) -> None:
+    """A table in three parts: layout, parameter counts, forward FLOPs (then notes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    groups: dict[str, list[tuple[str, Any]]] = {"layout": [], "parameters": [],
+                                                "forward FLOPs": [], "notes": []}
+    for key, value in info.items():
+        if key.endswith("_note"):
+            groups["notes"].append((key, value))
+        elif key.startswith("forward_"):
+            groups["forward FLOPs"].append((key, value))
+        elif "parameters" in key and isinstance(value, int):
+            groups["parameters"].append((key, value))
+        else:
+            groups["layout"].append((key, value))
+    table = Table(title=f"t5k describe: {info.get('architecture', '?')}", show_header=False)
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", justify="right")
+    table.add_column("", justify="right")
+    for group, rows in groups.items():
+        if not rows:
+            continue
+        table.add_section()
+        table.add_row(f"[bold]{group}[/bold]", "", "")
+        for key, value in rows:
+            label = key.removeprefix("forward_matmul_flops_").replace("_", " ")
+            if isinstance(value, int) and not isinstance(value, bool):
+                human = _human(value) if group in ("parameters", "forward FLOPs") else ""
+                table.add_row(f"  {label}", f"{value:,}", human)
+            else:
+                table.add_row(f"  {label}", "-" if value is None else str(value), "")
+    Console().print(table)
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -178,6 +178,10 @@ class Runner:
         comps = self.build()
         self.comps = comps
         resume_state = self._restore(comps) if cfg.resume else None
+        if resume_state is None and cfg.get("init_checkpoint"):
+            # a resumed run's own checkpoint already holds (trained) weights
+            ckpt.load_model_weights(comps.model, Path(cfg.init_checkpoint))
+            self._say(f"init: model weights from {cfg.init_checkpoint}")
         self.log = MetricsLog(self.run_dir / "metrics.jsonl",
                               keep_until_step=resume_state["step"] if resume_state else None)
         if resume_state:

@@ -1,0 +1,306 @@
+"""Hugging Face T5 v1.0 folders <-> encdec (hf_interop; facts §1, §11).
+
+Random-init ``T5ForConditionalGeneration`` models saved with ``save_pretrained`` into
+tmp_path; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from t5k_builtin.configs import EncDecConfig, SentencePieceConfig
+from t5k_builtin.model import hf_interop
+from t5k_builtin.model.decoder_only import LMArchitecture
+from t5k_builtin.model.encdec import EncDecArchitecture, EncDecHalfArchitecture
+from t5k_builtin.model.encdec_shared import EncDecSharedArchitecture
+from t5k_builtin.model.features import encdec_features
+from t5k_builtin.vocab import SentencePieceVocabulary, train_sentencepiece
+from t5kernel.api import BuildContext
+from t5kernel.errors import ConfigError, DataError
+
+transformers = pytest.importorskip("transformers")
+
+SMALL = dict(num_layers=2, d_model=32, d_ff=64, d_kv=8, num_heads=4)
+ASYM = dict(num_layers=1, num_decoder_layers=3, d_model=24, d_ff=48, d_kv=8, num_heads=3)
+
+
+def save_hf(folder, dims, rows, seed=0, **config):
+    """A random T5 v1.0 saved with ``save_pretrained``; returns the model (eval mode)."""
+    torch.manual_seed(seed)
+    cfg = transformers.T5Config(
+        vocab_size=rows, num_layers=dims["num_layers"],
+        num_decoder_layers=dims.get("num_decoder_layers", dims["num_layers"]),
+        d_model=dims["d_model"], d_ff=dims["d_ff"], d_kv=dims["d_kv"],
+        num_heads=dims["num_heads"], decoder_start_token_id=0,
+        **{"feed_forward_proj": "relu", **config},
+    )
+    hf = transformers.T5ForConditionalGeneration(cfg).eval()
+    with torch.no_grad():  # make the relative position bias matter
+        for stack in (hf.encoder, hf.decoder):
+            stack.block[0].layer[0].SelfAttention.relative_attention_bias.weight.mul_(8.0)
+    hf.save_pretrained(folder)
+    return hf
+
+
+def batch(vocab, seed=0):
+    rng = np.random.default_rng(seed)
+    examples = [{"inputs": np.append(rng.integers(2, vocab, n), 1),
+                 "targets": np.append(rng.integers(2, vocab, m), 1)}
+                for n, m in ((9, 6), (4, 3), (12, 7))]
+    return {k: torch.from_numpy(v) for k, v in encdec_features(examples, 16, 8, False).items()}
+
+
+def hf_logits(hf, feats):
+    with torch.no_grad():
+        return hf(input_ids=feats["encoder_input_tokens"].long(),
+                  attention_mask=feats["encoder_segment_ids"] > 0,
+                  decoder_input_ids=feats["decoder_input_tokens"].long()).logits
+
+
+def our_logits(model, feats):
+    model.eval()
+    with torch.no_grad():
+        return model(feats).logits
+
+
+def assert_close_logits(ours, ref, feats, vocab):
+    w = feats["decoder_loss_weights"] > 0
+    assert (ours[..., :vocab] - ref[..., :vocab])[w].abs().max() <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def spm_proto():
+    import pydoc_data.topics
+
+    texts = list(pydoc_data.topics.topics.values())[:60]
+    return train_sentencepiece(texts, SentencePieceConfig(size=200, max_training_texts=60))
+
+
+# ------------------------------------------------------------------------ round trip
+@pytest.mark.parametrize("dims", [SMALL, ASYM], ids=["small", "asym"])
+def test_round_trip_gives_identical_tensors_and_logits(tmp_path, dims):
+    hf = save_hf(tmp_path / "hf", dims, 384)
+    options, state = EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert options["num_layers"] == dims["num_layers"]
+    assert options["num_decoder_layers"] == dims.get("num_decoder_layers")
+    assert options["vocab_divisor"] == 128  # 384 rows, no tokenizer: 384 ids
+    arch = EncDecArchitecture(EncDecConfig(**options))
+    model = arch.build(384)
+    model.load_state_dict(state, strict=True)
+    feats = batch(384)
+    assert_close_logits(our_logits(model, feats), hf_logits(hf, feats), feats, 384)
+
+    arch.to_hf(model, 384, tmp_path / "out")
+    original = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    again = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert set(again) == set(original)
+    assert all(torch.equal(again[k], original[k]) for k in original)
+    back, info = transformers.T5ForConditionalGeneration.from_pretrained(
+        tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    full = hf.state_dict()  # the tied aliases come back tied to shared.weight
+    assert set(back.state_dict()) == set(full)
+    assert all(torch.equal(back.state_dict()[k], v) for k, v in full.items())
+    assert torch.equal(hf_logits(back.eval(), feats), hf_logits(hf, feats))
+
+
+def _train_a_little(model, vocab, steps=3):
+    """A few Adam steps so the weights are ours, not an initialisation."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    feats = batch(vocab, seed=5)
+    model.train()
+    for _ in range(steps):
+        out = model(feats)
+        opt.zero_grad()
+        (out.loss_sum / out.num_tokens).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("arch_cls,dims,layers", [
+    (EncDecArchitecture, ASYM, (1, 3)),
+    (EncDecHalfArchitecture, dict(SMALL, num_layers=4, num_decoder_layers=2), (2, 1)),
+], ids=["encdec_asym", "encdec_half"])
+def test_model_trained_here_loads_in_transformers(tmp_path, arch_cls, dims, layers):
+    arch = arch_cls(EncDecConfig(**dims, dropout_rate=0.0), BuildContext(seed=3))
+    model = arch.build(300)
+    _train_a_little(model, 300)
+    arch.to_hf(model, 300, tmp_path / "out")
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (cfg["num_layers"], cfg["num_decoder_layers"], cfg["vocab_size"]) == (*layers, 384)
+    assert cfg["tie_word_embeddings"] and cfg["feed_forward_proj"] == "relu"
+    hf, info = transformers.T5ForConditionalGeneration.from_pretrained(
+        tmp_path / "out", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    feats = batch(300, seed=1)
+    assert_close_logits(our_logits(model, feats), hf_logits(hf.eval(), feats), feats, 300)
+
+
+# ------------------------------------------------------------------------ vocabulary
+def test_vocab_divisor_pads_the_true_vocabulary_to_the_row_count():
+    assert hf_interop.choose_vocab_divisor(32100, 32128) == 128  # T5's 32000 + 100
+    assert hf_interop.choose_vocab_divisor(384, 384) == 128
+    assert hf_interop.choose_vocab_divisor(300, 320) == 64
+    assert hf_interop.choose_vocab_divisor(301, 301) == 1
+    assert hf_interop.choose_vocab_divisor(100, 384) == 384  # no power of two fits
+    with pytest.raises(DataError, match="32129 ids"):
+        hf_interop.choose_vocab_divisor(32129, 32128)
+
+
+def test_spiece_model_sets_the_true_vocabulary(tmp_path, spm_proto):
+    save_hf(tmp_path / "hf", SMALL, 384)
+    (tmp_path / "hf" / "spiece.model").write_bytes(spm_proto)
+    options, _ = EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert options["vocab_divisor"] == 128  # 200 pieces + 100 extra ids -> 384 rows
+    section = EncDecArchitecture.hf_vocabulary(tmp_path / "hf", tmp_path / "dst")
+    assert section == {"name": "sentencepiece", "size": 200, "extra_ids": 100,
+                       "model_file": str((tmp_path / "dst" / "spiece.model").resolve())}
+    assert (tmp_path / "dst" / "spiece.model").read_bytes() == spm_proto
+    (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"extra_ids": 20}))
+    options, _ = EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert options["vocab_divisor"] == 384  # 220 ids: no power of two pads to 384
+    assert EncDecArchitecture.hf_vocabulary(tmp_path / "hf", tmp_path / "d2")["extra_ids"] == 20
+
+
+@pytest.mark.parametrize("tok_cfg,expected", [
+    (None, 100),
+    ({"extra_ids": 7}, 7),
+    ({"extra_ids": 0, "additional_special_tokens": [f"<extra_id_{i}>" for i in range(5)]}, 5),
+    ({"extra_special_tokens": [{"content": "<extra_id_0>"}, {"content": "<x>"}]}, 1),
+    ({"extra_ids": 0}, 0),
+])
+def test_sentinel_count_from_tokenizer_config(tmp_path, tok_cfg, expected):
+    if tok_cfg is not None:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    assert hf_interop.tokenizer_extra_ids(tmp_path) == expected
+
+
+def test_no_tokenizer_gives_no_vocabulary_section(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    assert EncDecArchitecture.hf_vocabulary(tmp_path / "hf", tmp_path / "dst") is None
+
+
+def test_exported_tokenizer_files(tmp_path, spm_proto):
+    vocab = SentencePieceVocabulary(spm_proto)
+    arch = EncDecArchitecture(EncDecConfig(**SMALL))
+    arch.to_hf(arch.build(vocab.vocab_size), vocab.vocab_size, tmp_path / "out", vocab)
+    assert (tmp_path / "out" / "spiece.model").read_bytes() == spm_proto
+    tok_cfg = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert tok_cfg["tokenizer_class"] == "T5Tokenizer" and tok_cfg["extra_ids"] == 100
+    pytest.importorskip("google.protobuf", reason="transformers 5 reads spiece.model via protobuf")
+    tok = transformers.T5Tokenizer.from_pretrained(tmp_path / "out")
+    text = "Return the value of the expression."
+    assert tok(text).input_ids == vocab.encode(text) + [1]
+    assert tok.convert_tokens_to_ids("<extra_id_0>") == vocab.sentinel_id(0)
+    assert tok.convert_tokens_to_ids("<extra_id_99>") == vocab.sentinel_id(99)
+
+
+# --------------------------------------------------------------------- weight files
+def test_sharded_safetensors_and_pytorch_bin_load_the_same_tensors(tmp_path):
+    hf = save_hf(tmp_path / "one", SMALL, 256)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="40KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    (tmp_path / "bin").mkdir()
+    shutil.copy(tmp_path / "one" / "config.json", tmp_path / "bin")
+    torch.save(hf.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    _, ref = EncDecArchitecture.from_hf(tmp_path / "one")
+    for name in ("sharded", "bin"):
+        _, state = EncDecArchitecture.from_hf(tmp_path / name)
+        assert set(state) == set(ref) and all(torch.equal(state[k], ref[k]) for k in ref)
+
+
+class _Payload:
+    """Unpickling this calls os.mkdir(path): a stand-in for arbitrary code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+def test_pickle_with_code_is_refused(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    marker = tmp_path / "code_ran"
+    torch.save({"shared.weight": _Payload(marker)}, tmp_path / "hf" / "pytorch_model.bin")
+    with pytest.raises(DataError, match="refused"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert not marker.exists()
+    # the file really is hostile: an unrestricted load runs the payload
+    torch.load(tmp_path / "hf" / "pytorch_model.bin", weights_only=False)
+    assert marker.is_dir()
+
+
+def test_shard_names_must_stay_in_the_folder(tmp_path):
+    hf = save_hf(tmp_path / "hf", SMALL, 256)
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    save_file({"shared.weight": hf.shared.weight.detach().clone()},
+              str(tmp_path / "outside.safetensors"))  # exists, but outside the model folder
+    index = {"weight_map": {"shared.weight": "../outside.safetensors"}}
+    (tmp_path / "hf" / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(DataError, match="must be a file name"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_missing_files_and_mismatched_config(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    with pytest.raises(DataError, match="has no config.json"):
+        EncDecArchitecture.from_hf(tmp_path)
+    cfg_path = tmp_path / "hf" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg_path.write_text(json.dumps({**cfg, "num_layers": 3}))
+    with pytest.raises(DataError, match="missing: encoder.block.2"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    with pytest.raises(DataError, match="has no weights"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+# ----------------------------------------------------------------------- refusals
+@pytest.mark.parametrize("edit,message", [
+    ({"feed_forward_proj": "gated-gelu"}, "gated-gelu"),
+    ({"is_gated_act": True}, "gated FFN"),
+    ({"tie_word_embeddings": False}, "untied"),
+    ({"scale_decoder_outputs": False}, "scale_decoder_outputs"),
+    ({"model_type": "mt5"}, "'mt5' is not 't5'"),
+])
+def test_non_v1_0_configs_are_refused(tmp_path, edit, message):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    cfg_path = tmp_path / "hf" / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), **edit}))
+    with pytest.raises(ConfigError, match=message):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_saved_t5_1_1_is_refused(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+    with pytest.raises(ConfigError, match="T5.1.1"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_untied_lm_head_is_refused(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    path = tmp_path / "hf" / "model.safetensors"
+    state = load_file(str(path))
+    state["lm_head.weight"] = state["shared.weight"] + 1.0
+    save_file(state, str(path), metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="untied"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_variants_refuse_what_has_no_hugging_face_equivalent(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    with pytest.raises(ConfigError, match="--arch encdec"):
+        EncDecHalfArchitecture.from_hf(tmp_path / "hf")
+    for cls in (EncDecSharedArchitecture, LMArchitecture):
+        arch = cls(EncDecConfig(**SMALL))
+        with pytest.raises(ConfigError, match="no Hugging Face"):
+            arch.to_hf(arch.build(256), 256, tmp_path / cls.__name__)
+        assert not (tmp_path / cls.__name__).exists()
