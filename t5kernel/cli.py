@@ -4,6 +4,7 @@
     t5k list-plugins [--kind KIND] [--json] [--available]
     t5k describe [--config FILE.yaml] [--arch NAME] [--json] [--vocab-size N] [key=value ...]
     t5k convert SRC DST [--arch NAME]
+    t5k eval RUN_DIR [--checkpoint DIR ...] [--name NAME] [key=value ...]
 
 Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
 data) print one line ``error: ...`` on stderr and exit with status 2.
@@ -60,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("overrides", nargs="*", metavar="key=value",
                     help="OmegaConf dot-list overrides, e.g. model.size=base")
 
+    ev = sub.add_parser("eval", help="re-evaluate a run's tasks from its checkpoint(s): beam "
+                        "search, or an ensemble of several checkpoints")
+    ev.add_argument("run_dir", help="a run directory (its config.yaml and vocabulary are used)")
+    ev.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                    help="a checkpoints/step_N folder (repeatable: several = an ensemble; "
+                    "default: the run's latest valid checkpoint)")
+    ev.add_argument("--name", help="results folder under RUN_DIR/evals (default: time + mode)")
+    ev.add_argument("--quiet", action="store_true", help="no progress output")
+    ev.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="overrides of the run's config, e.g. eval.num_beams=4")
+
     cv = sub.add_parser("convert", help="Hugging Face T5 folder -> t5k checkpoint, or a run's "
                         "checkpoint -> Hugging Face folder (direction from SRC)")
     cv.add_argument("src", help="a Hugging Face model folder (config.json) to import, or a run "
@@ -75,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # key=value overrides may come before or after options (argparse alone would stop
     # collecting positionals at the first option)
     args, extra = parser.parse_known_args(argv)
-    with_overrides = args.command in ("run", "describe")
+    with_overrides = args.command in ("run", "describe", "eval")
     unknown = [e for e in extra if e.startswith("-") or not with_overrides]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -90,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_describe(args)
         if args.command == "convert":
             return _cmd_convert(args)
+        if args.command == "eval":
+            return _cmd_eval(args)
     except T5KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -136,7 +150,37 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_results(console: Any, results: dict[str, Any]) -> None:
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from t5kernel.config import compose, validate
+    from t5kernel.errors import RunDirError
+    from t5kernel.registry import default_registry
+    from t5kernel.runloop import evaluate_checkpoints
+
+    run_dir = Path(args.run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise RunDirError(f"{run_dir} is not a run directory (no config.yaml)")
+    registry = default_registry()
+    cfg = validate(compose([config_file], args.overrides, registry), registry)
+    console = Console(quiet=args.quiet)
+    out_dir, results = evaluate_checkpoints(
+        cfg, registry, run_dir, [Path(c) for c in args.checkpoint], args.name, console)
+    dec = results["decoding"]
+    mode = "greedy" if dec["num_beams"] == 1 else (
+        f"beam {dec['num_beams']}, alpha {dec['alpha']} ({dec['length_penalty']})")
+    members = len(results["checkpoints"])
+    _print_results(console, results, f"evaluation: {mode}"
+                   + (f", ensemble of {members} ({dec['ensemble_reduce']})" if members > 1 else ""))
+    console.print(f"results: {out_dir / 'results.json'}")
+    return 0
+
+
+def _print_results(console: Any, results: dict[str, Any],
+                   title: str = "evaluation (best checkpoint per task)") -> None:
     from rich.table import Table
 
     for stage, info in results.get("stages", {}).items():
@@ -144,7 +188,7 @@ def _print_results(console: Any, results: dict[str, Any]) -> None:
         if first is not None and last is not None:
             console.print(f"{stage}: {info['steps']} steps, loss {first:.3f} -> {last:.3f}, "
                           f"{info['tokens']:,} tokens in {info['seconds']:.0f}s")
-    table = Table(title="evaluation (best checkpoint per task)")
+    table = Table(title=title)
     for col in ("task", "metric", "model", "copy input", "majority"):
         table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     baselines = results.get("baselines", {})

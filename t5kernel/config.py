@@ -84,6 +84,17 @@ class EvalConfig:
     best_checkpoint_per_task: bool = True
     #: evaluate only the first N validation examples of each task (0 = all)
     max_examples: int = 0
+    #: 1 = greedy decoding (the paper's study setting); > 1 = beam search (final models:
+    #: 4 with alpha 0.6, for WMT and CNN/DM only; facts §5.4)
+    num_beams: int = 1
+    #: beam-search length-penalty exponent
+    alpha: float = 0.6
+    #: beam-search reference: "mtf" (the paper's, GNMT ((5+len)/6)^alpha) or "hf"
+    #: (Hugging Face generate, len^alpha); see t5kernel.decoding
+    length_penalty: str = "mtf"
+    #: how `t5k eval` with several checkpoints combines them: "mean_logit" (the paper)
+    #: or "mean_prob" (Mesh TF's default reducer); facts §7.3
+    ensemble_reduce: str = "mean_logit"
 
 
 @dataclass
@@ -329,6 +340,12 @@ def _check_kernel_values(cfg: DictConfig) -> None:
     need(cfg.eval.batch_size >= 1, "eval.batch_size", "an integer >= 1", cfg.eval.batch_size)
     need(cfg.eval.max_decode_length >= 1, "eval.max_decode_length", "an integer >= 1",
          cfg.eval.max_decode_length)
+    need(cfg.eval.num_beams >= 1, "eval.num_beams", "an integer >= 1", cfg.eval.num_beams)
+    need(cfg.eval.alpha >= 0, "eval.alpha", "a number >= 0", cfg.eval.alpha)
+    need(cfg.eval.length_penalty in ("mtf", "hf"), "eval.length_penalty", "'mtf' or 'hf'",
+         cfg.eval.length_penalty)
+    need(cfg.eval.ensemble_reduce in ("mean_logit", "mean_prob"), "eval.ensemble_reduce",
+         "'mean_logit' or 'mean_prob'", cfg.eval.ensemble_reduce)
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
     if cfg.finetune.steps > 0:
         need(len(cfg.tasks or {}) > 0, "tasks", "at least one task when finetune.steps > 0", {})

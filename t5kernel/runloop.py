@@ -134,6 +134,10 @@ class Runner:
         self.global_step = 0
         self.results: dict[str, Any] = {"stages": {}, "eval": {}, "averages": {}}
         self._evaluators: dict[str, Any] = {}
+        #: models decoded together (an ensemble); empty = the run's own model
+        self.members: list[Any] = []
+        #: where evaluate() writes its predictions (None = predictions/step_N of the run)
+        self.predictions_dir: Path | None = None
 
     # -- building -------------------------------------------------------------
     def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
@@ -143,14 +147,19 @@ class Runner:
                            extras=extras)
         return self.registry.build(kind, name, plugin_config(section, record), ctx)
 
-    def build(self) -> Components:
+    def build(self, training: bool = True) -> Components:
+        """Every component of the run; ``training=False`` (re-evaluation) skips the
+        pre-training corpus and gives the vocabulary no texts, so it must load the run's
+        own vocabulary instead of training a different one."""
         cfg = self.cfg
         backend = self._build(cfg.backend, "backend")
         backend.seed(int(cfg.seed))
-        corpus = self._build(cfg.corpus, "corpus") if cfg.pretrain.steps > 0 else None
+        pretraining = training and cfg.pretrain.steps > 0
+        corpus = self._build(cfg.corpus, "corpus") if pretraining else None
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
-        vocab = self._build(cfg.vocabulary, "vocabulary", texts=self._vocab_texts(corpus, tasks))
+        texts = self._vocab_texts(corpus, tasks) if training else None
+        vocab = self._build(cfg.vocabulary, "vocabulary", texts=texts)
         arch = self._build(cfg.model, "architecture")
         model = backend.prepare(arch.build(vocab.vocab_size))
         comps = Components(backend, vocab, arch, model, tasks, corpus)
@@ -391,7 +400,7 @@ class Runner:
     def _write_predictions(self, task: str, examples: list[dict[str, Any]],
                            preds: list[str]) -> None:
         """``predictions/step_N/<task>.jsonl``: what was decoded, beside the reference."""
-        folder = self.run_dir / "predictions" / f"step_{self.global_step}"
+        folder = self.predictions_dir or self.run_dir / "predictions" / f"step_{self.global_step}"
         folder.mkdir(parents=True, exist_ok=True)
         lines = (json.dumps({"inputs": ex["inputs"], "targets": ex["targets"], "prediction": p})
                  for ex, p in zip(examples, preds, strict=True))
@@ -415,9 +424,21 @@ class Runner:
         return scores
 
     def predict(self, comps: Components, inputs: list[str]) -> list[str]:
+        """Decode ``inputs`` per ``eval``: greedy or beam search, one model or an ensemble.
+
+        Greedy decoding of one model goes through the model's own ``generate``; beams and
+        ensembles through :func:`t5kernel.decoding.generate`, which needs models that
+        offer ``incremental_decoder``.
+        """
         import torch
 
+        from t5kernel import decoding
+
         cfg, vocab = self.cfg, comps.vocab
+        models = self.members or [comps.model]
+        search = {"num_beams": int(cfg.eval.num_beams), "alpha": float(cfg.eval.alpha),
+                  "length_penalty": str(cfg.eval.length_penalty),
+                  "reduce": str(cfg.eval.ensemble_reduce)}
         length = int(cfg.finetune.inputs_length)
         preds: list[str] = []
         with torch.no_grad(), comps.backend.autocast():
@@ -426,8 +447,12 @@ class Runner:
                          for s in inputs[i: i + cfg.eval.batch_size]]
                 feats = comps.arch.features(chunk, length, 2, False)
                 feats = {k: v for k, v in feats.items() if k.startswith("encoder")}
-                ids = comps.model.generate(comps.backend.to_device(feats),
-                                           int(cfg.eval.max_decode_length))
+                feats = comps.backend.to_device(feats)
+                if len(models) == 1 and search["num_beams"] == 1:
+                    ids = models[0].generate(feats, int(cfg.eval.max_decode_length))
+                else:
+                    ids = decoding.generate(models, feats, int(cfg.eval.max_decode_length),
+                                            **search)
                 preds.extend(vocab.decode(row) for row in ids.tolist())
         return preds
 
@@ -458,6 +483,57 @@ class Runner:
     def _say(self, msg: str) -> None:
         if self.console is not None:
             self.console.print(msg)
+
+
+def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
+                         checkpoints: list[Path], name: str | None = None,
+                         console: Any = None) -> tuple[Path, dict[str, Any]]:
+    """Re-evaluate a finished run: decode its tasks with the weights of ``checkpoints``.
+
+    One checkpoint: that model, decoded per ``cfg.eval`` (e.g. ``eval.num_beams=4``).
+    Several: an ensemble (P §3.6 Table 13 "4x ensembled"): each member is built from the
+    run's architecture and vocabulary and loaded strictly, so the checkpoints must come
+    from runs of the same model layout and vocabulary; their per-step distributions are
+    combined per ``eval.ensemble_reduce``. No checkpoint given: the run's latest valid
+    one. Writes ``<run_dir>/evals/<name>/`` (results.json, config.yaml, predictions/).
+    """
+    run_dir = Path(run_dir)
+    if not checkpoints:
+        latest = ckpt.latest_valid(run_dir / "checkpoints")
+        if latest is None:
+            raise RunDirError(f"{run_dir} has no valid checkpoint to evaluate; pass --checkpoint")
+        checkpoints = [latest]
+    checkpoints = [Path(c) for c in checkpoints]
+    if name is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        beams = int(cfg.eval.num_beams)
+        name = (f"{stamp}-{'greedy' if beams == 1 else f'beam{beams}'}"
+                + (f"-ensemble{len(checkpoints)}" if len(checkpoints) > 1 else ""))
+    out_dir = run_dir / "evals" / name
+    if out_dir.exists():
+        raise RunDirError(f"{out_dir} already exists; choose another --name")
+    runner = Runner(cfg, registry, run_dir, console)
+    comps = runner.build(training=False)
+    members = []
+    for i, path in enumerate(checkpoints):
+        model = comps.model if i == 0 else comps.backend.prepare(
+            comps.arch.build(comps.vocab.vocab_size))
+        ckpt.load_model_weights(model, path)
+        members.append(model)
+    runner.members = members
+    runner.predictions_dir = out_dir / "predictions"
+    scores = runner.evaluate(comps)
+    results = {
+        "eval": scores,
+        "averages": {"all_tasks": float(np.mean([_task_score(m) for m in scores.values()]))}
+        if scores else {},
+        "checkpoints": [str(c) for c in checkpoints],
+        "decoding": {k: OmegaConf.to_container(cfg.eval)[k] for k in (
+            "num_beams", "alpha", "length_penalty", "ensemble_reduce", "max_decode_length")},
+    }
+    ckpt.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    ckpt.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
+    return out_dir, results
 
 
 def _task_score(metrics: dict[str, float]) -> float:

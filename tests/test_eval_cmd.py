@@ -1,0 +1,78 @@
+"""``t5k eval``: re-decoding a finished run with beams and checkpoint ensembles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from t5kernel import cli
+from t5kernel.testing import TINY_OVERRIDES
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    assert cli.main(["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run_dir}"]) == 0
+    return run_dir
+
+
+def predictions(folder):
+    return {p.stem: [json.loads(line)["prediction"] for line in p.read_text().splitlines()]
+            for p in sorted(folder.glob("*.jsonl"))}
+
+
+def test_greedy_eval_reproduces_the_runs_own_predictions(tiny_run, capsys):
+    final = max(int(p.name.split("_")[1]) for p in (tiny_run / "checkpoints").glob("step_*"))
+    ckpt = tiny_run / "checkpoints" / f"step_{final}"
+    assert cli.main(["eval", str(tiny_run), "--checkpoint", str(ckpt), "--name", "g"]) == 0
+    out = tiny_run / "evals" / "g"
+    res = json.loads((out / "results.json").read_text())
+    assert res["decoding"]["num_beams"] == 1 and res["checkpoints"] == [str(ckpt)]
+    assert predictions(out / "predictions") == predictions(tiny_run / "predictions" / f"step_{final}")
+    assert "evaluation: greedy" in capsys.readouterr().out
+
+
+def test_beam_and_ensemble(tiny_run):
+    steps = sorted(tiny_run.joinpath("checkpoints").glob("step_*"))
+    assert len(steps) >= 2
+    rc = cli.main(["eval", str(tiny_run), "--name", "b", "eval.num_beams=3", "eval.alpha=0.6",
+                   "eval.max_examples=4"])
+    assert rc == 0
+    beam = json.loads((tiny_run / "evals" / "b" / "results.json").read_text())
+    assert beam["decoding"]["num_beams"] == 3
+    assert set(beam["eval"]) == {"demo_acceptability", "demo_summarize", "demo_pig_latin"}
+    # an ensemble of one checkpoint with itself decodes exactly like the checkpoint alone
+    one = str(steps[-1])
+    assert cli.main(["eval", str(tiny_run), "--name", "self2", "--checkpoint", one,
+                     "--checkpoint", one, "eval.num_beams=3", "eval.max_examples=4"]) == 0
+    assert predictions(tiny_run / "evals" / "self2" / "predictions") == predictions(
+        tiny_run / "evals" / "b" / "predictions")
+    # two different checkpoints: a real ensemble, both reductions run
+    for reduce in ("mean_logit", "mean_prob"):
+        assert cli.main(["eval", str(tiny_run), "--name", f"ens-{reduce}", "--checkpoint",
+                         str(steps[0]), "--checkpoint", one,
+                         f"eval.ensemble_reduce={reduce}", "eval.max_examples=4"]) == 0
+        res = json.loads((tiny_run / "evals" / f"ens-{reduce}" / "results.json").read_text())
+        assert len(res["checkpoints"]) == 2 and res["decoding"]["ensemble_reduce"] == reduce
+
+
+def test_eval_errors(tiny_run, tmp_path, capsys):
+    assert cli.main(["eval", str(tmp_path)]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+    assert cli.main(["eval", str(tiny_run), "--checkpoint", str(tmp_path)]) == 2
+    assert "no model.safetensors" in capsys.readouterr().err
+    assert cli.main(["eval", str(tiny_run), "eval.num_beams=0"]) == 2
+    assert "eval.num_beams" in capsys.readouterr().err
+    assert cli.main(["eval", str(tiny_run), "eval.length_penalty=gnmt"]) == 2
+    assert "'mtf' or 'hf'" in capsys.readouterr().err
+    assert cli.main(["eval", str(tiny_run), "--name", "g2", "eval.max_examples=2"]) == 0
+    assert cli.main(["eval", str(tiny_run), "--name", "g2"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    vocab = tiny_run / "vocab" / "spm.model"  # the run's own vocabulary is required
+    vocab.rename(vocab.with_suffix(".moved"))
+    try:
+        assert cli.main(["eval", str(tiny_run), "--name", "g3"]) == 2
+        assert "no training texts" in capsys.readouterr().err
+    finally:
+        vocab.with_suffix(".moved").rename(vocab)
