@@ -196,8 +196,11 @@ class Runner:
         if resume_state:
             self.results = resume_state.get("results", self.results)
         info = comps.arch.describe(comps.vocab.vocab_size)
+        flops = info.get("forward_matmul_flops_per_token_pair")
         self._say(f"[bold]run[/bold] {self.run_dir}  model: {cfg.model.name} "
-                  f"({info.get('parameters', '?'):,} parameters)  vocab: {comps.vocab.vocab_size}")
+                  f"({info.get('parameters', '?'):,} parameters"
+                  + (f", {flops:,} forward FLOPs per (input, target) token pair" if flops else "")
+                  + f")  vocab: {comps.vocab.vocab_size}")
         # One optimizer across stages: fine-tuning continues the pre-training optimizer
         # state and step counter, as Mesh TF does, unless the trainable set changes.
         self.optimizer = self._make_optimizer(comps.model)

@@ -213,3 +213,14 @@ def test_ensemble_of_two_models(name):
     b.eval()
     decoding.generate([a, b], batch, 2)
     assert a.training and not b.training
+
+
+@pytest.mark.parametrize("name", ["encdec", "lm", "prefix_lm"])
+def test_extra_padding_columns_change_nothing(name):
+    """Decoding trims all-padding columns (trim_padding): wider padding, same outputs."""
+    arch, model = build(name, seed=4)
+    batch = prompts(arch, n=3, seed=5)
+    wide = {k: torch.nn.functional.pad(v, (0, 40)) for k, v in batch.items()}
+    for beams in (1, 3):
+        assert torch.equal(model.generate(batch, 6, num_beams=beams),
+                           model.generate(wide, 6, num_beams=beams))

@@ -26,6 +26,8 @@ transformers = pytest.importorskip("transformers")
 
 SMALL = dict(num_layers=2, d_model=32, d_ff=64, d_kv=8, num_heads=4)
 ASYM = dict(num_layers=2, num_decoder_layers=3, d_model=48, d_ff=96, d_kv=16, num_heads=3)
+DEEP = dict(num_layers=3, d_model=64, d_ff=128, d_kv=32, num_heads=2,
+            relative_attention_num_buckets=8, relative_attention_max_distance=20)
 
 
 def tensors(features):
@@ -92,7 +94,7 @@ def hf_forward(hf, feats):
     ).logits
 
 
-@pytest.mark.parametrize("dims,vocab", [(SMALL, 384), (ASYM, 300)])
+@pytest.mark.parametrize("dims,vocab", [(SMALL, 384), (ASYM, 300), (DEEP, 128)])
 def test_logits_and_loss_match_hugging_face(dims, vocab):
     ours, hf = make_pair(dims, vocab)
     rng = np.random.default_rng(1)

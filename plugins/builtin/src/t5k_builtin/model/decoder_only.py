@@ -44,6 +44,7 @@ from t5k_builtin.model.encdec import (
     parameter_counts,
     single_stack_blocks,
     token_loss,
+    trim_padding,
 )
 from t5k_builtin.model.features import (
     _fill,
@@ -205,9 +206,8 @@ class DecoderOnlyModel(EncDecModel):
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
-        return DecoderOnlyIncremental(
-            self, batch["encoder_input_tokens"].long(), seg, num_beams, use_cache
-        )
+        prompt, seg = trim_padding(batch["encoder_input_tokens"].long(), seg)
+        return DecoderOnlyIncremental(self, prompt, seg, num_beams, use_cache)
 
     # ------------------------------------------------------------------ blocks
     def blocks(self) -> list[BlockInfo]:

@@ -232,6 +232,22 @@ class EncDecModel(nn.Module):
         return infos
 
 
+def trim_padding(tokens: Tensor, segments: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Drop the trailing columns that are padding in every row (decoding only).
+
+    Evaluation batches are padded to a fixed ``inputs_length`` (e.g. 512) while most
+    inputs are much shorter. Padding keys are masked (their softmax weight is exactly 0)
+    and padding queries' outputs are never read, so the encoder and cross-attention
+    results of the real positions do not depend on those columns; cutting them saves
+    their whole cost.
+    """
+    real = tokens != PAD_ID if segments is None else segments > 0
+    width = int(real.any(0).nonzero().max()) + 1 if bool(real.any()) else 1
+    if width == tokens.shape[1]:
+        return tokens, segments
+    return tokens[:, :width], None if segments is None else segments[:, :width]
+
+
 class EncDecIncremental:
     """Step-by-step decoder of :class:`EncDecModel` (the decoding.IncrementalDecoder).
 
@@ -245,7 +261,8 @@ class EncDecIncremental:
     def __init__(
         self, model: EncDecModel, batch: Mapping[str, Tensor], num_beams: int, use_cache: bool
     ) -> None:
-        memory, enc_seg = model.encode(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
+        tokens, seg = trim_padding(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
+        memory, enc_seg = model.encode(tokens, seg)
         if num_beams > 1:
             memory = memory.repeat_interleave(num_beams, dim=0)
             enc_seg = enc_seg.repeat_interleave(num_beams, dim=0)
