@@ -253,8 +253,8 @@ def test_generate_stops_when_all_rows_end():
     ours, _ = make_pair(SMALL, 300, seed=1)
     real_logits, calls = ours.logits, []
 
-    def scripted(hidden):  # row 0 emits EOS at step 2, row 1 at step 4
-        out = real_logits(hidden)
+    def scripted(hidden, **kw):  # row 0 emits EOS at step 2, row 1 at step 4
+        out = real_logits(hidden, **kw)
         step = len(calls)
         calls.append(out.shape[0])
         out[..., 1] = -1e4

@@ -242,10 +242,11 @@ class DecoderOnlyIncremental:
         last = p_seg.sum(1) - 1  # row index of each prompt's final token
         p_pos = torch.arange(tokens.shape[1], device=device)[None, :].expand(b, -1)
         cache = model.decoder.new_cache() if use_cache else None
+        unembed = model.shared.weight.detach().t().contiguous()  # see EncDecModel.logits
         first = None
         if cache is not None:
             hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
-            first = model.logits(hidden[torch.arange(b, device=device), last])
+            first = model.logits(hidden[torch.arange(b, device=device), last], unembed=unembed)
             if num_beams > 1:
                 for layer in cache:
                     sa = layer["self"]
@@ -256,7 +257,7 @@ class DecoderOnlyIncremental:
         def rep(x: Tensor) -> Tensor:
             return x.repeat_interleave(num_beams, dim=0) if num_beams > 1 else x
 
-        self.model, self.cache, self.first = model, cache, first
+        self.model, self.cache, self.first, self.unembed = model, cache, first, unembed
         self.tokens, self.p_seg, self.p_pos = rep(tokens), rep(p_seg), rep(p_pos.contiguous())
         self.last = rep(last)
         self.ones = rep(ones)
@@ -270,7 +271,8 @@ class DecoderOnlyIncremental:
             if self.first is not None:
                 return self.first
             hidden = model.run(self.tokens, self.p_seg, self.p_pos, self.p_seg)
-            return model.logits(hidden[torch.arange(hidden.shape[0], device=device), self.last])
+            rows = torch.arange(hidden.shape[0], device=device)
+            return model.logits(hidden[rows, self.last], unembed=self.unembed)
         t, rows, ones = self.t, self.ones.shape[0], self.ones
         self.out = torch.cat([self.out, tokens[:, None].long()], dim=1)
         gen_pos = self.last[:, None] + 1 + torch.arange(t + 1, device=device)[None, :]
@@ -288,7 +290,7 @@ class DecoderOnlyIncremental:
         else:
             full = torch.cat([self.tokens, self.out], dim=1)
             state = model.run(full, k_seg, k_pos, k_region)[:, -1]
-        return model.logits(state)
+        return model.logits(state, unembed=self.unembed)
 
     def reorder(self, rows: Tensor) -> None:
         # rows stay within one example's group, whose prompt tensors are identical

@@ -157,9 +157,18 @@ class EncDecModel(nn.Module):
         cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
         return self.decoder(self.shared(tokens), self_bias, memory, cross_bias)
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """Tied logits ``(h * d^-0.5) @ E^T`` in float32 (facts §1.7)."""
-        out = nn.functional.linear(hidden * self.config.d_model**-0.5, self.shared.weight)
+    def logits(self, hidden: Tensor, unembed: Tensor | None = None) -> Tensor:
+        """Tied logits ``(h * d^-0.5) @ E^T`` in float32 (facts §1.7).
+
+        ``unembed`` may hold ``E^T`` as a contiguous ``[d, vocab]`` copy: decoding makes it
+        once per batch because a few rows times a row-major ``E^T`` reads the big matrix
+        faster (measured 1.3-2x for 1-16 rows on CPU) with the same products.
+        """
+        scaled = hidden * self.config.d_model**-0.5
+        if unembed is None:
+            out = nn.functional.linear(scaled, self.shared.weight)
+        else:
+            out = torch.matmul(scaled, unembed.to(scaled.dtype))
         out = out.float()
         if self.padded_vocab_size > self.vocab_size:
             out = out.masked_fill(self._unused_vocab, float("-inf"))
@@ -273,6 +282,7 @@ class EncDecIncremental:
         self.cache = model.decoder.new_cache() if use_cache else None
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
+        self.unembed = model.shared.weight.detach().t().contiguous()
 
     def step(self, tokens: Tensor | None) -> Tensor:
         model, device = self.model, self.memory.device
@@ -288,7 +298,7 @@ class EncDecIncremental:
                 self.history, self.memory, self.enc_seg, self.ones.expand_as(self.history)
             )
         self.t += 1
-        return model.logits(hidden[:, -1])
+        return model.logits(hidden[:, -1], unembed=self.unembed)
 
     def reorder(self, rows: Tensor) -> None:
         self.history = self.history.index_select(0, rows)
