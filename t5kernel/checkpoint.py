@@ -31,7 +31,8 @@ MANIFEST = "manifest.json"
 _STEP_RE = re.compile(r"^step_(\d+)$")
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -83,7 +84,7 @@ def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict
         torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
         files = ["model.safetensors", "trainer.pt", "state.json"]
-        manifest = {"step": step, "files": {name: _sha256(tmp / name) for name in files}}
+        manifest = {"step": step, "files": {name: sha256_file(tmp / name) for name in files}}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         for name in [*files, MANIFEST]:
             with open(tmp / name, "rb") as f:
@@ -120,7 +121,7 @@ def verify(path: Path) -> bool:
     try:
         manifest = json.loads((path / MANIFEST).read_text())
         return all(
-            (path / name).is_file() and _sha256(path / name) == digest
+            (path / name).is_file() and sha256_file(path / name) == digest
             for name, digest in manifest["files"].items()
         )
     except (OSError, ValueError, KeyError, TypeError):

@@ -515,6 +515,7 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     out_dir = run_dir / "evals" / name
     if out_dir.exists():
         raise RunDirError(f"{out_dir} already exists; choose another --name")
+    _check_same_vocabulary(run_dir, checkpoints)
     runner = Runner(cfg, registry, run_dir, console)
     comps = runner.build(training=False)
     members = []
@@ -537,6 +538,24 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     ckpt.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     ckpt.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
     return out_dir, results
+
+
+def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:
+    """Refuse checkpoints of runs whose trained vocabulary file differs from this run's.
+
+    Two SentencePiece models of the same size have the same embedding shape, so a strict
+    weight load cannot tell them apart; ids would silently mean different pieces.
+    """
+    own = run_dir / "vocab" / "spm.model"
+    if not own.is_file():
+        return
+    digest = ckpt.sha256_file(own)
+    for path in checkpoints:
+        other = Path(path).resolve().parent.parent / "vocab" / "spm.model"
+        if other.is_file() and ckpt.sha256_file(other) != digest:
+            raise RunDirError(
+                f"checkpoint {path} comes from a run with a different vocabulary "
+                f"({other} differs from {own}); ensemble members must share one vocabulary")
 
 
 def _task_score(metrics: dict[str, float]) -> float:

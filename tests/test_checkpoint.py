@@ -82,7 +82,7 @@ def test_trainer_state_loads_without_pickle(tmp_path, capsys):
 
     torch.save({"x": Evil()}, path / "trainer.pt")
     manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"]["trainer.pt"] = ckpt._sha256(path / "trainer.pt")
+    manifest["files"]["trainer.pt"] = ckpt.sha256_file(path / "trainer.pt")
     (path / "manifest.json").write_text(json.dumps(manifest))
     assert ckpt.verify(path)
     with pytest.raises(pickle.UnpicklingError):  # weights_only refuses arbitrary objects

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -69,6 +70,13 @@ def test_eval_errors(tiny_run, tmp_path, capsys):
     assert cli.main(["eval", str(tiny_run), "--name", "g2", "eval.max_examples=2"]) == 0
     assert cli.main(["eval", str(tiny_run), "--name", "g2"]) == 2
     assert "already exists" in capsys.readouterr().err
+    # a checkpoint from a run with another vocabulary of the same size is refused
+    other = tmp_path / "other"
+    shutil.copytree(tiny_run, other)
+    (other / "vocab" / "spm.model").write_bytes(b"not the same vocabulary")
+    step = sorted((other / "checkpoints").glob("step_*"))[-1]
+    assert cli.main(["eval", str(tiny_run), "--checkpoint", str(step)]) == 2
+    assert "different vocabulary" in capsys.readouterr().err
     vocab = tiny_run / "vocab" / "spm.model"  # the run's own vocabulary is required
     vocab.rename(vocab.with_suffix(".moved"))
     try:
