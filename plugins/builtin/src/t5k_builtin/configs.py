@@ -97,6 +97,66 @@ class IidSpansConfig:
     fix_leading_noise: bool = False
 
 
+@dataclass
+class PrefixLmConfig:
+    """Prefix LM (P Table 4): split each chunk at a uniformly random point.
+
+    No noise density: the reference's ``random_prefix_noise_mask`` is defined for 0.5
+    only (facts §3.2). Documents are not concatenated (prefix_lm.gin).
+    """
+
+    max_document_tokens: int = 65536
+
+
+@dataclass
+class LmConfig:
+    """Plain language modelling (P Table 2 "LM"): predict the chunk left to right."""
+
+    concat_documents: int = 128
+    max_document_tokens: int = 65536
+
+
+@dataclass
+class BertConfig:
+    """BERT-style (P Tables 4, 5): 15% i.i.d. noise, 90% -> mask id, 10% -> random id."""
+
+    noise_density: float = 0.15
+    #: probability that a corrupted token becomes a random id instead of the mask id
+    random_prob: float = 0.1
+    concat_documents: int = 128
+    max_document_tokens: int = 65536
+
+
+@dataclass
+class MassConfig:
+    """MASS-style (P Table 5): 15% i.i.d. noise, every corrupted token -> the mask id."""
+
+    noise_density: float = 0.15
+    concat_documents: int = 128
+    max_document_tokens: int = 65536
+
+
+@dataclass
+class DeshuffleConfig:
+    """Deshuffling (P Table 4): the inputs are the chunk's tokens in random order.
+
+    ``noise_density`` < 1 shuffles only an i.i.d. subset of positions among themselves
+    (the reference's ``permute_noise_tokens``); the paper's setting is 1.0.
+    """
+
+    noise_density: float = 1.0
+    max_document_tokens: int = 65536
+
+
+@dataclass
+class IidDropConfig:
+    """Drop corrupted tokens (P Table 5): i.i.d. noise removed from the inputs."""
+
+    noise_density: float = 0.15
+    concat_documents: int = 128
+    max_document_tokens: int = 65536
+
+
 # --------------------------------------------------------------------------- corpora
 @dataclass
 class EmbeddedCorpusConfig:

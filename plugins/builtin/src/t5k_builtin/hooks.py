@@ -68,6 +68,21 @@ def t5k_objectives():
         c.IidSpansConfig,
         "Baseline denoising: i.i.d. 15% noise, each corrupted run -> one sentinel (T5 Table 5)",
     )
+    others = f"{_P}.objectives.others"
+    yield PluginSpec("prefix_lm", f"{others}:PrefixLm", c.PrefixLmConfig,
+                     "Prefix LM: random split point; inputs = prefix, targets = rest (T5 Table 4)")
+    yield PluginSpec("lm", f"{others}:Lm", c.LmConfig,
+                     "Plain language modelling: no inputs, targets = a text chunk (decoder-only)")
+    yield PluginSpec("bert", f"{others}:Bert", c.BertConfig,
+                     "BERT-style: 15% i.i.d., 90% mask id / 10% random id, targets = original "
+                     "(T5 Tables 4-5)")
+    yield PluginSpec("mass", f"{others}:Mass", c.MassConfig,
+                     "MASS-style: 15% i.i.d. tokens -> mask id, targets = original (T5 Table 5)")
+    yield PluginSpec("deshuffle", f"{others}:Deshuffle", c.DeshuffleConfig,
+                     "Deshuffling: inputs = shuffled chunk, targets = original (T5 Table 4)")
+    yield PluginSpec("iid_drop", f"{others}:IidDrop", c.IidDropConfig,
+                     "Drop corrupted tokens: 15% i.i.d. dropped from inputs, targets = the dropped "
+                     "tokens (T5 Table 5)")
 
 
 @hookimpl
