@@ -12,7 +12,7 @@ from t5kernel.testing import fake_distribution
 BUILTIN_EXPECTED = {
     ("architecture", "encdec"), ("architecture", "encdec_shared"),
     ("architecture", "encdec_half"), ("vocabulary", "sentencepiece"), ("objective", "iid_spans"),
-    ("objective", "prefix_lm"), ("objective", "lm"), ("objective", "bert"), ("objective", "mass"),
+    ("objective", "span"), ("objective", "prefix_lm"), ("objective", "lm"), ("objective", "bert"), ("objective", "mass"),
     ("objective", "deshuffle"), ("objective", "iid_drop"),
     ("architecture", "lm"), ("architecture", "prefix_lm"),
     ("corpus", "embedded"), ("corpus", "text_files"), ("corpus", "demo_acceptability"),

@@ -98,6 +98,22 @@ class IidSpansConfig:
 
 
 @dataclass
+class SpanConfig:
+    """Random-span corruption (P §3.3.4, Table 7; the final T5 objective, §3.7)."""
+
+    noise_density: float = 0.15
+    #: mean length of a corrupted span (the paper tries 2, 3, 5, 10)
+    mean_noise_span_length: float = 3.0
+    #: documents concatenated without separators before chunking (reduce_concat_tokens)
+    concat_documents: int = 128
+    #: documents longer than this are cut into aligned pieces, one kept at random
+    max_document_tokens: int = 65536
+    #: False = the reference (targets end with the last noise span, no sentinel after it);
+    #: True = one more sentinel before EOS, as P Table 3 prints it (targets one token longer)
+    trailing_sentinel: bool = False
+
+
+@dataclass
 class PrefixLmConfig:
     """Prefix LM (P Table 4): split each chunk at a uniformly random point.
 

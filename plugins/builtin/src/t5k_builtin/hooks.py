@@ -68,6 +68,9 @@ def t5k_objectives():
         c.IidSpansConfig,
         "Baseline denoising: i.i.d. 15% noise, each corrupted run -> one sentinel (T5 Table 5)",
     )
+    yield PluginSpec("span", f"{_P}.objectives.span:Span", c.SpanConfig,
+                     "Span corruption (final T5 objective): random spans, 15% noise, mean length "
+                     "3; inputs 512 -> 568 raw tokens, targets 114 (T5 Table 7, §3.7)")
     others = f"{_P}.objectives.others"
     yield PluginSpec("prefix_lm", f"{others}:PrefixLm", c.PrefixLmConfig,
                      "Prefix LM: random split point; inputs = prefix, targets = rest (T5 Table 4)")

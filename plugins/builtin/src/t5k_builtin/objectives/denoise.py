@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from t5k_builtin.objectives import noise, pipeline
+from t5k_builtin.objectives import batched, noise, pipeline
 from t5kernel.errors import ConfigError
 
 
@@ -85,7 +85,37 @@ class IidSpans:
         targets_length: int,
         rng: np.random.Generator,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths."""
+        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths.
+
+        Chunks are encoded 128 at a time (``batched``). The i.i.d. mask of each
+        concatenated sequence is drawn when it arrives, which is the per-example draw
+        order, so the output equals ``reference_examples`` for the same generator state.
+        """
+        chunk_length = self.raw_length(inputs_length, targets_length)
+        cfg = self.config
+        density = cfg.noise_density
+
+        def draw_mask(seq: np.ndarray) -> np.ndarray:
+            return rng.random(seq.size) < density
+
+        for batch in batched.chunk_batches(
+            docs, chunk_length, cfg.max_document_tokens, cfg.concat_documents, rng, draw_mask
+        ):
+            out: list[dict[str, np.ndarray] | None] = [None] * batched.count_rows(batch)
+            for tokens, mask, positions in batched.by_width(batch):
+                pairs = self.encode_batch(tokens, mask, inputs_length, targets_length)
+                for position, pair in zip(positions.tolist(), pairs, strict=True):
+                    out[position] = pair
+            yield from out
+
+    def reference_examples(
+        self,
+        docs: Iterator[Any],
+        inputs_length: int,
+        targets_length: int,
+        rng: np.random.Generator,
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """``examples`` one chunk at a time with ``noise.py`` (the oracle of the tests)."""
         chunk_length = self.raw_length(inputs_length, targets_length)
         cfg = self.config
         stream = pipeline.select_random_chunk(docs, cfg.max_document_tokens, rng)
@@ -93,6 +123,21 @@ class IidSpans:
         for tokens in pipeline.split_tokens(stream, chunk_length):
             mask = noise.iid_noise_mask(tokens.size, cfg.noise_density, rng)
             yield self.encode(tokens, mask, inputs_length, targets_length)
+
+    def encode_batch(
+        self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
+    ) -> list[dict[str, np.ndarray]]:
+        """``encode`` for a (batch, length) array of chunks and masks, vectorised."""
+        inputs = batched.noise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
+        if self.config.fix_leading_noise:
+            tokens, noise_mask = batched.pad_columns(tokens, noise_mask, True, False)
+        targets = batched.nonnoise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
+        inputs = batched.append_eos_after_trim(*inputs, inputs_length, self.eos_id)
+        targets = batched.append_eos_after_trim(*targets, targets_length, self.eos_id)
+        return [
+            {"inputs": i, "targets": t}
+            for i, t in zip(batched.split_rows(*inputs), batched.split_rows(*targets), strict=True)
+        ]
 
     def encode(
         self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
