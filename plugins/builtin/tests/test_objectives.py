@@ -340,3 +340,128 @@ def test_bad_options_and_lengths():
 def test_needs_vocabulary():
     with pytest.raises(ConfigError, match="vocabulary"):
         others.Bert(others.BertConfig(), BuildContext())
+
+
+# ------------------------------------------- batched examples vs the per-example oracle
+
+
+def docs_with_pads(seed, n_docs=60, max_len=900):
+    """Documents of 0..max_len tokens, some empty, some holding pad ids (0)."""
+    docs = docs_of(np.random.default_rng(seed), n_docs, max_len)
+    for d in docs[::4]:
+        d[::9] = 0
+    return docs
+
+
+def assert_same_examples(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for key in ("inputs", "targets"):
+            assert x[key].dtype == y[key].dtype and np.array_equal(x[key], y[key]), key
+
+
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("mass", {}),
+        ("iid_drop", {}),
+        ("iid_drop", {"noise_density": 0.5}),
+        ("prefix_lm", {}),
+        ("deshuffle", {}),
+        ("deshuffle", {"noise_density": 0.4}),
+    ],
+)
+@pytest.mark.parametrize(
+    "lengths, max_tokens, concat",
+    [((512, 114), 65536, 128), ((17, 5), 40, 3), ((2, 1), 7, 1), ((64, 300), 500, 2)],
+)
+def test_batched_examples_equal_reference(kind, options, lengths, max_tokens, concat):
+    if objective(kind).concat:
+        options = {**options, "concat_documents": concat}
+    obj = objective(kind, max_document_tokens=max_tokens, **options)
+    docs = docs_with_pads(11)
+    a = list(obj.examples(iter(docs), *lengths, np.random.default_rng(3)))
+    b = list(obj.reference_examples(iter(docs), *lengths, np.random.default_rng(3)))
+    assert_same_examples(a, b)
+
+
+class ReplayDraws:
+    """Serves given uniforms and ids to the per-example ``encode`` of BERT."""
+
+    def __init__(self, uniform, token_ids):
+        self.uniform, self.token_ids = uniform, token_ids
+
+    def random(self, shape):
+        assert self.uniform.shape == (shape if isinstance(shape, tuple) else (shape,))
+        return self.uniform
+
+    def integers(self, low, high, size):
+        assert (low, high) == (3, V) and self.token_ids.shape == tuple(np.atleast_1d(size))
+        return self.token_ids
+
+
+@pytest.mark.parametrize("lengths, concat", [((512, 114), 128), ((17, 9), 3), ((2, 1), 1)])
+def test_bert_batched_equals_per_example_encode_on_the_same_draws(lengths, concat):
+    """The batched BERT draws, per concatenated sequence, its mask, then one uniform and
+    one random id per noise token; fed those draws, the per-example ``encode`` gives the
+    same examples (random ids where u < random_prob, the mask id elsewhere)."""
+    obj = objective("bert", concat_documents=concat, random_prob=0.3)
+    docs = docs_with_pads(12, n_docs=40)
+    got = list(obj.examples(iter(docs), *lengths, np.random.default_rng(8)))
+    rng = np.random.default_rng(8)  # documents fit max_document_tokens: no chunk draws
+    expected = []
+    nonempty = [np.asarray(d) for d in docs if len(d)]
+    for g in range(0, len(nonempty), concat):
+        seq = np.concatenate(nonempty[g : g + concat])
+        seq = seq[seq != 0]
+        noisy = rng.random(seq.size) < obj.config.noise_density
+        k = int(noisy.sum())
+        uniform, token_ids = np.full(seq.size, 0.99), np.zeros(seq.size, np.int64)
+        uniform[noisy] = np.where(rng.random(k) < 0.3, 0.0, 0.99)
+        token_ids[noisy] = rng.integers(3, V, k)
+        n = lengths[0] - 1
+        for lo in range(0, seq.size, n):
+            part = slice(lo, lo + n)
+            replay = ReplayDraws(uniform[part], token_ids[part])
+            expected.append(obj.encode(seq[part], noisy[part], *lengths, rng=replay))
+    assert_same_examples(got, expected)
+
+
+def test_bert_batched_rates_match_the_reference(big_docs):
+    """Other draw order, same distribution: corruption, mask and random-id rates and the
+    uniformity of random ids agree between ``examples`` and ``reference_examples``."""
+    from scipy.stats import chisquare
+
+    obj = objective("bert")
+    stats = []
+    for run in (obj.examples, obj.reference_examples):
+        exs = list(run(iter(big_docs), 512, 512, np.random.default_rng(21)))
+        inputs = np.concatenate([e["inputs"][:-1] for e in exs])
+        targets = np.concatenate([e["targets"][:-1] for e in exs])
+        changed = inputs != targets
+        randoms = inputs[changed & (inputs != M)]
+        assert abs(changed.mean() - 0.15) < 0.01
+        assert abs(np.mean(inputs[changed] == M) - 0.9) < 0.02
+        assert randoms.min() >= 3 and randoms.max() < V
+        counts = np.bincount((randoms - 3) * 8 // (V - 3), minlength=8)
+        assert chisquare(counts).pvalue > 1e-4
+        stats.append((changed.mean(), np.mean(inputs[changed] == M)))
+    (c1, m1), (c2, m2) = stats
+    assert abs(c1 - c2) < 0.01 and abs(m1 - m2) < 0.03
+
+
+def test_batched_drop_encoders_match_per_row():
+    from t5k_builtin.objectives import batched, noise
+
+    rng = np.random.default_rng(2)
+    tokens = rng.integers(3, BASE, (9, 31)).astype(np.int32)
+    mask = rng.random((9, 31)) < 0.3
+    for fn, ref in (
+        (batched.drop_noise_tokens, noise.drop_noise_tokens),
+        (batched.drop_nonnoise_tokens, noise.drop_nonnoise_tokens),
+    ):
+        rows = batched.split_rows(*fn(tokens, mask))
+        assert all(np.array_equal(r, ref(t, m)) for r, t, m in zip(rows, tokens, mask, strict=True))
+    lengths = np.array([3, 0, 5])
+    padded = batched.pad_rows([np.arange(3), np.arange(0), np.arange(5)], lengths)
+    assert padded.tolist() == [[0, 1, 2, 0, 0], [0] * 5, [0, 1, 2, 3, 4]]

@@ -258,6 +258,23 @@ def nonnoise_span_to_unique_sentinel(
     return noise_span_to_unique_sentinel(tokens, ~np.asarray(noise_mask, dtype=bool), vocab_size)
 
 
+def drop_noise_tokens(tokens: np.ndarray, noise_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Delete the noise tokens of each row, no sentinels (§3.3)."""
+    return _compact(np.asarray(tokens), ~np.asarray(noise_mask, dtype=bool))
+
+
+def drop_nonnoise_tokens(
+    tokens: np.ndarray, noise_mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep only the noise tokens of each row (§3.3)."""
+    return _compact(np.asarray(tokens), np.asarray(noise_mask, dtype=bool))
+
+
+def full_rows(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, lengths)`` of a (batch, width) array whose rows are all valid."""
+    return values, np.full(values.shape[0], values.shape[1], dtype=np.int64)
+
+
 def pad_columns(tokens: np.ndarray, noise_mask: np.ndarray, before: bool, after: bool):
     """Add a virtual clean token (id 0) before and/or after every chunk.
 
@@ -319,9 +336,26 @@ def chunk_batches(
     """
     stream = pipeline.select_random_chunk(docs, max_document_tokens, rng)
     stream = pipeline.reduce_concat_tokens(stream, concat_documents)
+    yield from sequence_batches(stream, chunk_length, on_sequence, batch_size)
+
+
+def sequence_batches(
+    seqs: Iterable[np.ndarray],
+    chunk_length: int,
+    on_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[list[Block]]:
+    """``split_tokens(chunk_length)`` of a ready sequence stream as ``chunk_batches``' batches.
+
+    For pipelines that do not concatenate documents (prefix LM, deshuffling keep the
+    pad ids a concatenation would strip, facts §3.1.2): pass the output of
+    ``pipeline.select_random_chunk``. Empty sequences are skipped before
+    ``on_sequence`` (the reference's split draws nothing for them).
+    """
     pending: list[Block] = []
     count = 0
-    for seq in stream:
+    for seq in seqs:
+        seq = pipeline.as_tokens(seq)
         if seq.size == 0:
             continue
         aux = on_sequence(seq) if on_sequence is not None else None
@@ -370,6 +404,15 @@ def by_width(batch: list[Block]) -> Iterator[tuple[np.ndarray, np.ndarray | None
             tokens = np.concatenate([b[0] for _, b in members])
             aux = None if members[0][1][1] is None else np.concatenate([b[1] for _, b in members])
         yield tokens, aux, positions
+
+
+def pad_rows(rows: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
+    """Stack 1-D arrays of the given lengths as rows, left-aligned, padded with 0."""
+    width = int(lengths.max()) if lengths.size else 0
+    out = np.zeros((lengths.size, width), dtype=rows[0].dtype if rows else np.int32)
+    if rows:
+        out[np.arange(width)[None, :] < lengths[:, None]] = np.concatenate(rows)
+    return out
 
 
 def count_rows(batch: list[Block]) -> int:

@@ -31,7 +31,7 @@ prefix LM ``Thank you for inviting`` -> ``me to your party last week .``; BERT
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from t5k_builtin.configs import (  # noqa: F401  (re-exported: the configs of th
     MassConfig,
     PrefixLmConfig,
 )
-from t5k_builtin.objectives import noise, pipeline
+from t5k_builtin.objectives import batched, noise, pipeline
 from t5k_builtin.objectives.denoise import check_density, check_lengths, vocabulary_from
 from t5kernel.errors import ConfigError
 
@@ -97,7 +97,97 @@ class _ChunkObjective:
         targets_length: int,
         rng: np.random.Generator,
     ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths."""
+        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths.
+
+        Objectives that define ``sequence_draws`` encode 128 chunks at a time
+        (``batched``): each concatenated sequence's random numbers are drawn when it
+        arrives, chunk after chunk in the per-example order, so the output equals
+        ``reference_examples`` for the same generator state (except ``bert``, whose
+        draws are regrouped: see ``Bert.sequence_draws``); the others run it.
+        """
+        chunk_length = self.raw_length(inputs_length, targets_length)
+        draws = self.sequence_draws(chunk_length, rng)
+        if draws is None:
+            yield from self.reference_examples(docs, inputs_length, targets_length, rng)
+            return
+        stream = pipeline.select_random_chunk(docs, self.config.max_document_tokens, rng)
+        if not self.concat:
+            yield from self._ragged_examples(
+                stream, chunk_length, draws, inputs_length, targets_length
+            )
+            return
+        stream = pipeline.reduce_concat_tokens(stream, self.config.concat_documents)
+        for batch in batched.sequence_batches(stream, chunk_length, draws):
+            out: list[dict[str, np.ndarray] | None] = [None] * batched.count_rows(batch)
+            for tokens, aux, positions in batched.by_width(batch):
+                lengths = batched.full_rows(tokens)[1]
+                pairs = self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
+                for position, pair in zip(positions.tolist(), pairs, strict=True):
+                    out[position] = pair
+            yield from out
+
+    def _ragged_examples(self, stream, chunk_length, draws, inputs_length, targets_length):
+        """Documents not concatenated: mostly one chunk each, all widths; rows are padded
+        to the widest chunk of a batch (``batched.pad_rows``) and encoded together."""
+        chunks: list[np.ndarray] = []
+        auxes: list[np.ndarray] = []
+        for seq in stream:
+            aux = draws(seq)
+            if seq.size <= chunk_length:
+                chunks.append(seq)
+                auxes.append(aux)
+            else:
+                starts = range(0, seq.size, chunk_length)
+                chunks.extend(seq[lo : lo + chunk_length] for lo in starts)
+                auxes.extend(aux[lo : lo + chunk_length] for lo in starts)
+            if len(chunks) >= batched.BATCH_SIZE:
+                yield from self._encode_ragged(chunks, auxes, inputs_length, targets_length)
+                chunks, auxes = [], []
+        if chunks:
+            yield from self._encode_ragged(chunks, auxes, inputs_length, targets_length)
+
+    def _encode_ragged(self, chunks, auxes, inputs_length, targets_length):
+        lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
+        tokens = batched.pad_rows(chunks, lengths)
+        aux = batched.pad_rows(auxes, lengths)
+        return self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
+
+    def sequence_draws(
+        self, chunk_length: int, rng: np.random.Generator
+    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """``seq -> per-token array`` drawing one sequence's randomness, or None (no
+        batched path). Its result is cut into chunks with the tokens for ``encode_batch``."""
+        return None
+
+    def encode_batch(
+        self,
+        tokens: np.ndarray,
+        aux: np.ndarray,
+        lengths: np.ndarray,
+        inputs_length: int,
+        targets_length: int,
+    ) -> list[dict[str, np.ndarray]]:
+        """``encode`` of (rows, width) chunks given ``sequence_draws``' values, vectorised;
+        row ``i`` is ``lengths[i]`` long (then padding 0)."""
+        raise NotImplementedError(f"{type(self).__name__} must define encode_batch")
+
+    def _pairs(self, inputs, targets, inputs_length, targets_length):
+        """Rows of ``(values, lengths)`` inputs/targets -> EOS-terminated example dicts."""
+        inputs = batched.append_eos_after_trim(*inputs, inputs_length, self.eos_id)
+        targets = batched.append_eos_after_trim(*targets, targets_length, self.eos_id)
+        return [
+            {"inputs": i, "targets": t}
+            for i, t in zip(batched.split_rows(*inputs), batched.split_rows(*targets), strict=True)
+        ]
+
+    def reference_examples(
+        self,
+        docs: Iterator[Any],
+        inputs_length: int,
+        targets_length: int,
+        rng: np.random.Generator,
+    ) -> Iterator[dict[str, np.ndarray]]:
+        """``examples`` one chunk at a time with ``noise.py`` (the oracle of the tests)."""
         chunk_length = self.raw_length(inputs_length, targets_length)
         stream = pipeline.select_random_chunk(docs, self.config.max_document_tokens, rng)
         if self.concat:
@@ -147,6 +237,28 @@ class PrefixLm(_ChunkObjective):
     def mask(self, length: int, rng: np.random.Generator) -> np.ndarray:
         """``random_prefix_noise_mask`` at density 0.5: the prefix is the noise (§3.2)."""
         return noise.random_prefix_noise_mask(length, 0.5, rng)
+
+    def sequence_draws(self, chunk_length, rng):
+        """The prefix length of each chunk, drawn chunk after chunk as ``encode`` (scalar
+        calls: the array form of ``integers`` costs more than it saves at one chunk per
+        document); stored at the chunk's first position (``encode_batch`` reads it)."""
+
+        def draw(seq: np.ndarray) -> np.ndarray:
+            aux = np.empty(seq.size, dtype=np.int64)
+            for lo in range(0, seq.size, chunk_length):
+                high = min(chunk_length, seq.size - lo) - 1
+                aux[lo] = rng.integers(min(high, 1), high + 1)
+            return aux
+
+        return draw
+
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """Inputs: the first ``aux[:, 0]`` tokens of each row, targets the rest."""
+        position = np.arange(tokens.shape[1])[None, :]
+        prefix = position < aux[:, :1]
+        inputs = batched.drop_nonnoise_tokens(tokens, prefix)
+        targets = batched.drop_nonnoise_tokens(tokens, ~prefix & (position < lengths[:, None]))
+        return self._pairs(inputs, targets, inputs_length, targets_length)
 
     def corrupt(self, tokens, mask, rng):
         return noise.drop_nonnoise_tokens(tokens, mask), noise.drop_noise_tokens(tokens, mask)
@@ -207,6 +319,41 @@ class Bert(_ChunkObjective):
             )
         super().__init__(config, context)
 
+    def sequence_draws(self, chunk_length, rng):
+        """Per sequence: its i.i.d. mask (the per-chunk masks back to back), then for the
+        k noise tokens k uniforms (random id or mask id) and k random ids.
+
+        The draw order differs from ``encode``'s (which draws both for every position of
+        every chunk, chunk after chunk: three generator calls per chunk, most of the
+        time of this objective), so outputs for one seed differ from
+        ``reference_examples``; the distribution is the same (each noise token
+        independently a uniform id in [3, vocab_size) with probability ``random_prob``,
+        else the mask id; tests compare both).
+        """
+        density, prob = self.config.noise_density, self.config.random_prob
+        vocab_size, low = self.vocab_size, noise.NUM_RESERVED_TOKENS
+
+        def draw(seq: np.ndarray) -> np.ndarray:
+            noisy = rng.random(seq.size) < density
+            k = int(np.count_nonzero(noisy))
+            use_random = rng.random(k) < prob
+            return self.corrupt_drawn(seq, noisy, use_random, rng.integers(low, vocab_size, k))
+
+        return draw
+
+    def corrupt_drawn(
+        self, tokens: np.ndarray, noisy: np.ndarray, use_random: np.ndarray, random_ids
+    ) -> np.ndarray:
+        """Inputs of ``tokens`` given its mask and, per noise token in order, whether it
+        becomes a random id and which: ``noise_token_to_random_token_or_sentinel``."""
+        inputs = tokens.copy()
+        inputs[noisy] = np.where(use_random, random_ids, self.vocab_size - 1)
+        return inputs
+
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """``aux`` holds the corrupted inputs; targets are the chunks."""
+        return self._pairs((aux, lengths), (tokens, lengths), inputs_length, targets_length)
+
     def corrupt(self, tokens, mask, rng):
         inputs = noise.noise_token_to_random_token_or_sentinel(
             tokens, mask, self.vocab_size, rng, random_prob=self.config.random_prob
@@ -218,6 +365,20 @@ class Mass(_ChunkObjective):
     """iid_15_m_f.gin (= denoise.gin): ``noise_token_to_sentinel``, targets original."""
 
     name = "mass"
+
+    def sequence_draws(self, chunk_length, rng):
+        """One i.i.d. mask per sequence (= the per-chunk masks back to back); returns the
+        corrupted inputs of the whole sequence."""
+        density, mask_id = self.config.noise_density, self.vocab_size - 1
+
+        def draw(seq: np.ndarray) -> np.ndarray:
+            return np.where(rng.random(seq.size) < density, mask_id, seq).astype(seq.dtype)
+
+        return draw
+
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """``aux`` holds the corrupted inputs; targets are the chunks."""
+        return self._pairs((aux, lengths), (tokens, lengths), inputs_length, targets_length)
 
     def corrupt(self, tokens, mask, rng):
         return noise.noise_token_to_sentinel(tokens, mask, self.vocab_size), tokens
@@ -238,6 +399,29 @@ class Deshuffle(_ChunkObjective):
                 f"got {noise_density}"
             )
 
+    def sequence_draws(self, chunk_length, rng):
+        """Chunk after chunk, as ``encode``: the mask's uniforms, then the permutation of
+        the noise tokens (both per chunk, so outputs equal ``reference_examples``).
+        Returns the shuffled inputs of the whole sequence."""
+        density = self.config.noise_density
+
+        def draw(seq: np.ndarray) -> np.ndarray:
+            inputs = seq.copy()
+            for lo in range(0, seq.size, chunk_length):
+                chunk = inputs[lo : lo + chunk_length]
+                mask = rng.random(chunk.size) < density
+                if density >= 1.0:  # every position (u < 1): shuffle in place, same draws
+                    rng.shuffle(chunk)
+                else:
+                    chunk[mask] = rng.permutation(chunk[mask])
+            return inputs
+
+        return draw
+
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """``aux`` holds the shuffled inputs; targets are the chunks."""
+        return self._pairs((aux, lengths), (tokens, lengths), inputs_length, targets_length)
+
     def corrupt(self, tokens, mask, rng):
         return noise.permute_noise_tokens(tokens, mask, rng=rng), tokens
 
@@ -247,6 +431,25 @@ class IidDrop(_ChunkObjective):
     lengths are (512, 104), 104 being the 99.9th percentile of the targets length."""
 
     name = "iid_drop"
+
+    def sequence_draws(self, chunk_length, rng):
+        """One i.i.d. mask per sequence (= the per-chunk masks back to back)."""
+        density = self.config.noise_density
+
+        def draw(seq: np.ndarray) -> np.ndarray:
+            return rng.random(seq.size) < density
+
+        return draw
+
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """``aux`` is the noise mask: inputs keep the clean tokens, targets the noise."""
+        aux = aux.astype(bool, copy=False)
+        clean = ~aux
+        if tokens.shape[1] and lengths.min() < tokens.shape[1]:  # padded rows
+            clean &= np.arange(tokens.shape[1])[None, :] < lengths[:, None]
+        inputs = batched.drop_nonnoise_tokens(tokens, clean)
+        targets = batched.drop_nonnoise_tokens(tokens, aux)
+        return self._pairs(inputs, targets, inputs_length, targets_length)
 
     def corrupt(self, tokens, mask, rng):
         return noise.drop_noise_tokens(tokens, mask), noise.drop_nonnoise_tokens(tokens, mask)
