@@ -13,8 +13,14 @@ yet); each reads synthetic C4-like documents (log-normal lengths, mean ~430 piec
 ids uniform over a 32,000-piece vocabulary), so its time includes the token pipeline
 (select_random_chunk, reduce_concat_tokens, split). The peer gets ready 568-token chunks.
 
-    python benchmarks/objectives.py               # all objectives, ~1 minute
-    python benchmarks/objectives.py --only span iid_spans --json
+It also times one T5-Small training step (our encdec at T5-Small dims, 32,100 ids,
+forward + backward + Adafactor, ``--train-rows`` rows of 512/114, every core) and
+reports how many examples per second training consumes, so each objective's rate can be
+read as a multiple of it (target: >= 20x; one packed 512-token row holds about one
+span-corruption example).
+
+    python benchmarks/objectives.py               # all objectives + the training step
+    python benchmarks/objectives.py --only span iid_spans --no-train-step --json
 """
 
 from __future__ import annotations
@@ -179,6 +185,43 @@ def time_peer(docs, chunk_length: int, repeats: int) -> float:
     return best
 
 
+def time_train_step(rows: int, inputs_length: int, targets_length: int, repeats: int) -> float:
+    """Examples/s a T5-Small training step consumes (``rows`` examples per step)."""
+    import torch
+
+    from t5k_builtin.configs import AdafactorConfig, EncDecConfig
+    from t5k_builtin.model.encdec import EncDecModel
+    from t5k_builtin.optim.adafactor import AdafactorFactory
+
+    torch.set_num_threads(os.cpu_count() or 1)  # training uses every core
+    cfg = EncDecConfig(**EncDecConfig.PRESETS["small"])
+    model = EncDecModel(cfg, 32100).train()
+    optimizer = AdafactorFactory(AdafactorConfig(), BuildContext()).create(model.parameters())
+    for group in optimizer.param_groups:  # the run loop sets these every step
+        group["lr"], group["global_step"] = 0.01, 0
+    gen = torch.Generator().manual_seed(0)
+    batch = {
+        "encoder_input_tokens": torch.randint(2, 32000, (rows, inputs_length), generator=gen),
+        "decoder_target_tokens": torch.randint(2, 32000, (rows, targets_length), generator=gen),
+    }
+
+    def step() -> None:
+        out = model(batch, return_logits=False)
+        loss = (out.loss_sum + 1e-4 * out.z_loss_sum) / batch["decoder_target_tokens"].numel()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - start)
+    torch.set_num_threads(1)
+    return rows / best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs-length", type=int, default=512)
@@ -187,6 +230,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="*", help="objective names (default: all)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--train-rows", type=int, default=8)
+    parser.add_argument("--no-train-step", action="store_true")
     args = parser.parse_args()
 
     docs = synthetic_docs(args.docs)
@@ -199,9 +244,15 @@ def main() -> None:
         results[name] = rate
         shapes[name] = (args.inputs_length, targets_length)
     peer = results["peer_hf_t5mlm"]
+    train = None if args.no_train_step else time_train_step(
+        args.train_rows, args.inputs_length, args.targets_length, 2)
     if args.json:
-        print(json.dumps({"examples_per_s": results, "shapes": shapes}, indent=1))
+        print(json.dumps({"examples_per_s": results, "shapes": shapes,
+                          "t5_small_training_consumes_examples_per_s": train}, indent=1))
         return
+    if train is not None:
+        print(f"a T5-Small training step ({args.train_rows} rows, {os.cpu_count()} cores) "
+              f"consumes {train:,.1f} examples/s")
     print(
         f"one core, batch {BATCH}; peer (HF DataCollatorForT5MLM, 568-token chunks): "
         f"{peer:,.0f} examples/s"
@@ -209,7 +260,9 @@ def main() -> None:
     for name, rate in results.items():
         if name != "peer_hf_t5mlm":
             shape = "/".join(map(str, shapes[name]))
-            print(f"{name:>12} {shape:>8}: {rate:>10,.0f} examples/s  {rate / peer:5.1f}x peer")
+            vs_train = f"  {rate / train:8,.0f}x training" if train else ""
+            print(f"{name:>12} {shape:>8}: {rate:>10,.0f} examples/s  {rate / peer:5.1f}x peer"
+                  + vs_train)
 
 
 if __name__ == "__main__":
