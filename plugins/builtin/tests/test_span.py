@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from test_iid_spans import docs_of, reconstruct  # same vocabulary layout (BASE = 32000)
 
 from t5k_builtin.configs import IidSpansConfig
 from t5k_builtin.objectives import batched, noise, pipeline
@@ -40,28 +41,9 @@ def iid(**options) -> IidSpans:
     return IidSpans(dataclasses.replace(IidSpansConfig(), **options), CONTEXT)
 
 
-def docs_of(rng, n_docs, max_len=300):
-    return [rng.integers(3, BASE, rng.integers(0, max_len)).astype(np.int32) for _ in range(n_docs)]
-
-
 def strip_eos(a):
     assert a[-1] == 1 and 1 not in a[:-1].tolist()
     return a[:-1].tolist()
-
-
-def reconstruct(inputs, targets):
-    """Substitute each input sentinel by the target span that follows the same sentinel."""
-    spans, key = {}, None
-    for t in targets:
-        if t >= BASE:
-            key = t
-            spans[key] = []
-        elif key is not None:
-            spans[key].append(t)
-    out = []
-    for t in inputs:
-        out.extend(spans[t] if t >= BASE else [t])
-    return out
 
 
 def runs(mask_row) -> int:

@@ -247,15 +247,13 @@ class DecoderOnlyIncremental:
         if cache is not None:
             hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
             first = model.logits(hidden[torch.arange(b, device=device), last], unembed=unembed)
-            if num_beams > 1:
-                for layer in cache:
-                    sa = layer["self"]
-                    sa["k"] = sa["k"].repeat_interleave(num_beams, dim=0)
-                    sa["v"] = sa["v"].repeat_interleave(num_beams, dim=0)
-                first = first.repeat_interleave(num_beams, dim=0)
 
         def rep(x: Tensor) -> Tensor:
             return x.repeat_interleave(num_beams, dim=0) if num_beams > 1 else x
+
+        if cache is not None and num_beams > 1:
+            Stack.map_cache(cache, rep)
+            first = rep(first)
 
         self.model, self.cache, self.first, self.unembed = model, cache, first, unembed
         self.tokens, self.p_seg, self.p_pos = rep(tokens), rep(p_seg), rep(p_pos.contiguous())
@@ -296,9 +294,7 @@ class DecoderOnlyIncremental:
         # rows stay within one example's group, whose prompt tensors are identical
         self.out = self.out.index_select(0, rows)
         if self.cache is not None:
-            for layer in self.cache:
-                sa = layer["self"]
-                sa["k"], sa["v"] = sa["k"].index_select(0, rows), sa["v"].index_select(0, rows)
+            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows))
 
     def select(self, rows: Tensor) -> None:
         """Keep only ``rows``: the generated history, the cache and the prompt tensors."""

@@ -303,9 +303,7 @@ class EncDecIncremental:
     def reorder(self, rows: Tensor) -> None:
         self.history = self.history.index_select(0, rows)
         if self.cache is not None:
-            for layer in self.cache:
-                sa = layer["self"]
-                sa["k"], sa["v"] = sa["k"].index_select(0, rows), sa["v"].index_select(0, rows)
+            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows))
 
     def select(self, rows: Tensor) -> None:
         """Keep only ``rows``: every per-row tensor, including the encoder side."""
@@ -315,10 +313,7 @@ class EncDecIncremental:
         self.cross_bias = self.cross_bias.index_select(0, rows)
         self.ones = self.ones.index_select(0, rows)
         if self.cache is not None:
-            for layer in self.cache:
-                ca = layer["cross"]
-                if "k" in ca:
-                    ca["k"], ca["v"] = ca["k"].index_select(0, rows), ca["v"].index_select(0, rows)
+            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows), part="cross")
 
 
 def single_stack_blocks(model: nn.Module, stack: str = "decoder") -> list[BlockInfo]:

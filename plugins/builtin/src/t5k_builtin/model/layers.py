@@ -24,6 +24,7 @@ already contain both the relative position bias and the visibility mask (0 where
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -394,6 +395,15 @@ class Stack(nn.Module):
     def new_cache(self) -> list[dict[str, dict]]:
         """Empty per-block key/value cache for incremental decoding."""
         return [{"self": {}, "cross": {}} for _ in self.block]
+
+    @staticmethod
+    def map_cache(cache: list[dict], fn: Callable[[Tensor], Tensor], part: str = "self") -> None:
+        """Replace each block's ``part`` ("self" or "cross") keys and values by ``fn`` of
+        them, e.g. a row gather when beams are reordered; empty entries are skipped."""
+        for layer in cache:
+            kv = layer[part]
+            if "k" in kv:
+                kv["k"], kv["v"] = fn(kv["k"]), fn(kv["v"])
 
     def forward(
         self,

@@ -24,6 +24,7 @@ at a time (``chunk_batches`` yields them grouped that way).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -418,3 +419,18 @@ def pad_rows(rows: list[np.ndarray], lengths: np.ndarray) -> np.ndarray:
 def count_rows(batch: list[Block]) -> int:
     """Chunks in a batch."""
     return sum(block[0].shape[0] for block in batch)
+
+
+def encode_in_order(
+    batch: list[Block], encode: Callable[[np.ndarray, np.ndarray | None], list[Any]]
+) -> list[Any]:
+    """``encode(tokens, aux)`` of each equal-width group (:func:`by_width`), results put
+    back in the batch's stream order."""
+    out: list[Any] = [None] * count_rows(batch)
+    for tokens, aux, positions in by_width(batch):
+        pairs = encode(tokens, aux)
+        if len(pairs) == len(out):
+            return pairs
+        for position, pair in zip(positions.tolist(), pairs, strict=True):
+            out[position] = pair
+    return out

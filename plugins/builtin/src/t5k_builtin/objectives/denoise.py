@@ -45,6 +45,57 @@ def check_density(objective: str, noise_density: float) -> None:
         )
 
 
+def check_positive_ints(objective: str, config: Any, keys: tuple[str, ...]) -> None:
+    """Raise ConfigError unless each of ``keys`` the config has is >= 1."""
+    for key in keys:
+        if hasattr(config, key) and int(getattr(config, key)) < 1:
+            raise ConfigError(
+                f"objective {objective}: objective.{key} must be >= 1, got {getattr(config, key)}"
+            )
+
+
+def encode_sentinels(
+    tokens: np.ndarray, noise_mask: np.ndarray, vocab_size: int, eos_id: int,
+    inputs_length: int, targets_length: int, clean_before: bool = False,
+    clean_after: bool = False,
+) -> dict[str, np.ndarray]:
+    """One chunk: inputs = noise spans -> sentinels, targets = clean spans -> sentinels,
+    EOS appended after trimming (facts §3.3). ``clean_before`` / ``clean_after`` put a
+    virtual clean token around the chunk when building targets: the named fixes of the
+    reference's quirks (§3.6)."""
+    tokens = pipeline.as_tokens(tokens)
+    noise_mask = np.asarray(noise_mask, dtype=bool)
+    inputs = noise.noise_span_to_unique_sentinel(tokens, noise_mask, vocab_size)
+    if clean_before or clean_after:
+        before, after = int(clean_before), int(clean_after)
+        tokens = np.concatenate(
+            [np.zeros(before, tokens.dtype), tokens, np.zeros(after, tokens.dtype)])
+        noise_mask = np.concatenate([np.zeros(before, bool), noise_mask, np.zeros(after, bool)])
+    targets = noise.nonnoise_span_to_unique_sentinel(tokens, noise_mask, vocab_size)
+    return {
+        "inputs": pipeline.append_eos_after_trim(inputs, inputs_length, eos_id),
+        "targets": pipeline.append_eos_after_trim(targets, targets_length, eos_id),
+    }
+
+
+def encode_sentinels_batch(
+    tokens: np.ndarray, noise_mask: np.ndarray, vocab_size: int, eos_id: int,
+    inputs_length: int, targets_length: int, clean_before: bool = False,
+    clean_after: bool = False,
+) -> list[dict[str, np.ndarray]]:
+    """:func:`encode_sentinels` of a (batch, length) array of chunks, vectorised."""
+    inputs = batched.noise_span_to_unique_sentinel(tokens, noise_mask, vocab_size)
+    if clean_before or clean_after:
+        tokens, noise_mask = batched.pad_columns(tokens, noise_mask, clean_before, clean_after)
+    targets = batched.nonnoise_span_to_unique_sentinel(tokens, noise_mask, vocab_size)
+    inputs = batched.append_eos_after_trim(*inputs, inputs_length, eos_id)
+    targets = batched.append_eos_after_trim(*targets, targets_length, eos_id)
+    return [
+        {"inputs": i, "targets": t}
+        for i, t in zip(batched.split_rows(*inputs), batched.split_rows(*targets), strict=True)
+    ]
+
+
 def vocabulary_from(objective: str, context: Any) -> Any:
     """The run's vocabulary, which objectives receive in ``context.extras``."""
     vocab = (getattr(context, "extras", None) or {}).get("vocabulary")
@@ -62,12 +113,7 @@ class IidSpans:
 
     def __init__(self, config: Any, context: Any) -> None:
         check_density(self.name, config.noise_density)
-        for key in ("concat_documents", "max_document_tokens"):
-            if int(getattr(config, key)) < 1:
-                raise ConfigError(
-                    f"objective {self.name}: objective.{key} must be >= 1, "
-                    f"got {getattr(config, key)}"
-                )
+        check_positive_ints(self.name, config, ("concat_documents", "max_document_tokens"))
         self.config = config
         vocab = vocabulary_from(self.name, context)
         self.vocab_size = int(vocab.vocab_size)
@@ -98,15 +144,13 @@ class IidSpans:
         def draw_mask(seq: np.ndarray) -> np.ndarray:
             return rng.random(seq.size) < density
 
+        def encode(tokens: np.ndarray, mask: np.ndarray | None) -> list[dict[str, np.ndarray]]:
+            return self.encode_batch(tokens, mask, inputs_length, targets_length)
+
         for batch in batched.chunk_batches(
             docs, chunk_length, cfg.max_document_tokens, cfg.concat_documents, rng, draw_mask
         ):
-            out: list[dict[str, np.ndarray] | None] = [None] * batched.count_rows(batch)
-            for tokens, mask, positions in batched.by_width(batch):
-                pairs = self.encode_batch(tokens, mask, inputs_length, targets_length)
-                for position, pair in zip(positions.tolist(), pairs, strict=True):
-                    out[position] = pair
-            yield from out
+            yield from batched.encode_in_order(batch, encode)
 
     def reference_examples(
         self,
@@ -128,16 +172,10 @@ class IidSpans:
         self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
     ) -> list[dict[str, np.ndarray]]:
         """``encode`` for a (batch, length) array of chunks and masks, vectorised."""
-        inputs = batched.noise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        if self.config.fix_leading_noise:
-            tokens, noise_mask = batched.pad_columns(tokens, noise_mask, True, False)
-        targets = batched.nonnoise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        inputs = batched.append_eos_after_trim(*inputs, inputs_length, self.eos_id)
-        targets = batched.append_eos_after_trim(*targets, targets_length, self.eos_id)
-        return [
-            {"inputs": i, "targets": t}
-            for i, t in zip(batched.split_rows(*inputs), batched.split_rows(*targets), strict=True)
-        ]
+        return encode_sentinels_batch(
+            tokens, noise_mask, self.vocab_size, self.eos_id, inputs_length, targets_length,
+            clean_before=self.config.fix_leading_noise,
+        )
 
     def encode(
         self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
@@ -149,16 +187,7 @@ class IidSpans:
         instead of the reference's shifted ``noise0 <s0> ...`` (facts §3.6); chunks that
         start clean are unchanged.
         """
-        tokens = pipeline.as_tokens(tokens)
-        noise_mask = np.asarray(noise_mask, dtype=bool)
-        inputs = noise.noise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        if self.config.fix_leading_noise:
-            padded = np.concatenate([np.zeros(1, tokens.dtype), tokens])
-            padded_mask = np.concatenate([[False], noise_mask])
-            targets = noise.nonnoise_span_to_unique_sentinel(padded, padded_mask, self.vocab_size)
-        else:
-            targets = noise.nonnoise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        return {
-            "inputs": pipeline.append_eos_after_trim(inputs, inputs_length, self.eos_id),
-            "targets": pipeline.append_eos_after_trim(targets, targets_length, self.eos_id),
-        }
+        return encode_sentinels(
+            tokens, noise_mask, self.vocab_size, self.eos_id, inputs_length, targets_length,
+            clean_before=self.config.fix_leading_noise,
+        )

@@ -45,21 +45,18 @@ from t5k_builtin.configs import (  # noqa: F401  (re-exported: the configs of th
     PrefixLmConfig,
 )
 from t5k_builtin.objectives import batched, noise, pipeline
-from t5k_builtin.objectives.denoise import check_density, check_lengths, vocabulary_from
+from t5k_builtin.objectives.denoise import (
+    check_density,
+    check_lengths,
+    check_positive_ints,
+    vocabulary_from,
+)
 from t5kernel.errors import ConfigError
 
 # ----------------------------------------------------------------------------- configs
 
 
 # ------------------------------------------------------------------------------ base
-
-
-def _check_positive_ints(objective: str, config: Any, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        if hasattr(config, key) and int(getattr(config, key)) < 1:
-            raise ConfigError(
-                f"objective {objective}: objective.{key} must be >= 1, got {getattr(config, key)}"
-            )
 
 
 class _ChunkObjective:
@@ -76,7 +73,7 @@ class _ChunkObjective:
     def __init__(self, config: Any, context: Any) -> None:
         if hasattr(config, "noise_density"):
             self._check_density(config.noise_density)
-        _check_positive_ints(self.name, config, ("concat_documents", "max_document_tokens"))
+        check_positive_ints(self.name, config, ("concat_documents", "max_document_tokens"))
         self.config = config
         vocab = vocabulary_from(self.name, context)
         self.vocab_size = int(vocab.vocab_size)
@@ -117,14 +114,12 @@ class _ChunkObjective:
             )
             return
         stream = pipeline.reduce_concat_tokens(stream, self.config.concat_documents)
+        def encode(tokens: np.ndarray, aux: np.ndarray | None) -> list[dict[str, np.ndarray]]:
+            lengths = batched.full_rows(tokens)[1]
+            return self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
+
         for batch in batched.sequence_batches(stream, chunk_length, draws):
-            out: list[dict[str, np.ndarray] | None] = [None] * batched.count_rows(batch)
-            for tokens, aux, positions in batched.by_width(batch):
-                lengths = batched.full_rows(tokens)[1]
-                pairs = self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
-                for position, pair in zip(positions.tolist(), pairs, strict=True):
-                    out[position] = pair
-            yield from out
+            yield from batched.encode_in_order(batch, encode)
 
     def _ragged_examples(self, stream, chunk_length, draws, inputs_length, targets_length):
         """Documents not concatenated: mostly one chunk each, all widths; rows are padded

@@ -24,8 +24,15 @@ from typing import Any
 import numpy as np
 
 from t5k_builtin.configs import SpanConfig  # noqa: F401  (re-exported)
-from t5k_builtin.objectives import batched, noise, pipeline
-from t5k_builtin.objectives.denoise import check_density, check_lengths, vocabulary_from
+from t5k_builtin.objectives import batched, noise
+from t5k_builtin.objectives.denoise import (
+    check_density,
+    check_lengths,
+    check_positive_ints,
+    encode_sentinels,
+    encode_sentinels_batch,
+    vocabulary_from,
+)
 from t5kernel.errors import ConfigError
 
 
@@ -41,12 +48,7 @@ class Span:
                 f"objective {self.name}: objective.mean_noise_span_length must be >= 1, "
                 f"got {config.mean_noise_span_length}"
             )
-        for key in ("concat_documents", "max_document_tokens"):
-            if int(getattr(config, key)) < 1:
-                raise ConfigError(
-                    f"objective {self.name}: objective.{key} must be >= 1, "
-                    f"got {getattr(config, key)}"
-                )
+        check_positive_ints(self.name, config, ("concat_documents", "max_document_tokens"))
         self.config = config
         vocab = vocabulary_from(self.name, context)
         self.vocab_size = int(vocab.vocab_size)
@@ -94,26 +96,23 @@ class Span:
     def _encode_batch(self, batch, inputs_length, targets_length, rng):
         """Mask and encode one batch, one chunk width at a time, in stream order."""
         cfg = self.config
-        out: list[dict[str, np.ndarray] | None] = [None] * batched.count_rows(batch)
-        for tokens, _, positions in batched.by_width(batch):
+
+        def encode(tokens: np.ndarray, _aux: None) -> list[dict[str, np.ndarray]]:
             rows, width = tokens.shape
             if width >= 2:
                 clean_ends, noise_ends = batched.random_spans_segments(
                     rows, width, cfg.noise_density, rng, cfg.mean_noise_span_length
                 )
-                pairs = self._pairs_from_spans(
+                return self._pairs_from_spans(
                     tokens, clean_ends, noise_ends, inputs_length, targets_length
                 )
-            else:  # a 1-token chunk: the padded mask is cut, so build it explicitly
-                mask = batched.random_spans_noise_mask(
-                    rows, width, cfg.noise_density, rng, cfg.mean_noise_span_length
-                )
-                pairs = self.encode_batch(tokens, mask, inputs_length, targets_length)
-            if rows == len(out):
-                return pairs
-            for position, pair in zip(positions.tolist(), pairs, strict=True):
-                out[position] = pair
-        return out
+            # a 1-token chunk: the padded mask is cut, so build it explicitly
+            mask = batched.random_spans_noise_mask(
+                rows, width, cfg.noise_density, rng, cfg.mean_noise_span_length
+            )
+            return self.encode_batch(tokens, mask, inputs_length, targets_length)
+
+        return batched.encode_in_order(batch, encode)
 
     def _pairs_from_spans(self, tokens, clean_ends, noise_ends, inputs_length, targets_length):
         """Fast path: pairs straight from the run lengths (``batched.span_corruption_pairs``)."""
@@ -142,29 +141,16 @@ class Span:
         self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
     ) -> list[dict[str, np.ndarray]]:
         """``encode`` for a (batch, length) array of chunks and masks, vectorised."""
-        inputs = batched.noise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        if self.config.trailing_sentinel:
-            tokens, noise_mask = batched.pad_columns(tokens, noise_mask, False, True)
-        targets = batched.nonnoise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        inputs = batched.append_eos_after_trim(*inputs, inputs_length, self.eos_id)
-        targets = batched.append_eos_after_trim(*targets, targets_length, self.eos_id)
-        return [
-            {"inputs": i, "targets": t}
-            for i, t in zip(batched.split_rows(*inputs), batched.split_rows(*targets), strict=True)
-        ]
+        return encode_sentinels_batch(
+            tokens, noise_mask, self.vocab_size, self.eos_id, inputs_length, targets_length,
+            clean_after=self.config.trailing_sentinel,
+        )
 
     def encode(
         self, tokens: np.ndarray, noise_mask: np.ndarray, inputs_length: int, targets_length: int
     ) -> dict[str, np.ndarray]:
         """(inputs, targets) of one chunk under a given mask, with ``noise.py`` (facts §3.3)."""
-        tokens = pipeline.as_tokens(tokens)
-        noise_mask = np.asarray(noise_mask, dtype=bool)
-        inputs = noise.noise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        if self.config.trailing_sentinel:
-            tokens = np.concatenate([tokens, np.zeros(1, tokens.dtype)])
-            noise_mask = np.concatenate([noise_mask, [False]])
-        targets = noise.nonnoise_span_to_unique_sentinel(tokens, noise_mask, self.vocab_size)
-        return {
-            "inputs": pipeline.append_eos_after_trim(inputs, inputs_length, self.eos_id),
-            "targets": pipeline.append_eos_after_trim(targets, targets_length, self.eos_id),
-        }
+        return encode_sentinels(
+            tokens, noise_mask, self.vocab_size, self.eos_id, inputs_length, targets_length,
+            clean_after=self.config.trailing_sentinel,
+        )
