@@ -1,6 +1,6 @@
 """Throughput of every pre-training objective vs the widely copied NumPy span collator.
 
-Prints examples/s of each objective at batch 128 (the objectives process 128 chunks at
+Prints examples/s of each objective at batch 128 (the objectives process at least 128 chunks at
 a time) and the paper's 512-token inputs on one core, and — measured in the same run —
 a faithful re-implementation of Hugging Face's flax ``DataCollatorForT5MLM`` span
 corruption (the collator nanoT5 reuses), written from its algorithm: a per-example

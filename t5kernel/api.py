@@ -37,7 +37,7 @@ import pluggy
 #: Version of the kernel API. Plugins declare the one they were written for in
 #: ``PluginSpec.api_version``; the major number must match and the minor number must
 #: not exceed the kernel's.
-API_VERSION: tuple[int, int] = (1, 0)
+API_VERSION: tuple[int, int] = (1, 1)
 
 #: The entry-point group (and pluggy project name) plugins register under.
 ENTRY_POINT_GROUP = "t5kernel"
@@ -194,6 +194,22 @@ class Task(Corpus, Protocol):
 
 
 @runtime_checkable
+class StatefulIterator(Protocol):
+    """An iterator that can say where it is and be rebuilt there.
+
+    ``state()`` returns a small JSON-able dict describing the position *before* the item
+    the next ``__next__`` returns; the run loop stores it in each checkpoint (``state.json``)
+    and hands it back to whatever built the iterator when a run resumes.
+    """
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def __next__(self) -> Any: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class Objective(Protocol):
     """Turns unlabeled token sequences into (inputs, targets) pairs for pre-training.
 
@@ -203,6 +219,14 @@ class Objective(Protocol):
     ``{"inputs": np.ndarray, "targets": np.ndarray}`` with EOS already appended and
     lengths within the given limits. ``rng`` is a ``numpy.random.Generator``; the output
     must be a pure function of the inputs and the generator state.
+
+    Optional, for exact resumption without replay: ``resumable_examples(open_docs,
+    inputs_length, targets_length, rng, state=None)`` returning a
+    :class:`StatefulIterator` over the same examples. ``open_docs(doc_state)`` opens
+    the document stream (itself a StatefulIterator; ``None`` = from the start) and
+    ``state`` is a value the iterator's ``state()`` returned earlier, possibly in
+    another process; the iterator restores ``rng`` itself. Objectives without it are
+    resumed by rebuilding the stream and skipping what was consumed.
     """
 
     def examples(

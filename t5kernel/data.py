@@ -1,13 +1,20 @@
-"""Generic data plumbing of the run loop: token streams, task mixtures, batching.
+"""Generic data plumbing of the run loop: document and task streams, mixtures, batching.
 
-Everything here is deterministic given a seed so that a resumed run can rebuild its data
-stream and skip the batches it already consumed (exact resumption without pickling
-iterators). Nothing here knows a paper variant: tokenisation goes through the
-vocabulary, corruption through the objective, packing through the architecture.
+Every stream here is a *stateful iterator* (``api.StatefulIterator``): besides
+``__next__`` it has ``state()``, a small JSON-able description of its position (the
+position before the item ``__next__`` would return), and its constructor takes such a
+state to continue from there. The run loop saves the batch stream's state in each
+checkpoint, so a resumed run continues its data exactly where it stopped without
+replaying what it already consumed (a corpus is re-read from the saved document index;
+the objective recomputes at most one block of its own work).
+
+Nothing here knows a paper variant: tokenisation goes through the vocabulary,
+corruption through the objective, packing through the architecture.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -15,26 +22,89 @@ import numpy as np
 
 from t5kernel.errors import DataError
 
+State = dict[str, Any]
 
-def cycle_documents(corpus: Any, split: str, vocab: Any, rng: np.random.Generator,
-                    label: str) -> Iterator[np.ndarray]:
-    """Token arrays of a corpus split, repeated forever (documents are not shuffled:
-    the reference reads a shuffled stream of C4 documents once; the objective adds the
-    randomness)."""
-    epoch = 0
-    while True:
-        count = 0
-        for ex in corpus.examples(split):
-            text = ex.get("text", "")
-            if not text:
-                continue
-            ids = vocab.encode(text)
-            if ids:
-                count += 1
-                yield np.asarray(ids, dtype=np.int32)
-        if count == 0:
-            raise DataError(f"corpus {label!r} has no non-empty documents in split {split!r}")
-        epoch += 1
+
+class DocumentStream:
+    """Token arrays of a corpus split, repeated forever, with their position.
+
+    Documents are read in the corpus's order (the reference reads a shuffled stream of
+    C4 documents once; the objective adds the randomness). Empty texts and texts that
+    tokenise to nothing are skipped but counted, so the position ``{"epoch", "index"}``
+    is the number of raw examples of the current pass already read; resuming skips that
+    many raw examples without tokenising them.
+    """
+
+    def __init__(self, corpus: Any, split: str, vocab: Any, label: str,
+                 state: State | None = None) -> None:
+        self._corpus, self._split, self._vocab, self._label = corpus, split, vocab, label
+        state = state or {"epoch": 0, "index": 0}
+        try:
+            self._epoch, self._index = int(state["epoch"]), int(state["index"])
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"corpus {label!r}: saved document position {state!r} is not "
+                            "{'epoch': int, 'index': int}") from None
+        self._found = self._index > 0  # documents seen in this pass (for the empty check)
+        self._open(skip=self._index)
+
+    def _open(self, skip: int) -> None:
+        self._raw = self._corpus.examples(self._split)
+        if skip:
+            skipped = sum(1 for _ in itertools.islice(self._raw, skip))
+            if skipped < skip:
+                raise DataError(
+                    f"corpus {self._label!r}: saved position is document {skip} of pass "
+                    f"{self._epoch}, but split {self._split!r} has only {skipped}; the "
+                    "corpus changed since the checkpoint was written")
+
+    def state(self) -> State:
+        return {"epoch": self._epoch, "index": self._index}
+
+    def __iter__(self) -> DocumentStream:
+        return self
+
+    def __next__(self) -> np.ndarray:
+        while True:
+            for ex in self._raw:
+                self._index += 1
+                text = ex.get("text", "")
+                ids = self._vocab.encode(text) if text else None
+                if ids:
+                    self._found = True
+                    return np.asarray(ids, dtype=np.int32)
+            if not self._found:
+                raise DataError(f"corpus {self._label!r} has no non-empty documents in split "
+                                f"{self._split!r}")
+            self._epoch, self._index, self._found = self._epoch + 1, 0, False
+            self._open(skip=0)
+
+
+class ReplayStream:
+    """The generic fallback for iterators that cannot describe their position.
+
+    ``make()`` must rebuild the same deterministic stream each time; the state is the
+    number of items consumed and resuming skips that many (exact, but the skipped work
+    is redone — objectives that implement ``resumable_examples`` avoid it).
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Any]], state: State | None = None) -> None:
+        self._it = make()
+        self._consumed = 0
+        target = int((state or {}).get("consumed", 0))
+        for _ in range(target):
+            next(self._it)
+            self._consumed += 1
+
+    def state(self) -> State:
+        return {"consumed": self._consumed}
+
+    def __iter__(self) -> ReplayStream:
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self._it)
+        self._consumed += 1
+        return item
 
 
 def encode_example(ex: Mapping[str, Any], vocab: Any, inputs_length: int,
@@ -47,55 +117,125 @@ def encode_example(ex: Mapping[str, Any], vocab: Any, inputs_length: int,
     return out
 
 
-def task_stream(task: Any, vocab: Any, inputs_length: int, targets_length: int,
-                rng: np.random.Generator, label: str) -> Iterator[dict[str, np.ndarray]]:
-    """A task's training examples, reshuffled every epoch, repeated forever."""
-    examples = [encode_example(ex, vocab, inputs_length, targets_length)
-                for ex in task.examples("train")]
-    if not examples:
-        raise DataError(f"task {label!r} has no training examples")
-    while True:
-        for i in rng.permutation(len(examples)):
-            yield examples[i]
+class TaskStream:
+    """A task's training examples, reshuffled every epoch, repeated forever.
+
+    The permutation of epoch ``e`` comes from ``default_rng([seed, e])``, so the
+    position is just ``{"epoch", "index"}``.
+    """
+
+    def __init__(self, task: Any, vocab: Any, inputs_length: int, targets_length: int,
+                 seed: int | Sequence[int], label: str, state: State | None = None) -> None:
+        self._examples = [encode_example(ex, vocab, inputs_length, targets_length)
+                          for ex in task.examples("train")]
+        if not self._examples:
+            raise DataError(f"task {label!r} has no training examples")
+        self._seed = [int(s) for s in np.atleast_1d(seed)]
+        state = state or {"epoch": 0, "index": 0}
+        self._epoch, self._index = int(state["epoch"]), int(state["index"])
+        self._order = self._permutation()
+
+    def _permutation(self) -> np.ndarray:
+        rng = np.random.default_rng([*self._seed, self._epoch])
+        return rng.permutation(len(self._examples))
+
+    def state(self) -> State:
+        return {"epoch": self._epoch, "index": self._index}
+
+    def __iter__(self) -> TaskStream:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        if self._index >= len(self._order):
+            self._epoch, self._index = self._epoch + 1, 0
+            self._order = self._permutation()
+        ex = self._examples[self._order[self._index]]
+        self._index += 1
+        return ex
 
 
-def mixture_stream(streams: Mapping[str, Iterator[dict[str, Any]]], rates: Mapping[str, float],
-                   rng: np.random.Generator) -> Iterator[dict[str, Any]]:
-    """Each example drawn from task m with probability rates[m] (tf.data sample_from_datasets)."""
-    names = sorted(streams)
-    p = np.asarray([rates[n] for n in names], dtype=np.float64)
-    p = p / p.sum()
-    while True:
-        for idx in rng.choice(len(names), size=1024, p=p):
-            yield next(streams[names[idx]])
+class MixtureStream:
+    """Each example drawn from task m with probability rates[m] (tf.data
+    ``sample_from_datasets``). Choices are drawn 1024 at a time, block ``b`` from
+    ``default_rng([seed, b])``; the position is the block, the offset in it and the
+    position of every task stream."""
+
+    BLOCK = 1024
+
+    def __init__(self, streams: Mapping[str, Any], rates: Mapping[str, float],
+                 seed: int | Sequence[int], state: State | None = None) -> None:
+        self._names = sorted(streams)
+        self._streams = streams
+        p = np.asarray([rates[n] for n in self._names], dtype=np.float64)
+        self._p = p / p.sum()
+        self._seed = [int(s) for s in np.atleast_1d(seed)]
+        state = state or {"block": 0, "offset": 0}
+        self._block, self._offset = int(state["block"]), int(state["offset"])
+        self._choices = self._draw()
+
+    def _draw(self) -> np.ndarray:
+        rng = np.random.default_rng([*self._seed, self._block])
+        return rng.choice(len(self._names), size=self.BLOCK, p=self._p)
+
+    def state(self) -> State:
+        return {"block": self._block, "offset": self._offset,
+                "tasks": {n: self._streams[n].state() for n in self._names}}
+
+    def __iter__(self) -> MixtureStream:
+        return self
+
+    def __next__(self) -> Any:
+        if self._offset >= self.BLOCK:
+            self._block, self._offset = self._block + 1, 0
+            self._choices = self._draw()
+        idx = self._choices[self._offset]
+        self._offset += 1
+        return next(self._streams[self._names[idx]])
 
 
-def batches(examples: Iterator[dict[str, Any]], pack: Callable[[Sequence[Any]], list[list[int]]],
-            featurize: Callable[[Sequence[Any]], dict[str, np.ndarray]], batch_size: int,
-            packed: bool) -> Iterator[dict[str, np.ndarray]]:
-    """Group a stream of examples into batches of exactly ``batch_size`` rows.
+class Batches:
+    """Group a stateful stream of examples into batches of exactly ``batch_size`` rows.
 
     With packing, rows are filled greedily in stream order and a row that is still open
     when the batch is full carries its examples over to the next batch, so the rows are
-    the same as if the whole stream had been packed at once.
+    the same as if the whole stream had been packed at once. That makes the state after
+    a batch simply the example stream's state before the first example not yet used:
+    resuming there with an empty buffer gives the same next batches.
     """
-    buffer: list[Any] = []
-    while True:
-        if not packed:
-            while len(buffer) < batch_size:
-                buffer.append(next(examples))
-            chunk, buffer = buffer[:batch_size], buffer[batch_size:]
-            yield featurize(chunk)
-            continue
-        want = max(batch_size, 1)
-        while True:
-            while len(buffer) < want:
-                buffer.append(next(examples))
-            rows = pack(buffer)
-            if len(rows) > batch_size:
-                break
-            want = len(buffer) * 2
-        taken = [i for row in rows[:batch_size] for i in row]
-        cut = max(taken) + 1
-        chunk, buffer = buffer[:cut], buffer[cut:]
-        yield featurize(chunk)
+
+    def __init__(self, examples: Any, pack: Callable[[Sequence[Any]], list[list[int]]] | None,
+                 featurize: Callable[[Sequence[Any]], Any], batch_size: int,
+                 packed: bool) -> None:
+        self._examples, self._pack, self._featurize = examples, pack, featurize
+        self._batch_size, self._packed = int(batch_size), packed
+        self._buffer: list[Any] = []
+        self._states: list[State] = []  # the stream's state before each buffered example
+
+    def state(self) -> State:
+        return self._states[0] if self._states else self._examples.state()
+
+    def __iter__(self) -> Batches:
+        return self
+
+    def _fill(self, want: int) -> None:
+        while len(self._buffer) < want:
+            self._states.append(self._examples.state())
+            self._buffer.append(next(self._examples))
+
+    def __next__(self) -> Any:
+        size = self._batch_size
+        if not self._packed:
+            self._fill(size)
+            cut = size
+        else:
+            want = max(size, 1)
+            while True:
+                self._fill(want)
+                rows = self._pack(self._buffer)
+                if len(rows) > size:
+                    break
+                want = len(self._buffer) * 2
+            cut = max(i for row in rows[:size] for i in row) + 1
+        chunk = self._buffer[:cut]
+        del self._buffer[:cut], self._states[:cut]
+        return self._featurize(chunk)

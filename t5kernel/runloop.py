@@ -138,6 +138,8 @@ class Runner:
         self.members: list[Any] = []
         #: where evaluate() writes its predictions (None = predictions/step_N of the run)
         self.predictions_dir: Path | None = None
+        #: the data position of each stage at its last checkpoint (resumed runs continue there)
+        self._data_states: dict[str, Any] = {}
 
     # -- building -------------------------------------------------------------
     def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
@@ -230,25 +232,26 @@ class Runner:
         return self.results
 
     # -- training -------------------------------------------------------------
-    def _stream(self, comps: Components, stage_name: str, stage: Any) -> Any:
+    def _stream(self, comps: Components, stage_name: str, stage: Any,
+                state: dict[str, Any] | None = None) -> data.Batches:
+        """The stage's batch stream, a stateful iterator; ``state`` (what its ``state()``
+        returned when a checkpoint was written) continues it from there."""
         seed = int(self.cfg.seed) + (0 if stage_name == "pretrain" else 1)
-        rng = np.random.default_rng(seed)
         arch, vocab = comps.arch, comps.vocab
         if stage_name == "pretrain":
-            docs = data.cycle_documents(comps.corpus, "train", vocab, rng, self.cfg.corpus.name)
-            examples = comps.objective.examples(docs, stage.inputs_length, stage.targets_length,
-                                                rng)
+            examples = self._pretrain_examples(comps, stage, seed, state)
         else:
             sizes = {name: t.num_examples("train") for name, t in comps.tasks.items()}
             mixer = self._build(self.cfg.mixer, "mixer")
             rates = mixer.rates(sizes)
             self._say("mixing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(rates.items())))
             self.results.setdefault("mixing_rates", rates)
-            streams = {name: data.task_stream(t, vocab, stage.inputs_length, stage.targets_length,
-                                              np.random.default_rng([seed, i]), name)
+            task_states = (state or {}).get("tasks", {})
+            streams = {name: data.TaskStream(t, vocab, stage.inputs_length, stage.targets_length,
+                                             [seed, i], name, task_states.get(name))
                        for i, (name, t) in enumerate(sorted(comps.tasks.items()))}
-            examples = data.mixture_stream(streams, rates, rng)
-        return data.batches(
+            examples = data.MixtureStream(streams, rates, seed, state)
+        return data.Batches(
             examples,
             pack=lambda exs: arch.pack(exs, stage.inputs_length, stage.targets_length),
             featurize=lambda exs: arch.features(exs, stage.inputs_length, stage.targets_length,
@@ -256,6 +259,21 @@ class Runner:
             batch_size=stage.batch_size,
             packed=stage.pack,
         )
+
+    def _pretrain_examples(self, comps: Components, stage: Any, seed: int,
+                           state: dict[str, Any] | None) -> Any:
+        """The objective's examples over the corpus, resumable: through the objective's
+        own ``resumable_examples`` when it has one, else by replaying the stream."""
+        objective, label = comps.objective, self.cfg.corpus.name
+        lengths = (stage.inputs_length, stage.targets_length)
+
+        def open_docs(doc_state: dict[str, Any] | None) -> data.DocumentStream:
+            return data.DocumentStream(comps.corpus, "train", comps.vocab, label, doc_state)
+
+        rng = np.random.default_rng(seed)
+        if hasattr(objective, "resumable_examples"):
+            return objective.resumable_examples(open_docs, *lengths, rng, state)
+        return data.ReplayStream(lambda: objective.examples(open_docs(None), *lengths, rng), state)
 
     def _train_stage(self, comps: Components, stage_name: str, stage: Any, start: int,
                      done: int) -> None:
@@ -275,9 +293,11 @@ class Runner:
                 self.optimizer = self._make_optimizer(model)
         optimizer = self.optimizer
         restart_count = bool(getattr(stage, "reset_optimizer", False))
-        stream = self._stream(comps, stage_name, stage)
-        for _ in range(done):  # exact resume: rebuild the deterministic stream and skip
-            next(stream)
+        saved = self._data_states.get(stage_name) if done else None
+        stream = self._stream(comps, stage_name, stage, saved)
+        if done and saved is None:  # a checkpoint without a data position: replay and skip
+            for _ in range(done):
+                next(stream)
         self.global_step = start + done
         best = self.results.setdefault("best", {})
         stage_info = self.results["stages"].setdefault(
@@ -341,6 +361,7 @@ class Runner:
                     paused = time.perf_counter()
                     if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
                         self._eval_checkpoint(comps, best)
+                    self._data_states[stage_name] = stream.state()
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
 
@@ -359,7 +380,7 @@ class Runner:
         stage_steps[stage_name] = step_no
         self.results["_stage_steps"] = stage_steps
         state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
-                 "results": self.results}
+                 "results": self.results, "data": self._data_states}
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
         ckpt.save(self.ckpt_dir, self.global_step, comps.model.state_dict(), trainer, state)
         protect = {int(s) for s in self.results.get("best_step", {}).values()}
@@ -373,6 +394,7 @@ class Runner:
         model_state, trainer, state = ckpt.load(path)
         comps.model.load_state_dict(model_state)
         self.global_step = int(state["step"])
+        self._data_states = dict(state.get("data", {}))
         self._say(f"resume: continuing from {path.name} ({state['stage']})")
         return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"]}
 

@@ -1,10 +1,40 @@
-"""Batching of example streams: packed rows are those of packing the whole stream."""
+"""Stateful data streams: batching packs like the whole stream, and every stream resumes
+exactly from its JSON-able ``state()``."""
+
+import itertools
+import json
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t5kernel import data
+from t5kernel.api import StatefulIterator
+from t5kernel.errors import DataError
+
+
+class Listed:
+    """A stateful iterator over a list (state: the index of the next item)."""
+
+    def __init__(self, items, state=None):
+        self.items, self.index = items, int((state or {}).get("index", 0))
+
+    def state(self):
+        return {"index": self.index}
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.index >= len(self.items):
+            raise StopIteration
+        self.index += 1
+        return self.items[self.index - 1]
+
+
+def roundtrip(state):
+    return json.loads(json.dumps(state))
 
 
 def greedy_pack(examples, li, lt):
@@ -29,8 +59,8 @@ def test_packed_batches_equal_packing_the_whole_stream(lengths, batch_size):
     examples = [{"inputs": np.full(a, i), "targets": np.full(b, i)}
                 for i, (a, b) in enumerate(lengths)]
     li, lt = 12, 8
-    stream = iter(examples + [{"inputs": np.zeros(li), "targets": np.zeros(lt)}] * 1000)
-    gen = data.batches(stream, lambda exs: greedy_pack(exs, li, lt),
+    stream = Listed(examples + [{"inputs": np.zeros(li), "targets": np.zeros(lt)}] * 1000)
+    gen = data.Batches(stream, lambda exs: greedy_pack(exs, li, lt),
                        lambda exs: {"rows": greedy_pack(exs, li, lt), "exs": exs},
                        batch_size, packed=True)
     whole = greedy_pack(examples, li, lt)
@@ -43,20 +73,128 @@ def test_packed_batches_equal_packing_the_whole_stream(lengths, batch_size):
 
 
 def test_unpacked_batches_have_one_example_per_row():
-    stream = iter([{"x": i} for i in range(10)])
-    gen = data.batches(stream, None, lambda exs: [e["x"] for e in exs], 4, packed=False)
+    stream = Listed([{"x": i} for i in range(10)])
+    gen = data.Batches(stream, None, lambda exs: [e["x"] for e in exs], 4, packed=False)
     assert next(gen) == [0, 1, 2, 3] and next(gen) == [4, 5, 6, 7]
 
 
-def test_mixture_stream_follows_the_rates():
-    def const(v):
-        while True:
-            yield v
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10), st.integers(1, 6)), min_size=30, max_size=120),
+       st.integers(1, 4), st.booleans(), st.integers(0, 6))
+def test_batches_resume_from_their_state(lengths, batch_size, packed, cut):
+    examples = [{"inputs": np.full(a, i), "targets": np.full(b, i)}
+                for i, (a, b) in enumerate(lengths)]
+    li, lt = 12, 8
 
-    rng = np.random.default_rng(0)
-    mix = data.mixture_stream({"a": const("a"), "b": const("b")}, {"a": 0.8, "b": 0.2}, rng)
+    def make(state=None):
+        return data.Batches(Listed(examples, state), lambda exs: greedy_pack(exs, li, lt),
+                            lambda exs: [int(e["inputs"][0]) for e in exs], batch_size, packed)
+
+    whole = list(make())
+    first = make()
+    head = list(itertools.islice(first, cut))
+    assert head == whole[: len(head)]
+    assert list(make(roundtrip(first.state()))) == whole[len(head):]
+
+
+class _Const:
+    def __init__(self, value):
+        self.value, self.n = value, 0
+
+    def state(self):
+        return {"n": self.n}
+
+    def __next__(self):
+        self.n += 1
+        return self.value
+
+
+def test_mixture_stream_follows_the_rates():
+    mix = data.MixtureStream({"a": _Const("a"), "b": _Const("b")}, {"a": 0.8, "b": 0.2}, 0)
     draws = [next(mix) for _ in range(5000)]
     assert abs(draws.count("a") / 5000 - 0.8) < 0.02
+    assert mix.state()["tasks"] == {"a": {"n": draws.count("a")}, "b": {"n": draws.count("b")}}
+
+
+class _Task:
+    def __init__(self, n, tag):
+        self.rows = [{"inputs": f"{tag}{i}", "targets": "t"} for i in range(n)]
+
+    def examples(self, split):
+        return iter(self.rows)
+
+
+def _mixture(state=None):
+    tasks = {"a": _Task(7, "a"), "b": _Task(3, "b")}
+    streams = {name: data.TaskStream(t, _Vocab(), 8, 4, [5, i], name,
+                                     (state or {}).get("tasks", {}).get(name))
+               for i, (name, t) in enumerate(sorted(tasks.items()))}
+    return data.MixtureStream(streams, {"a": 0.5, "b": 0.5}, 5, state)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 9, 1023, 1024, 1500])
+def test_task_mixture_resumes_from_its_state(cut):
+    def text(ex):
+        return "".join(map(chr, ex["inputs"][:-1]))
+
+    whole = [text(ex) for ex in itertools.islice(_mixture(), 2200)]
+    first = _mixture()
+    assert [text(next(first)) for _ in range(cut)] == whole[:cut]
+    resumed = _mixture(roundtrip(first.state()))
+    assert isinstance(resumed, StatefulIterator)
+    assert [text(ex) for ex in itertools.islice(resumed, 2200 - cut)] == whole[cut:]
+    # every epoch of a task is a permutation of its examples
+    a_seq = [w for w in whole if w.startswith("a")]
+    assert all(sorted(a_seq[i : i + 7]) == [f"a{j}" for j in range(7)] for i in (0, 7, 14))
+
+
+def test_replay_stream_skips_what_was_consumed():
+    first = data.ReplayStream(lambda: iter(range(100)))
+    assert [next(first) for _ in range(30)] == list(range(30))
+    resumed = data.ReplayStream(lambda: iter(range(100)), roundtrip(first.state()))
+    assert next(resumed) == 30 and resumed.state() == {"consumed": 31}
+
+
+class _Corpus:
+    def __init__(self, texts):
+        self.texts = texts
+
+    def examples(self, split):
+        return iter([{"text": t} for t in self.texts])
+
+
+class _CountingVocab:
+    eos_id = 1
+
+    def __init__(self):
+        self.encoded = []
+
+    def encode(self, text):
+        self.encoded.append(text)
+        return [ord(c) for c in text]
+
+
+def test_document_stream_cycles_and_resumes_without_retokenising():
+    corpus = _Corpus(["ab", "", "c", "def"])
+    vocab = _CountingVocab()
+    docs = data.DocumentStream(corpus, "train", vocab, "c")
+    got = ["".join(map(chr, next(docs))) for _ in range(5)]
+    assert got == ["ab", "c", "def", "ab", "c"]
+    state = roundtrip(docs.state())
+    assert state == {"epoch": 1, "index": 3}
+    vocab.encoded.clear()
+    resumed = data.DocumentStream(corpus, "train", vocab, "c", state)
+    assert "".join(map(chr, next(resumed))) == "def" and vocab.encoded == ["def"]
+
+
+def test_document_stream_errors_name_the_problem():
+    with pytest.raises(DataError, match="no non-empty documents"):
+        next(data.DocumentStream(_Corpus(["", ""]), "train", _CountingVocab(), "blank"))
+    with pytest.raises(DataError, match="has only 2; the corpus changed"):
+        data.DocumentStream(_Corpus(["a", "b"]), "train", _CountingVocab(), "c",
+                            {"epoch": 0, "index": 5})
+    with pytest.raises(DataError, match="saved document position"):
+        data.DocumentStream(_Corpus(["a"]), "train", _CountingVocab(), "c", {"index": "x"})
 
 
 class _Vocab:

@@ -64,12 +64,40 @@ def test_a_different_run_in_an_existing_dir_is_refused(finished_run, capsys):
     assert (finished_run / "config.yaml").read_bytes() == before
 
 
-def test_resume_reproduces_the_uninterrupted_run(finished_run, tmp_path):
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    """Pre-training only, a checkpoint every 2 steps (resumption inside pre-training)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "pretrain"
+    assert run(f"run_dir={run_dir}", "pretrain.steps=6", "pretrain.checkpoint_every=2",
+               "finetune.steps=0", "keep_checkpoints=5", "tasks={}") == 0
+    return run_dir
+
+
+@pytest.mark.parametrize("which, last, data_position", [
+    ("pretrained_run", 2, True), ("finished_run", 6, True), ("pretrained_run", 4, False),
+    ("finished_run", 6, False)], ids=["in-pretraining", "in-finetuning",
+                                      "pretraining-checkpoint-without-data-position",
+                                      "finetuning-checkpoint-without-data-position"])
+def test_resume_reproduces_the_uninterrupted_run(request, tmp_path, which, last, data_position):
+    finished_run = request.getfixturevalue(which)
     copy = tmp_path / "copy"
     shutil.copytree(finished_run, copy)
     for step in ckpt.list_steps(copy / "checkpoints"):
-        if step > 6:
+        if step > last:
             shutil.rmtree(copy / "checkpoints" / f"step_{step}")
+    latest = copy / "checkpoints" / f"step_{last}"
+    state = json.loads((latest / "state.json").read_text())
+    stage = "pretrain" if which == "pretrained_run" else "finetune"
+    if stage == "pretrain":  # the objective's own position: documents, generator, offset
+        assert set(state["data"]["pretrain"]) == {"docs", "rng", "offset"}
+    else:
+        assert set(state["data"]["finetune"]) == {"block", "offset", "tasks"}
+    if not data_position:  # as written before positions were saved: replay and skip
+        del state["data"]
+        (latest / "state.json").write_text(json.dumps(state))
+        manifest = json.loads((latest / "manifest.json").read_text())
+        manifest["files"]["state.json"] = ckpt.sha256_file(latest / "state.json")
+        (latest / "manifest.json").write_text(json.dumps(manifest))
     (copy / "results.json").unlink()
     assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
                  "resume=true"]) == 0

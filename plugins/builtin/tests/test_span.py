@@ -264,7 +264,19 @@ def test_chunk_batches_is_split_tokens_in_order(doc_lengths, chunk_length, conca
                 order[p] = row.tolist()
         got.extend(order)
     assert got == [c.tolist() for c in want]
-    assert all(s == batch_size for s in sizes[:-1])
+    assert all(s >= batch_size for s in sizes[:-1])
+    # a batch closes at the first sequence end where it is full: nothing is carried over
+    seqs = pipeline.reduce_concat_tokens(
+        pipeline.select_random_chunk(docs, 10**6, np.random.default_rng(0)), concat
+    )
+    seq_ends = np.cumsum([-(-len(q) // chunk_length) for q in seqs if len(q)]).tolist()
+    batch_ends = np.cumsum(sizes).tolist()
+    assert set(batch_ends) <= set(seq_ends)
+    previous = 0
+    for end in batch_ends[:-1]:
+        earlier = [e for e in seq_ends if previous < e < end]
+        assert all(e - previous < batch_size for e in earlier)
+        previous = end
 
 
 # ------------------------------------------------------------- the span objective

@@ -114,22 +114,37 @@ def run_lengths(ends: np.ndarray) -> np.ndarray:
 _CACHE: dict[tuple, tuple] = {}
 
 
-def _constants(kind: str, *key: int) -> tuple:
-    """Index arrays that depend only on shapes, built once (they are read-only)."""
-    full_key = (kind, *key)
+def _constants(kind: str, rows: int, *key: int) -> tuple:
+    """Index arrays that depend only on shapes, built once (read-only) for a row count
+    rounded up to a multiple of 128 and sliced, since batch sizes vary a little."""
+    cap = -(-int(rows) // 128) * 128
+    full_key = (kind, cap, *key)
     found = _CACHE.get(full_key)
-    if found is not None:
-        return found
-    if len(_CACHE) > 256:
-        _CACHE.clear()
+    if found is None:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        found = _build_constants(kind, cap, *key)
+        for array in found:
+            array.setflags(write=False)
+        _CACHE[full_key] = found
     if kind == "gaps":
-        rows, gaps = key
-        found = (np.ones(gaps, dtype=np.int64), (np.arange(rows) * gaps - 1)[:, None])
-    elif kind == "pairs":
-        rows, length, spans, in_width, tg_width = key
+        ones, base = found
+        return ones, base[:rows]
+    in_arange, tg_arange, *per_row = found
+    in_width, tg_width = key[2], key[3]
+    return (in_arange[: rows * in_width], tg_arange[: rows * tg_width],
+            *(a[:rows] for a in per_row))
+
+
+def _build_constants(kind: str, rows: int, *key: int) -> tuple:
+    if kind == "gaps":
+        (gaps,) = key
+        return np.ones(gaps, dtype=np.int64), (np.arange(rows) * gaps - 1)[:, None]
+    if kind == "pairs":
+        length, spans, in_width, tg_width = key
         s = np.arange(spans)
         r = np.arange(rows)[:, None]
-        found = (
+        return (
             np.arange(rows * in_width),
             np.arange(rows * tg_width),
             r * length - r * in_width - s,  # input run offsets: + noise before the run
@@ -137,12 +152,7 @@ def _constants(kind: str, *key: int) -> tuple:
             r * in_width + s,  # input sentinel slots: + clean run end
             r * tg_width + s,  # target sentinel slots: + noise before the run
         )
-    else:
-        raise KeyError(kind)
-    for array in found:
-        array.setflags(write=False)
-    _CACHE[full_key] = found
-    return found
+    raise KeyError(kind)
 
 
 def random_spans_noise_mask(
@@ -326,12 +336,11 @@ def chunk_batches(
     on_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[list[Block]]:
-    """The common pipeline (§3.1.1-3) as batches of ``batch_size`` chunks, in stream order.
+    """The common pipeline (§3.1.1-3) as batches of chunks, in stream order.
 
     ``select_random_chunk -> reduce_concat_tokens -> split_tokens(chunk_length)``; the
-    split is a reshape (full chunks are a view). A batch is a list of blocks
-    ``(tokens (n, w), aux (n, w) or None)`` of equal-width rows; the last batch may be
-    smaller. ``on_sequence(seq)`` is called once per concatenated sequence when it
+    split is a reshape (full chunks are a view). See :func:`sequence_batches` for the
+    batches. ``on_sequence(seq)`` is called once per concatenated sequence when it
     arrives (before the next documents are read), and its per-token result is split
     along with the tokens — this is how i.i.d. masks keep the per-example draw order.
     """
@@ -346,12 +355,18 @@ def sequence_batches(
     on_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
     batch_size: int = BATCH_SIZE,
 ) -> Iterator[list[Block]]:
-    """``split_tokens(chunk_length)`` of a ready sequence stream as ``chunk_batches``' batches.
+    """``split_tokens(chunk_length)`` of a sequence stream, as batches of chunks.
 
-    For pipelines that do not concatenate documents (prefix LM, deshuffling keep the
-    pad ids a concatenation would strip, facts §3.1.2): pass the output of
-    ``pipeline.select_random_chunk``. Empty sequences are skipped before
-    ``on_sequence`` (the reference's split draws nothing for them).
+    A batch is a list of blocks ``(tokens (n, w), aux (n, w) or None)`` of equal-width
+    rows. It closes at the first sequence end where it holds at least ``batch_size``
+    chunks (only the last batch of a finite stream may be smaller), and it is yielded
+    before the next sequence is read: nothing is ever buffered across a yield, which is
+    what makes the objectives' streams resumable (``resumable.BlockExamples``).
+
+    Pipelines that do not concatenate documents (prefix LM, deshuffling keep the pad
+    ids a concatenation would strip, facts §3.1.2) pass the output of
+    ``pipeline.select_random_chunk``. Empty sequences are skipped before ``on_sequence``
+    (the reference's split draws nothing for them).
     """
     pending: list[Block] = []
     count = 0
@@ -368,26 +383,54 @@ def sequence_batches(
             block_aux = None if aux is None else aux[lo:hi].reshape(rows, -1)
             pending.append((part.reshape(rows, -1), block_aux))
             count += rows
-        while count >= batch_size:
-            batch, pending = _take(pending, batch_size)
-            count -= batch_size
-            yield batch
+        if count >= batch_size:
+            yield pending
+            pending, count = [], 0
     if pending:
         yield pending
 
 
-def _take(blocks: list[Block], n: int) -> tuple[list[Block], list[Block]]:
-    """Split a block list after its first ``n`` rows."""
-    taken: list[Block] = []
-    for i, (tokens, aux) in enumerate(blocks):
-        if tokens.shape[0] < n:
-            taken.append((tokens, aux))
-            n -= tokens.shape[0]
+def ragged_batches(
+    seqs: Iterable[np.ndarray],
+    chunk_length: int,
+    on_sequence: Callable[[np.ndarray], np.ndarray] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:
+    """``split_tokens(chunk_length)`` of sequences mostly shorter than one chunk (documents
+    not concatenated), as ``(tokens, aux, lengths)``: row ``i`` holds ``lengths[i]``
+    tokens then padding 0 (``pad_rows``), ``aux`` likewise or None.
+
+    A batch closes at the first sequence end where it holds at least ``batch_size``
+    chunks and is yielded before the next sequence is read, as in
+    :func:`sequence_batches`.
+    """
+    chunks: list[np.ndarray] = []
+    auxes: list[np.ndarray] = []
+
+    def flush():
+        lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
+        aux = pad_rows(auxes, lengths) if on_sequence is not None else None
+        return pad_rows(chunks, lengths), aux, lengths
+
+    for seq in seqs:
+        seq = pipeline.as_tokens(seq)
+        if seq.size == 0:
             continue
-        taken.append((tokens[:n], None if aux is None else aux[:n]))
-        rest = [] if tokens.shape[0] == n else [(tokens[n:], None if aux is None else aux[n:])]
-        return taken, rest + blocks[i + 1 :]
-    return taken, []
+        aux = on_sequence(seq) if on_sequence is not None else None
+        if seq.size <= chunk_length:
+            chunks.append(seq)
+            if aux is not None:
+                auxes.append(aux)
+        else:
+            starts = range(0, seq.size, chunk_length)
+            chunks.extend(seq[lo : lo + chunk_length] for lo in starts)
+            if aux is not None:
+                auxes.extend(aux[lo : lo + chunk_length] for lo in starts)
+        if len(chunks) >= batch_size:
+            yield flush()
+            chunks, auxes = [], []
+    if chunks:
+        yield flush()
 
 
 def by_width(batch: list[Block]) -> Iterator[tuple[np.ndarray, np.ndarray | None, np.ndarray]]:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from t5k_builtin.objectives import batched, noise, pipeline
+from t5k_builtin.objectives.resumable import BlockObjective
 from t5kernel.errors import ConfigError
 
 
@@ -106,7 +107,7 @@ def vocabulary_from(objective: str, context: Any) -> Any:
     return vocab
 
 
-class IidSpans:
+class IidSpans(BlockObjective):
     """Baseline denoising objective (P Table 5 "Replace corrupted spans")."""
 
     name = "iid_spans"
@@ -124,18 +125,19 @@ class IidSpans:
         check_lengths(self.name, inputs_length, targets_length)
         return int(inputs_length) - 1
 
-    def examples(
+    def blocks(
         self,
         docs: Iterator[Any],
         inputs_length: int,
         targets_length: int,
         rng: np.random.Generator,
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths.
+    ) -> Iterator[list[dict[str, np.ndarray]]]:
+        """Lists of ``{"inputs", "targets"}`` (EOS-terminated, within the given lengths),
+        one per batch of chunks (``batched``).
 
-        Chunks are encoded 128 at a time (``batched``). The i.i.d. mask of each
-        concatenated sequence is drawn when it arrives, which is the per-example draw
-        order, so the output equals ``reference_examples`` for the same generator state.
+        The i.i.d. mask of each concatenated sequence is drawn when it arrives, which is
+        the per-example draw order, so the examples equal ``reference_examples`` for the
+        same generator state.
         """
         chunk_length = self.raw_length(inputs_length, targets_length)
         cfg = self.config
@@ -150,7 +152,7 @@ class IidSpans:
         for batch in batched.chunk_batches(
             docs, chunk_length, cfg.max_document_tokens, cfg.concat_documents, rng, draw_mask
         ):
-            yield from batched.encode_in_order(batch, encode)
+            yield batched.encode_in_order(batch, encode)
 
     def reference_examples(
         self,

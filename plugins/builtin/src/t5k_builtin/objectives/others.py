@@ -51,6 +51,7 @@ from t5k_builtin.objectives.denoise import (
     check_positive_ints,
     vocabulary_from,
 )
+from t5k_builtin.objectives.resumable import BlockObjective
 from t5kernel.errors import ConfigError
 
 # ----------------------------------------------------------------------------- configs
@@ -59,7 +60,7 @@ from t5kernel.errors import ConfigError
 # ------------------------------------------------------------------------------ base
 
 
-class _ChunkObjective:
+class _ChunkObjective(BlockObjective):
     """Shared driver: chunk the documents, draw a mask per chunk, encode, append EOS.
 
     Subclasses set ``name`` and ``concat`` (whether the recipe runs
@@ -87,71 +88,50 @@ class _ChunkObjective:
         check_lengths(self.name, inputs_length, targets_length)
         return int(inputs_length) - 1
 
-    def examples(
+    def blocks(
         self,
         docs: Iterator[Any],
         inputs_length: int,
         targets_length: int,
         rng: np.random.Generator,
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths.
+    ) -> Iterator[list[dict[str, np.ndarray]]]:
+        """Lists of ``{"inputs", "targets"}`` (EOS-terminated, within the given lengths),
+        one per batch of at least 128 chunks (``batched``).
 
-        Objectives that define ``sequence_draws`` encode 128 chunks at a time
-        (``batched``): each concatenated sequence's random numbers are drawn when it
-        arrives, chunk after chunk in the per-example order, so the output equals
+        ``sequence_draws`` draws each sequence's random numbers when it arrives, chunk
+        after chunk in the per-example order, so the output equals
         ``reference_examples`` for the same generator state (except ``bert``, whose
-        draws are regrouped: see ``Bert.sequence_draws``); the others run it.
+        draws are regrouped: see ``Bert.sequence_draws``).
         """
         chunk_length = self.raw_length(inputs_length, targets_length)
         draws = self.sequence_draws(chunk_length, rng)
-        if draws is None:
-            yield from self.reference_examples(docs, inputs_length, targets_length, rng)
-            return
         stream = pipeline.select_random_chunk(docs, self.config.max_document_tokens, rng)
         if not self.concat:
-            yield from self._ragged_examples(
+            yield from self._ragged_blocks(
                 stream, chunk_length, draws, inputs_length, targets_length
             )
             return
         stream = pipeline.reduce_concat_tokens(stream, self.config.concat_documents)
+
         def encode(tokens: np.ndarray, aux: np.ndarray | None) -> list[dict[str, np.ndarray]]:
             lengths = batched.full_rows(tokens)[1]
             return self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
 
         for batch in batched.sequence_batches(stream, chunk_length, draws):
-            yield from batched.encode_in_order(batch, encode)
+            yield batched.encode_in_order(batch, encode)
 
-    def _ragged_examples(self, stream, chunk_length, draws, inputs_length, targets_length):
+    def _ragged_blocks(self, stream, chunk_length, draws, inputs_length, targets_length):
         """Documents not concatenated: mostly one chunk each, all widths; rows are padded
-        to the widest chunk of a batch (``batched.pad_rows``) and encoded together."""
-        chunks: list[np.ndarray] = []
-        auxes: list[np.ndarray] = []
-        for seq in stream:
-            aux = draws(seq)
-            if seq.size <= chunk_length:
-                chunks.append(seq)
-                auxes.append(aux)
-            else:
-                starts = range(0, seq.size, chunk_length)
-                chunks.extend(seq[lo : lo + chunk_length] for lo in starts)
-                auxes.extend(aux[lo : lo + chunk_length] for lo in starts)
-            if len(chunks) >= batched.BATCH_SIZE:
-                yield from self._encode_ragged(chunks, auxes, inputs_length, targets_length)
-                chunks, auxes = [], []
-        if chunks:
-            yield from self._encode_ragged(chunks, auxes, inputs_length, targets_length)
-
-    def _encode_ragged(self, chunks, auxes, inputs_length, targets_length):
-        lengths = np.fromiter((c.size for c in chunks), dtype=np.int64, count=len(chunks))
-        tokens = batched.pad_rows(chunks, lengths)
-        aux = batched.pad_rows(auxes, lengths)
-        return self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
+        to the widest chunk of a batch (``batched.ragged_batches``) and encoded together."""
+        for tokens, aux, lengths in batched.ragged_batches(stream, chunk_length, draws):
+            yield self.encode_batch(tokens, aux, lengths, inputs_length, targets_length)
 
     def sequence_draws(
         self, chunk_length: int, rng: np.random.Generator
     ) -> Callable[[np.ndarray], np.ndarray] | None:
-        """``seq -> per-token array`` drawing one sequence's randomness, or None (no
-        batched path). Its result is cut into chunks with the tokens for ``encode_batch``."""
+        """``seq -> per-token array`` drawing one sequence's randomness, or None when the
+        objective draws nothing (``lm``). Its result is cut into chunks with the tokens
+        for ``encode_batch``."""
         return None
 
     def encode_batch(
@@ -279,13 +259,11 @@ class Lm(_ChunkObjective):
             )
         return int(targets_length) - 1
 
-    def examples(self, docs, inputs_length, targets_length, rng):
-        """Yield ``{"inputs": [], "targets": chunk + EOS}``."""
-        chunk_length = self.raw_length(inputs_length, targets_length)
-        stream = pipeline.select_random_chunk(docs, self.config.max_document_tokens, rng)
-        stream = pipeline.reduce_concat_tokens(stream, self.config.concat_documents)
-        for tokens in pipeline.split_tokens(stream, chunk_length):
-            yield self.encode(tokens, None, inputs_length, targets_length)
+    def encode_batch(self, tokens, aux, lengths, inputs_length, targets_length):
+        """Empty inputs; targets = each chunk trimmed to ``targets_length - 1`` plus EOS."""
+        empty = np.zeros(0, dtype=pipeline.TOKEN_DTYPE)
+        targets = batched.append_eos_after_trim(tokens, lengths, targets_length, self.eos_id)
+        return [{"inputs": empty, "targets": t} for t in batched.split_rows(*targets)]
 
     def encode(self, tokens, noise_mask, inputs_length, targets_length, rng=None):
         """Empty inputs; targets = the chunk trimmed to ``targets_length - 1`` plus EOS."""

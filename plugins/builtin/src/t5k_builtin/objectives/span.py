@@ -33,10 +33,11 @@ from t5k_builtin.objectives.denoise import (
     encode_sentinels_batch,
     vocabulary_from,
 )
+from t5k_builtin.objectives.resumable import BlockObjective
 from t5kernel.errors import ConfigError
 
 
-class Span:
+class Span(BlockObjective):
     """Random-span denoising objective (P Table 7, §3.7 "span corruption")."""
 
     name = "span"
@@ -78,20 +79,21 @@ class Span:
             )
         return tokens_length
 
-    def examples(
+    def blocks(
         self,
         docs: Iterator[Any],
         inputs_length: int,
         targets_length: int,
         rng: np.random.Generator,
-    ) -> Iterator[dict[str, np.ndarray]]:
-        """Yield ``{"inputs", "targets"}`` EOS-terminated, within the given lengths."""
+    ) -> Iterator[list[dict[str, np.ndarray]]]:
+        """Lists of ``{"inputs", "targets"}`` (EOS-terminated, within the given lengths),
+        one per batch of chunks; the masks of a batch are drawn when it is complete."""
         chunk_length = self.raw_length(inputs_length, targets_length)
         cfg = self.config
         for batch in batched.chunk_batches(
             docs, chunk_length, cfg.max_document_tokens, cfg.concat_documents, rng
         ):
-            yield from self._encode_batch(batch, inputs_length, targets_length, rng)
+            yield self._encode_batch(batch, inputs_length, targets_length, rng)
 
     def _encode_batch(self, batch, inputs_length, targets_length, rng):
         """Mask and encode one batch, one chunk width at a time, in stream order."""
