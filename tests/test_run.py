@@ -110,6 +110,7 @@ def test_resume_reproduces_the_uninterrupted_run(request, tmp_path, which, last,
     (["--arch", "transformerxl"], "unknown architecture 'transformerxl'"),
     (["model.d_modle=4"], "model.d_modle: unknown option of architecture 'encdec'"),
     (["pretrain.batch_size=many"], "pretrain.batch_size"),
+    (["--objective", "lm"], "architecture encdec: an example has no inputs"),
     (["--corpus", "text_files", "corpus.paths=[/nonexistent/corpus.txt]"], "/nonexistent/corpus.txt"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, capsys, args, needle):

@@ -382,6 +382,8 @@ def parameter_counts(cfg: EncDecConfig, vocab_size: int) -> dict[str, int]:
 class EncDecArchitecture:
     """Plugin target ``encdec``: builds :class:`EncDecModel` and its features."""
 
+    name = "encdec"
+
     #: the module class :meth:`build` instantiates (variants substitute their own)
     model_class: type[EncDecModel] = EncDecModel
 
@@ -414,7 +416,19 @@ class EncDecArchitecture:
         pack: bool,
         num_rows: int | None = None,
     ) -> dict[str, Any]:
-        """:func:`encdec_features` (``num_rows`` pads the batch to a fixed row count)."""
+        """:func:`encdec_features` (``num_rows`` pads the batch to a fixed row count).
+
+        An example without inputs is refused: the encoder would see nothing. Only the
+        ``lm`` objective makes those, and the paper's encoder-decoder "LM" rows (P Table
+        2) use the prefix-LM objective instead.
+        """
+        if any(len(ex["inputs"]) == 0 for ex in examples):
+            raise ConfigError(
+                f"architecture {self.name}: an example has no inputs, "
+                "so the encoder would see nothing (the objective 'lm' makes such examples); "
+                "use objective prefix_lm (the paper's LM objective for encoder-decoder "
+                "models) or a decoder-only architecture (lm, prefix_lm)"
+            )
         return encdec_features(examples, inputs_length, targets_length, pack, num_rows)
 
     def describe(self, vocab_size: int) -> dict[str, Any]:
@@ -494,6 +508,8 @@ class EncDecHalfArchitecture(EncDecArchitecture):
     model is built with ``num_layers // 2`` encoder and ``(num_decoder_layers or
     num_layers) // 2`` decoder layers, so one config compares the two variants.
     """
+
+    name = "encdec_half"
 
     def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
         validate_config(config)

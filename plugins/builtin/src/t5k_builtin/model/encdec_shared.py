@@ -88,6 +88,8 @@ class EncDecSharedArchitecture(EncDecArchitecture):
     baseline initialises its decoder.
     """
 
+    name = "encdec_shared"
+
     model_class = EncDecSharedModel
 
     def __init__(self, config: EncDecConfig, context: BuildContext | None = None) -> None:
