@@ -63,6 +63,17 @@ class StageConfig:
 
 
 @dataclass
+class PretrainConfig(StageConfig):
+    """The pre-training stage."""
+
+    #: token budget of the pre-training corpus (P §3.4.2, Table 9: 2^23 ... 2^29): the
+    #: corpus is cut after its first ``max_tokens`` tokens (run vocabulary, in corpus
+    #: order; the last document is truncated) and repeated for the run's length, the
+    #: objective re-drawing its noise every pass. 0 = the whole corpus.
+    max_tokens: int = 0
+
+
+@dataclass
 class FinetuneConfig(StageConfig):
     """The fine-tuning stage; ``strategy`` selects the finetune plugin."""
 
@@ -137,8 +148,8 @@ class RunConfig:
     backend: dict[str, Any] = _section("cpu")
     optimizer: dict[str, Any] = _section("adafactor")
     loss: LossConfig = field(default_factory=LossConfig)
-    pretrain: StageConfig = field(
-        default_factory=lambda: StageConfig(
+    pretrain: PretrainConfig = field(
+        default_factory=lambda: PretrainConfig(
             steps=40, batch_size=32, inputs_length=128, targets_length=48,
             schedule={"name": "rsqrt", "warmup_steps": 1111}, log_every=10,
         )
@@ -334,6 +345,8 @@ def _check_kernel_values(cfg: DictConfig) -> None:
         need(s.log_every >= 1, f"{stage}.log_every", "an integer >= 1", s.log_every)
         need(s.checkpoint_every >= 0, f"{stage}.checkpoint_every", "an integer >= 0",
              s.checkpoint_every)
+    need(cfg.pretrain.max_tokens >= 0, "pretrain.max_tokens", "an integer >= 0 (0 = no limit)",
+         cfg.pretrain.max_tokens)
     need(cfg.loss.z_loss >= 0, "loss.z_loss", "a number >= 0", cfg.loss.z_loss)
     need(cfg.loss.denominator in ("constant", "tokens"), "loss.denominator",
          "'constant' or 'tokens'", cfg.loss.denominator)

@@ -30,20 +30,28 @@ class DocumentStream:
 
     Documents are read in the corpus's order (the reference reads a shuffled stream of
     C4 documents once; the objective adds the randomness). Empty texts and texts that
-    tokenise to nothing are skipped but counted, so the position ``{"epoch", "index"}``
-    is the number of raw examples of the current pass already read; resuming skips that
-    many raw examples without tokenising them.
+    tokenise to nothing are skipped but counted, so the position's ``index`` is the
+    number of raw examples of the current pass already read; resuming skips that many
+    raw examples without tokenising them.
+
+    ``max_tokens`` > 0 is a token budget (P §3.4.2, Table 9): a pass ends once that many
+    tokens were read, the last document cut to fit, so every pass reads the same first
+    ``max_tokens`` tokens of the corpus. A corpus with fewer tokens is used whole.
     """
 
     def __init__(self, corpus: Any, split: str, vocab: Any, label: str,
-                 state: State | None = None) -> None:
+                 state: State | None = None, max_tokens: int = 0) -> None:
         self._corpus, self._split, self._vocab, self._label = corpus, split, vocab, label
+        self.max_tokens = int(max_tokens)
         state = state or {"epoch": 0, "index": 0}
         try:
             self._epoch, self._index = int(state["epoch"]), int(state["index"])
-        except (KeyError, TypeError, ValueError):
+            #: tokens read in the current pass, and in a whole pass once one has ended
+            self._tokens = int(state.get("tokens", 0))
+            self.pass_tokens = state.get("pass_tokens")
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise DataError(f"corpus {label!r}: saved document position {state!r} is not "
-                            "{'epoch': int, 'index': int}") from None
+                            "{'epoch': int, 'index': int, ...}") from None
         self._found = self._index > 0  # documents seen in this pass (for the empty check)
         self._open(skip=self._index)
 
@@ -58,25 +66,44 @@ class DocumentStream:
                     "corpus changed since the checkpoint was written")
 
     def state(self) -> State:
-        return {"epoch": self._epoch, "index": self._index}
+        return {"epoch": self._epoch, "index": self._index, "tokens": self._tokens,
+                "pass_tokens": self.pass_tokens}
+
+    @property
+    def passes(self) -> float:
+        """How many times the corpus (or its budget) has been read: whole passes plus
+        the fraction of the current one (the fraction needs one finished pass)."""
+        if not self.pass_tokens:
+            return float(self._epoch)
+        return self._epoch + self._tokens / self.pass_tokens
 
     def __iter__(self) -> DocumentStream:
         return self
 
+    def _next_pass(self) -> None:
+        if not self._found:
+            raise DataError(f"corpus {self._label!r} has no non-empty documents in split "
+                            f"{self._split!r}")
+        self.pass_tokens = self._tokens
+        self._epoch, self._index, self._tokens, self._found = self._epoch + 1, 0, 0, False
+        self._open(skip=0)
+
     def __next__(self) -> np.ndarray:
+        budget = self.max_tokens
         while True:
+            if budget and self._tokens >= budget:
+                self._next_pass()
             for ex in self._raw:
                 self._index += 1
                 text = ex.get("text", "")
                 ids = self._vocab.encode(text) if text else None
                 if ids:
                     self._found = True
+                    if budget:
+                        ids = ids[: budget - self._tokens]
+                    self._tokens += len(ids)
                     return np.asarray(ids, dtype=np.int32)
-            if not self._found:
-                raise DataError(f"corpus {self._label!r} has no non-empty documents in split "
-                                f"{self._split!r}")
-            self._epoch, self._index, self._found = self._epoch + 1, 0, False
-            self._open(skip=0)
+            self._next_pass()
 
 
 class ReplayStream:

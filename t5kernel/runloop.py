@@ -140,6 +140,8 @@ class Runner:
         self.predictions_dir: Path | None = None
         #: the data position of each stage at its last checkpoint (resumed runs continue there)
         self._data_states: dict[str, Any] = {}
+        #: the pre-training document stream (for how many times the corpus was read)
+        self._documents: data.DocumentStream | None = None
 
     # -- building -------------------------------------------------------------
     def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
@@ -268,7 +270,9 @@ class Runner:
         lengths = (stage.inputs_length, stage.targets_length)
 
         def open_docs(doc_state: dict[str, Any] | None) -> data.DocumentStream:
-            return data.DocumentStream(comps.corpus, "train", comps.vocab, label, doc_state)
+            self._documents = data.DocumentStream(comps.corpus, "train", comps.vocab, label,
+                                                  doc_state, int(stage.max_tokens))
+            return self._documents
 
         rng = np.random.default_rng(seed)
         if hasattr(objective, "resumable_examples"):
@@ -364,6 +368,21 @@ class Runner:
                     self._data_states[stage_name] = stream.state()
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
+        if stage_name == "pretrain" and self._documents is not None:
+            self._report_corpus_passes(stage_info)
+
+    def _report_corpus_passes(self, stage_info: dict[str, Any]) -> None:
+        """How many times pre-training read its corpus (P Table 9's "repeats")."""
+        docs = self._documents
+        stage_info["corpus"] = {"max_tokens": docs.max_tokens or None,
+                                "tokens_per_pass": docs.pass_tokens,
+                                "passes": round(docs.passes, 4)}
+        budget = f"its {docs.max_tokens:,}-token budget" if docs.max_tokens else "the corpus"
+        if docs.pass_tokens:
+            self._say(f"pre-training read {budget} {docs.passes:.2f} times "
+                      f"({docs.pass_tokens:,} tokens per pass)")
+        else:
+            self._say(f"pre-training read less than one pass over {budget}")
 
     def _make_optimizer(self, model: Any) -> Any:
         factory = self._build(self.cfg.optimizer, "optimizer")

@@ -181,10 +181,37 @@ def test_document_stream_cycles_and_resumes_without_retokenising():
     got = ["".join(map(chr, next(docs))) for _ in range(5)]
     assert got == ["ab", "c", "def", "ab", "c"]
     state = roundtrip(docs.state())
-    assert state == {"epoch": 1, "index": 3}
+    assert state == {"epoch": 1, "index": 3, "tokens": 3, "pass_tokens": 6}
+    assert docs.passes == 1.5
     vocab.encoded.clear()
     resumed = data.DocumentStream(corpus, "train", vocab, "c", state)
     assert "".join(map(chr, next(resumed))) == "def" and vocab.encoded == ["def"]
+
+
+def test_token_budget_truncates_and_repeats_the_corpus():
+    corpus = _Corpus(["abcd", "", "efg", "hijkl", "mn"])  # 4 + 3 + 5 + 2 = 14 tokens
+    docs = data.DocumentStream(corpus, "train", _CountingVocab(), "c", max_tokens=9)
+    read = ["".join(map(chr, next(docs))) for _ in range(9)]
+    # every pass: the first 9 tokens, the third document cut to fit
+    assert read == ["abcd", "efg", "hi"] * 3
+    assert docs.pass_tokens == 9 and docs.passes == 3.0
+    # tokens read over a long run / budget = the paper's number of repeats
+    for _ in range(3 * 64 - 9):
+        next(docs)
+    assert docs.passes == 64.0
+
+
+@pytest.mark.parametrize("budget", [0, 9, 100])
+def test_budgeted_stream_resumes_mid_pass(budget):
+    corpus = _Corpus(["abcd", "", "efg", "hijkl", "mn"])
+    whole = data.DocumentStream(corpus, "train", _CountingVocab(), "c", max_tokens=budget)
+    expected = ["".join(map(chr, next(whole))) for _ in range(20)]
+    first = data.DocumentStream(corpus, "train", _CountingVocab(), "c", max_tokens=budget)
+    head = ["".join(map(chr, next(first))) for _ in range(7)]
+    resumed = data.DocumentStream(corpus, "train", _CountingVocab(), "c",
+                                  roundtrip(first.state()), max_tokens=budget)
+    assert head + ["".join(map(chr, next(resumed))) for _ in range(13)] == expected
+    assert resumed.passes == whole.passes
 
 
 def test_document_stream_errors_name_the_problem():

@@ -196,3 +196,13 @@ def test_finetuning_continues_or_resets_the_optimizer(tmp_path, reset, updates):
     _, trainer, _ = ckpt.load(last)
     steps = {int(s["step"]) for s in trainer["optimizer"]["state"].values()}
     assert steps == {updates}  # Mesh TF carries pre-training state into fine-tuning
+
+
+def test_token_budget_repeats_the_corpus_and_says_how_often(tmp_path, capsys):
+    run_dir = tmp_path / "budget"
+    assert main(["run", *TINY_OVERRIDES, f"run_dir={run_dir}", "pretrain.max_tokens=500",
+                 "finetune.steps=0", "eval.max_examples=2"]) == 0
+    corpus = json.loads((run_dir / "results.json").read_text())["stages"]["pretrain"]["corpus"]
+    assert corpus["max_tokens"] == 500 and corpus["tokens_per_pass"] == 500
+    assert corpus["passes"] > 2  # 128 chunks per objective block are far more than 500 tokens
+    assert "500-token budget" in capsys.readouterr().out

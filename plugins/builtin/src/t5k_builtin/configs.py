@@ -201,6 +201,153 @@ class TextFilesConfig:
 
 
 @dataclass
+class C4CleanConfig:
+    """The C4 cleaning rules (facts §4.2; TFDS ``c4_utils``), each switchable.
+
+    Defaults are C4 ``en``. Page-level rules drop the whole page, line-level rules drop
+    the line; the cleaner reports how many of each it removed.
+    """
+
+    #: drop pages longer than this many characters (``is_valid_length``); 0 = no limit
+    max_page_chars: int = 190_000
+    #: keep one page per normalised URL
+    url_dedupe: bool = True
+    #: master switch of the line/page heuristics below (``clean``); False = C4 unfiltered
+    clean: bool = True
+    #: drop a line with a whitespace-separated word longer than this; 0 = off
+    max_word_length: int = 1000
+    #: delete citation markers ``[1]``, ``[edit]``, ``[citation needed]``
+    remove_citations: bool = True
+    #: keep only lines ending in . ? ! or " (and not in ...)
+    terminal_punctuation: bool = True
+    #: drop lines with fewer words; 0 = off
+    min_words_per_line: int = 5
+    #: drop the page if a line contains "lorem ipsum"
+    lorem_ipsum: bool = True
+    #: drop lines containing "javascript"
+    javascript: bool = True
+    #: drop the page if a line contains a curly brace "{"
+    curly_brace: bool = True
+    #: drop lines mentioning terms of use / privacy policy / cookies
+    policy: bool = True
+    #: drop the page if it contains a word of the bad-words list (LDNOOBW "en" list at
+    #: the commit C4 pinned, one word or phrase per line)
+    badwords: bool = True
+    #: a local copy of that list; None = fetch the pinned list once into the user cache
+    #: (needs internet; a clear error says how to supply the file when offline)
+    badwords_path: str | None = None
+    #: drop pages with fewer sentences (NLTK punkt); 0 = off
+    min_sentences_per_page: int = 3
+    #: "lines": the released code (every distinct line, case-insensitive, kept in one page
+    #: only); "three_sentence_spans": the paper's wording (any three-sentence span kept once);
+    #: "none"
+    dedupe: str = "lines"
+    #: language identification (langdetect, seed 0): keep pages whose top language is
+    #: ``language`` with probability >= ``language_threshold``; "" = off
+    language: str = "en"
+    language_threshold: float = 0.99
+    #: sentence splitter for the sentence count: "punkt" (NLTK's English model when its
+    #: data is installed, else an untrained Punkt tokenizer, with a warning)
+    sentence_splitter: str = "punkt"
+
+
+def _c4_unfiltered_cleaning() -> C4CleanConfig:
+    return C4CleanConfig(clean=False, dedupe="none", badwords=False)
+
+
+@dataclass
+class WebCorpusConfig:
+    """A pre-training corpus from the Hugging Face hub, local shards, or raw web pages.
+
+    Exactly one source is used, in this order: ``raw_files`` (raw pages cleaned here
+    with ``cleaning``), ``data_files`` (local shards in the hub's schema), else the hub
+    dataset ``hub_path`` / ``hub_name`` at ``revision`` (needs internet unless cached).
+    """
+
+    #: raw web pages: Common Crawl WET files (.wet, .warc.wet, optionally .gz) or JSON
+    #: lines with ``url`` and ``text`` (.jsonl, .jsonl.gz); files, directories or globs
+    raw_files: list[str] = field(default_factory=list)
+    #: local shards in the hub schema (.json/.jsonl, optionally .gz, or .parquet)
+    data_files: list[str] = field(default_factory=list)
+    #: local shards of the validation split
+    validation_files: list[str] = field(default_factory=list)
+    hub_path: str = "allenai/c4"
+    hub_name: str | None = "en"
+    revision: str | None = None
+    #: stream the hub dataset instead of downloading it whole
+    streaming: bool = True
+    #: field holding the document text
+    text_field: str = "text"
+    #: documents in the seeded shuffle buffer (datasets ``IterableDataset.shuffle``);
+    #: 0 = corpus order
+    shuffle_buffer: int = 0
+    #: this process's shard of the data (``datasets.distributed.split_dataset_by_node``);
+    #: -1 = from the RANK / WORLD_SIZE environment variables (single process: 0 of 1)
+    rank: int = -1
+    world_size: int = -1
+    #: malformed records (bad JSON, non-UTF-8 bytes, missing fields) raise instead of
+    #: being counted and skipped with a warning
+    strict: bool = False
+    cleaning: C4CleanConfig = field(default_factory=C4CleanConfig)
+
+
+@dataclass
+class C4Config(WebCorpusConfig):
+    """C4 ``en`` (P §2.2): clean + dedupe + bad words + English >= 0.99."""
+
+
+@dataclass
+class C4UnfilteredConfig(WebCorpusConfig):
+    """C4 ``en.noclean`` (P Table 8): length filter, URL dedupe and language id only."""
+
+    hub_name: str | None = "en.noclean"
+    cleaning: C4CleanConfig = field(default_factory=_c4_unfiltered_cleaning)
+
+
+@dataclass
+class RealNewsLikeConfig(WebCorpusConfig):
+    """C4 ``realnewslike`` (P Table 8): C4 restricted to the RealNews domains."""
+
+    hub_name: str | None = "realnewslike"
+    #: Grover's ``domain_to_allowed_subdomains.json`` (domain -> true or a list of allowed
+    #: subdomains); needed for raw_files / data_files, not for the hub's realnewslike
+    domains_path: str | None = None
+
+
+@dataclass
+class WebTextLikeConfig(WebCorpusConfig):
+    """C4 ``webtextlike`` (P Table 8): C4 pages whose URL is in the OpenWebText list."""
+
+    hub_name: str | None = "en"
+    #: the OpenWebText URL list: one URL per line, optionally ``url<TAB>score``
+    urls_path: str | None = None
+    #: keep URLs whose Reddit score is at least this (lines without a score are kept)
+    min_score: int = 3
+
+
+@dataclass
+class WikipediaConfig(WebCorpusConfig):
+    """English Wikipedia articles (P Table 8; the paper used the 2019-03-01 dump)."""
+
+    hub_path: str = "wikimedia/wikipedia"
+    hub_name: str | None = "20231101.en"
+    cleaning: C4CleanConfig = field(default_factory=_c4_unfiltered_cleaning)
+
+
+@dataclass
+class WikipediaTbcConfig(WikipediaConfig):
+    """Wikipedia + Toronto Books Corpus (P Table 8), interleaved by ``tbc_probability``."""
+
+    tbc_hub_path: str = "bookcorpus/bookcorpus"
+    tbc_hub_name: str | None = None
+    #: local TBC shards (text lines / jsonl / parquet with ``text``)
+    tbc_files: list[str] = field(default_factory=list)
+    #: probability that the next document comes from TBC (the paper's 20 GB = 16 GB
+    #: Wikipedia + ~4 GB TBC)
+    tbc_probability: float = 0.2
+
+
+@dataclass
 class DemoTaskConfig:
     """A demo downstream task derived deterministically from the embedded corpus."""
 
