@@ -53,11 +53,20 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions ``open``/``mkdir`` would give under the current umask (temporary
+    files are created 0600/0700, which must not leak into the results)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -79,6 +88,7 @@ def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict
     final = root / f"step_{step}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".step_{step}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, default_mode(directory=True))
         tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
         save_file(_dedupe_shared(tensors), str(tmp / "model.safetensors"))
         torch.save(trainer_state, tmp / "trainer.pt")

@@ -5,6 +5,7 @@
     t5k describe [--config FILE.yaml] [--arch NAME] [--json] [--vocab-size N] [key=value ...]
     t5k convert SRC DST [--arch NAME]
     t5k eval RUN_DIR [--checkpoint DIR ...] [--name NAME] [key=value ...]
+    t5k clean IN [IN ...] OUT [--corpus NAME] [key=value ...]
 
 Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
 data) print one line ``error: ...`` on stderr and exit with status 2.
@@ -79,6 +80,16 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("dst", help="the folder to write (new or empty)")
     cv.add_argument("--arch", default="encdec",
                     help="architecture plugin an import becomes (default: encdec)")
+
+    cl = sub.add_parser("clean", help="build a corpus from raw web pages (C4 rules) and write "
+                        "it as JSON lines with a per-rule report")
+    cl.add_argument("paths", nargs="+", metavar="PATH",
+                    help="raw pages (WET or JSON lines with url and text: files, folders or "
+                    "globs), then the output folder")
+    cl.add_argument("--corpus", default="c4",
+                    help="corpus plugin whose rules apply (c4, c4_unfiltered, realnews_like, "
+                    "webtext_like; default c4)")
+    cl.add_argument("--quiet", action="store_true", help="no report table")
     return p
 
 
@@ -87,11 +98,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # key=value overrides may come before or after options (argparse alone would stop
     # collecting positionals at the first option)
     args, extra = parser.parse_known_args(argv)
-    with_overrides = args.command in ("run", "describe", "eval")
+    with_overrides = args.command in ("run", "describe", "eval", "clean")
     unknown = [e for e in extra if e.startswith("-") or not with_overrides]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if with_overrides:
+    if args.command == "clean":  # key=value options of the corpus mixed with the paths
+        args.overrides = [a for a in [*args.paths, *extra] if "=" in a]
+        args.paths = [a for a in args.paths if "=" not in a]
+    elif with_overrides:
         args.overrides = [*args.overrides, *extra]
     try:
         if args.command == "run":
@@ -104,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_convert(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "clean":
+            return _cmd_clean(args)
     except T5KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -235,6 +251,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
         table.add_row(r["kind"] or "-", r["name"], r["distribution"], r["version"] or "",
                       r["status"], summary)
     Console().print(table)
+    return 0
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    """:func:`t5kernel.clean.clean` and a table of what each rule removed."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from t5kernel.clean import clean
+    from t5kernel.errors import ConfigError
+    from t5kernel.registry import default_registry
+
+    if len(args.paths) < 2:
+        raise ConfigError("t5k clean needs at least one input and an output folder: "
+                          "t5k clean IN [IN ...] OUT")
+    console = Console(quiet=args.quiet)
+    *inputs, out = args.paths
+    summary = clean(inputs, Path(out), default_registry(), args.corpus, args.overrides,
+                    console)
+    table = Table(title=f"t5k clean ({summary['corpus']})")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for key, value in summary["report"].items():
+        table.add_row(key, f"{value:,}")
+    console.print(table)
     return 0
 
 

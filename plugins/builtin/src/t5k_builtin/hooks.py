@@ -103,6 +103,42 @@ def t5k_corpora():
         "Local .txt/.jsonl/.json/.parquet files through the datasets library",
     )
     yield PluginSpec(
+        "c4",
+        f"{_P}.corpora.web:C4Corpus",
+        c.C4Config,
+        "C4 en (P §2.2): hub allenai/c4, local shards, or raw pages cleaned with the C4 rules",
+    )
+    yield PluginSpec(
+        "c4_unfiltered",
+        f"{_P}.corpora.web:C4UnfilteredCorpus",
+        c.C4UnfilteredConfig,
+        "C4 unfiltered (en.noclean): length filter, URL dedupe, language id only (P Table 8)",
+    )
+    yield PluginSpec(
+        "realnews_like",
+        f"{_P}.corpora.web:RealNewsLikeCorpus",
+        c.RealNewsLikeConfig,
+        "C4 restricted to the RealNews domain list (P Table 8)",
+    )
+    yield PluginSpec(
+        "webtext_like",
+        f"{_P}.corpora.web:WebTextLikeCorpus",
+        c.WebTextLikeConfig,
+        "C4 pages whose URL is in an OpenWebText URL list, Reddit score >= 3 (P Table 8)",
+    )
+    yield PluginSpec(
+        "wikipedia",
+        f"{_P}.corpora.web:WikipediaCorpus",
+        c.WikipediaConfig,
+        "English Wikipedia articles (P Table 8)",
+    )
+    yield PluginSpec(
+        "wikipedia_tbc",
+        f"{_P}.corpora.web:WikipediaTbcCorpus",
+        c.WikipediaTbcConfig,
+        "Wikipedia + Toronto Books Corpus, interleaved (P Table 8)",
+    )
+    yield PluginSpec(
         "demo_acceptability",
         f"{_P}.corpora.demo_tasks:Acceptability",
         c.DemoTaskConfig,

@@ -102,7 +102,7 @@ class _Problems:
     def warn(self) -> None:
         if self.counts:
             summary = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-            warnings.warn(f"{self.path}: skipped records: {summary}", stacklevel=3)
+            warnings.warn(f"{self.path}: skipped records: {summary}", stacklevel=2)
 
 
 def _open(path: Path):
@@ -199,11 +199,15 @@ def read_raw_pages(
 ) -> Iterator[dict]:
     """Yield the pages of the raw files named by ``paths`` (files, directories, globs), in order.
 
-    The paths are resolved (and checked) before the first page is read. See the module
-    docstring for the formats and how bad records are handled.
+    The paths are resolved and checked when this is called (a bad one raises DataError
+    at once); files are read lazily. See the module docstring for formats and bad records.
     """
-    report = collections.Counter() if report is None else report
-    for path in resolve_files(list(paths), "raw pages"):
+    files = resolve_files(list(paths), "raw pages")
+    return _read_files(files, strict, collections.Counter() if report is None else report)
+
+
+def _read_files(files: list[Path], strict: bool, report: collections.Counter) -> Iterator[dict]:
+    for path in files:
         problems = _Problems(path, strict, report)
         reader = _wet_pages if _kind(path) == "wet" else _json_pages
         report["read:files"] += 1
