@@ -370,6 +370,9 @@ class Runner:
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
         if stage_name == "pretrain" and self._documents is not None:
             self._report_corpus_passes(stage_info)
+            report = getattr(comps.corpus, "report", None)
+            if report:  # what the corpus skipped or filtered (e.g. the C4 rules' counts)
+                stage_info["corpus"]["report"] = {str(k): int(v) for k, v in report.items()}
 
     def _report_corpus_passes(self, stage_info: dict[str, Any]) -> None:
         """How many times pre-training read its corpus (P Table 9's "repeats")."""

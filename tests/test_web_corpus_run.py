@@ -1,8 +1,10 @@
 """Pre-training on a C4-schema corpus (local shards, seeded shuffle buffer, one of two
 ranks) resumes mid-stream with exactly the batches of the uninterrupted run."""
 
+import itertools
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +58,21 @@ def test_c4_run_resumes_exactly(shards, tmp_path):
     assert _losses(copy) == _losses(run_dir)
     corpus = json.loads((run_dir / "results.json").read_text())["stages"]["pretrain"]["corpus"]
     assert corpus["tokens_per_pass"] is None  # 6 small steps read less than one pass
+
+
+SHARED_C4 = (Path(__file__).resolve().parents[2] / "shared" / "data" / "c4"
+             / "c4-en-train.00000-of-01024.first1000.json")
+
+
+@pytest.mark.skipif(not SHARED_C4.is_file(), reason="../shared/data/c4 is not present")
+def test_raw_pages_run_reports_the_cleaning(tmp_path):
+    raw = tmp_path / "raw.jsonl"
+    with open(SHARED_C4) as f:
+        raw.write_text("".join(itertools.islice(f, 150)))
+    run_dir = tmp_path / "raw"
+    assert main(["run", "--quiet", *TINY_OVERRIDES, "--corpus", "c4", f"corpus.raw_files=[{raw}]",
+                 "corpus.cleaning.badwords=false", "pretrain.steps=2", "finetune.steps=0",
+                 "eval.max_examples=2", f"run_dir={run_dir}"]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    report = results["stages"]["pretrain"]["corpus"]["report"]
+    assert report["pages_in"] == 150 and 140 <= report["pages_out"] <= 150

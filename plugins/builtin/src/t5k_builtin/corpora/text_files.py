@@ -9,8 +9,8 @@ rule: a line of spaces does not separate). Texts are yielded with surrounding wh
 stripped. A path may also be a directory (its files with those extensions,
 sorted by name, not recursive) or a glob pattern (matches sorted).
 
-Loading is fully offline: ``HF_DATASETS_OFFLINE=1`` is set before ``datasets`` is
-imported, progress bars are off while loading, and the Arrow cache goes to
+Loading is fully offline (``HF_DATASETS_OFFLINE`` and datasets' runtime flags, restored
+afterwards), progress bars are off while loading, and the Arrow cache goes to
 ``<run_dir>/cache/datasets`` (or a temporary directory owned by the corpus), never the
 user's hub cache. Each file is loaded on its own so errors can name it; the files are
 then concatenated in the configured order, which with each builder's in-file order makes
@@ -19,10 +19,7 @@ then concatenated in the configured order, which with each builder's in-file ord
 
 from __future__ import annotations
 
-import contextlib
 import glob
-import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,23 +66,12 @@ def resolve_paths(patterns: list[str], what: str) -> list[Path]:
     return files
 
 
-@contextlib.contextmanager
-def _quiet_datasets() -> Iterator[Any]:
-    """Import ``datasets`` offline; silence its progress bars and log while loading."""
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    import datasets
+def _quiet_datasets() -> Any:
+    """``datasets`` offline and quiet while local files load, the user's settings restored
+    afterwards (so a hub corpus built later in the same process can still go online)."""
+    from t5k_builtin.corpora.web import quiet_datasets
 
-    datasets.config.HF_DATASETS_OFFLINE = True
-    enabled = datasets.is_progress_bar_enabled()
-    verbosity = datasets.utils.logging.get_verbosity()
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity(logging.CRITICAL)  # our DataError says it once
-    try:
-        yield datasets
-    finally:
-        datasets.utils.logging.set_verbosity(verbosity)
-        if enabled:
-            datasets.enable_progress_bars()
+    return quiet_datasets(offline=True)
 
 
 def _load_file(datasets: Any, path: Path, config: TextFilesConfig, cache_dir: str) -> Any:
