@@ -199,6 +199,10 @@ def test_badwords_flanking_of_pinned_c4_utils():
         assert cleaned(page_with(line), badwords=False) is not None
     for line in keep:
         assert cleaned(page_with(line), terminal_punctuation=False) is not None, line
+    # the later TFDS rule (\W / start / end): "appébutt" is one word, line starts count
+    assert cleaned(page_with(drop[2]), badwords_flanking="word") is not None
+    assert cleaned(page_with(keep[1]), badwords_flanking="word",
+                   terminal_punctuation=False) is None
 
 
 def test_trie_regex_equals_plain_alternation_and_word_flanking():

@@ -236,6 +236,10 @@ class C4CleanConfig:
     #: a local copy of that list; None = fetch the pinned list once into the user cache
     #: (needs internet; a clear error says how to supply the file when offline)
     badwords_path: str | None = None
+    #: how a bad word must be delimited: "letters" = by non-letters ``[^a-z]`` (c4_utils
+    #: at the commit the paper's code pinned: "appétit" then matches "tit"); "word" = by
+    #: ``\W`` / text start / end (later TFDS, which the released allenai/c4 agrees with)
+    badwords_flanking: str = "letters"
     #: drop pages with fewer sentences (NLTK punkt); 0 = off
     min_sentences_per_page: int = 3
     #: "lines": the released code (every distinct line, case-insensitive, kept in one page

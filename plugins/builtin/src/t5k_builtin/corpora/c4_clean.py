@@ -453,7 +453,7 @@ class C4Cleaner:
         self.cfg = cfg
         self.report: collections.Counter = collections.Counter()
         words = load_badwords(cfg)
-        self._badwords = badwords_regex(words) if words else None
+        self._badwords = badwords_regex(words, cfg.badwords_flanking) if words else None
         self._domains = domains
         self._extract = None
         if domains is not None:
