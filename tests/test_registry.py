@@ -18,7 +18,7 @@ BUILTIN_EXPECTED = {
     ("corpus", "embedded"), ("corpus", "text_files"), ("corpus", "c4"), ("corpus", "c4_unfiltered"),
     ("corpus", "realnews_like"), ("corpus", "webtext_like"), ("corpus", "wikipedia"),
     ("corpus", "wikipedia_tbc"), ("corpus", "demo_acceptability"),
-    ("corpus", "demo_summarize"), ("corpus", "demo_pig_latin"), ("mixer", "proportional"),
+    ("corpus", "demo_summarize"), ("corpus", "demo_pig_latin"), ("mixer", "proportional"), ("mixer", "temperature"), ("mixer", "equal"),
     ("finetune", "full"), ("evaluator", "accuracy"), ("evaluator", "matthews_corr"),
     ("evaluator", "rouge"), ("evaluator", "bleu"), ("backend", "cpu"),
     ("optimizer", "adafactor"), ("schedule", "rsqrt"), ("schedule", "constant"),

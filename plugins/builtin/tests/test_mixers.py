@@ -80,3 +80,37 @@ def test_errors():
         _mixer().rates({"a": -3})
     with pytest.raises(ConfigError, match="limit"):
         _mixer(0)
+
+
+# ------------------------------------------------------------- temperature / equal
+
+
+def test_temperature_matches_the_closed_form():
+    from t5k_builtin.configs import TemperatureMixerConfig
+    from t5k_builtin.mixers import Temperature
+
+    sizes = {"c4": None, "cola": 8_551, "qqp": 363_849, "rte": 2_490}
+    for t in (1.0, 2.0, 4.0, 8.0):
+        mixer = Temperature(TemperatureMixerConfig(temperature=t, limit=2**21), BuildContext())
+        capped = {"c4": 2**21, "cola": 8_551, "qqp": 363_849, "rte": 2_490}
+        weights = {k: v ** (1 / t) for k, v in capped.items()}
+        total = sum(weights.values())
+        rates = mixer.rates(sizes)
+        assert rates == pytest.approx({k: w / total for k, w in weights.items()})
+    # T = 1 is examples-proportional; higher T moves rates toward equal
+    prop = Proportional(ProportionalMixerConfig(limit=2**21), BuildContext()).rates(sizes)
+    t1 = Temperature(TemperatureMixerConfig(temperature=1.0, limit=2**21), None).rates(sizes)
+    t8 = Temperature(TemperatureMixerConfig(temperature=8.0), None).rates(sizes)
+    assert t1 == pytest.approx(prop)
+    assert t8["rte"] > prop["rte"] and t8["c4"] < prop["c4"]
+
+
+def test_temperature_and_equal_validate_their_input():
+    from t5k_builtin.configs import TemperatureMixerConfig
+    from t5k_builtin.mixers import Equal, Temperature
+
+    with pytest.raises(ConfigError, match="temperature must be >= 1"):
+        Temperature(TemperatureMixerConfig(temperature=0.5), None)
+    with pytest.raises(ConfigError, match="no corpora"):
+        Equal().rates({})
+    assert Equal().rates({"a": 5, "b": None, "c": 0}) == {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}

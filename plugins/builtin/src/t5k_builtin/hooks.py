@@ -166,6 +166,13 @@ def t5k_mixers():
         c.ProportionalMixerConfig,
         "Examples-proportional mixing, each corpus capped at K examples",
     )
+    yield PluginSpec(
+        "temperature",
+        f"{_P}.mixers:Temperature",
+        c.TemperatureMixerConfig,
+        "Temperature-scaled mixing: K-capped sizes to the power 1/T, renormalised",
+    )
+    yield PluginSpec("equal", f"{_P}.mixers:Equal", NoConfig, "Every corpus at the same rate")
 
 
 @hookimpl

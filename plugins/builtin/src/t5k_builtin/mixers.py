@@ -1,7 +1,12 @@
-"""Examples-proportional mixing with an artificial data-set size limit (facts §6; P §3.5.2).
+"""The paper's three mixing rules (facts §6; P §3.5.2, Table 11).
 
-``r_m = min(e_m, K) / sum_n min(e_n, K)``.  A corpus of unknown (streaming) size, such as
-C4, is treated as "at least K" and gets ``K``, as the paper does for the unsupervised task.
+- ``proportional``: ``r_m = min(e_m, K) / sum_n min(e_n, K)``;
+- ``temperature``: the K-limited counts raised to ``1/T``, renormalised (seqio's
+  ``mixing_rate_num_examples(maximum=K, temperature=T)``);
+- ``equal``: every corpus the same rate.
+
+A corpus of unknown (streaming) size, such as C4, is treated as "at least K" and gets
+``K``, as the paper does for the unsupervised task.
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ from t5kernel.errors import ConfigError
 class Proportional:
     """Mixer whose rates are proportional to each corpus size capped at ``config.limit``."""
 
+    name = "proportional"
+
     def __init__(self, config: Any, context: Any = None) -> None:
         if not isinstance(config.limit, int) or config.limit < 1:
             raise ConfigError(
-                f"proportional mixer: limit must be a positive integer, got {config.limit!r}"
+                f"{self.name} mixer: limit must be a positive integer, got {config.limit!r}"
             )
         self.limit = config.limit
 
     def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
+        return _normalised(self._capped(sizes), self.name)
+
+    def _capped(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
         if not sizes:
-            raise ConfigError("proportional mixer: no corpora to mix (sizes is empty)")
+            raise ConfigError(f"{self.name} mixer: no corpora to mix (sizes is empty)")
         capped: dict[str, int] = {}
         for name, size in sizes.items():
             if size is None:
@@ -32,13 +42,48 @@ class Proportional:
                 continue
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise ConfigError(
-                    f"proportional mixer: size of {name!r} must be an integer >= 0 or None, "
+                    f"{self.name} mixer: size of {name!r} must be an integer >= 0 or None, "
                     f"got {size!r}"
                 )
             capped[name] = min(size, self.limit)
-        total = sum(capped.values())
-        if total == 0:
+        return capped
+
+
+def _normalised(weights: Mapping[str, float], mixer: str) -> dict[str, float]:
+    total = float(sum(weights.values()))
+    if total == 0:
+        raise ConfigError(
+            f"{mixer} mixer: every corpus has 0 examples; at least one must be non-empty"
+        )
+    return {name: w / total for name, w in weights.items()}
+
+
+class Temperature(Proportional):
+    """``min(e_m, K) ** (1 / T)``, renormalised (P §3.5.2: T = 2, 4, 8 with K = 2^21)."""
+
+    name = "temperature"
+
+    def __init__(self, config: Any, context: Any = None) -> None:
+        super().__init__(config, context)
+        if not float(config.temperature) >= 1.0:
             raise ConfigError(
-                "proportional mixer: every corpus has 0 examples; at least one must be non-empty"
+                f"temperature mixer: temperature must be >= 1, got {config.temperature!r}"
             )
-        return {name: n / total for name, n in capped.items()}
+        self.temperature = float(config.temperature)
+
+    def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
+        capped = self._capped(sizes)
+        return _normalised({k: v ** (1.0 / self.temperature) for k, v in capped.items()},
+                           self.name)
+
+
+class Equal:
+    """Every corpus sampled at the same rate (P Table 11 "Equal")."""
+
+    def __init__(self, config: Any = None, context: Any = None) -> None:
+        self.config = config
+
+    def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
+        if not sizes:
+            raise ConfigError("equal mixer: no corpora to mix (sizes is empty)")
+        return {name: 1.0 / len(sizes) for name in sizes}
