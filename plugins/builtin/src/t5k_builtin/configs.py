@@ -375,6 +375,14 @@ class ProportionalMixerConfig:
 
 
 @dataclass
+class TemperatureMixerConfig:
+    """Temperature-scaled mixing: K-limited sizes to the power 1/T (P Table 11)."""
+
+    temperature: float = 2.0
+    limit: int = 2**21
+
+
+@dataclass
 class CpuBackendConfig:
     #: torch intra-op threads; None = torch's default
     threads: int | None = None
