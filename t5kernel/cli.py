@@ -6,6 +6,7 @@
     t5k convert SRC DST [--arch NAME]
     t5k eval RUN_DIR [--checkpoint DIR ...] [--name NAME] [key=value ...]
     t5k clean IN [IN ...] OUT [--corpus NAME] [key=value ...]
+    t5k report RUN_DIR [RUN_DIR ...] [--png FILE] [--json]
 
 Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
 data) print one line ``error: ...`` on stderr and exit with status 2.
@@ -90,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="corpus plugin whose rules apply (c4, c4_unfiltered, realnews_like, "
                     "webtext_like; default c4)")
     cl.add_argument("--quiet", action="store_true", help="no report table")
+
+    rp = sub.add_parser("report", help="finished runs side by side in the paper's summary "
+                        "layout (GLUE, CNNDM, SQuAD, SGLUE, EnDe, EnFr, EnRo) + training curves")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    rp.add_argument("--png", default="t5k-report.png",
+                    help="where to write the training curves (default: t5k-report.png)")
+    rp.add_argument("--no-png", action="store_true", help="do not draw the curves")
+    rp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
     return p
 
 
@@ -120,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "clean":
             return _cmd_clean(args)
+        if args.command == "report":
+            return _cmd_report(args)
     except T5KError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -278,6 +289,21 @@ def _cmd_clean(args: argparse.Namespace) -> int:
     for key, value in summary["report"].items():
         table.add_row(key, f"{value:,}")
     console.print(table)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """:func:`t5kernel.report.report`."""
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from t5kernel.report import report
+
+    console = Console(quiet=args.json)
+    shown = report(args.run_dirs, None if args.no_png else Path(args.png), console)
+    if args.json:
+        print(json.dumps(shown, indent=1))
     return 0
 
 

@@ -71,6 +71,15 @@ class PretrainConfig(StageConfig):
     #: order; the last document is truncated) and repeated for the run's length, the
     #: objective re-drawing its noise every pass. 0 = the whole corpus.
     max_tokens: int = 0
+    #: pre-train on the unsupervised objective over ``corpus`` (False: supervised
+    #: multi-task pre-training only, P Table 12)
+    unsupervised: bool = True
+    #: downstream tasks (names under ``tasks``) mixed into pre-training by ``mixer``:
+    #: multi-task training / pre-training (P §3.5.2-3.5.3); ["all"] = every task
+    tasks: list[str] = field(default_factory=list)
+    #: the size the mixer is told for the unsupervised stream (0 = unknown: the mixer's
+    #: limit K applies; the final T5 models used 710,000 ... 133,000,000, P §3.7)
+    unsupervised_size: int = 0
 
 
 @dataclass
@@ -78,6 +87,9 @@ class FinetuneConfig(StageConfig):
     """The fine-tuning stage; ``strategy`` selects the finetune plugin."""
 
     strategy: dict[str, Any] = _section("full")
+    #: tasks (names under ``tasks``) to fine-tune on, as one mixture; [] = every task
+    #: (leave-one-out: pre-train on the others, fine-tune on one)
+    tasks: list[str] = field(default_factory=list)
     #: False: continue the pre-training optimizer state and step count (Mesh TF, the
     #: paper); True: fresh optimizer state for fine-tuning (Hugging Face practice)
     reset_optimizer: bool = False
@@ -106,6 +118,10 @@ class EvalConfig:
     #: how `t5k eval` with several checkpoints combines them: "mean_logit" (the paper)
     #: or "mean_prob" (Mesh TF's default reducer); facts §7.3
     ensemble_reduce: str = "mean_logit"
+    #: evaluator plugins with ``aggregate(results, benchmarks)`` that add benchmark
+    #: averages (the paper's GLUE / SuperGLUE rule) to results.json, for tasks that
+    #: declare a ``benchmark``
+    averages: list[str] = field(default_factory=lambda: ["paper_averages"])
 
 
 @dataclass
@@ -362,6 +378,20 @@ def _check_kernel_values(cfg: DictConfig) -> None:
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
     if cfg.finetune.steps > 0:
         need(len(cfg.tasks or {}) > 0, "tasks", "at least one task when finetune.steps > 0", {})
+    known = sorted(cfg.tasks or {})
+    for key, names, allow_all in (("pretrain.tasks", cfg.pretrain.tasks, True),
+                                  ("finetune.tasks", cfg.finetune.tasks, False)):
+        for task in names:
+            if not (allow_all and task == "all") and task not in known:
+                raise ConfigError(
+                    f"{key}: {task!r} is not a configured task; configured: "
+                    f"{', '.join(known) or '(none)'}" + ("; or 'all'" if allow_all else ""))
+    if cfg.pretrain.steps > 0:
+        need(cfg.pretrain.unsupervised or len(cfg.pretrain.tasks) > 0, "pretrain.unsupervised",
+             "true, or pretrain.tasks non-empty (something to pre-train on)",
+             cfg.pretrain.unsupervised)
+    need(cfg.pretrain.unsupervised_size >= 0, "pretrain.unsupervised_size",
+         "an integer >= 0 (0 = the mixer's limit)", cfg.pretrain.unsupervised_size)
 
 
 def _set_path(root: dict[str, Any], path: str, value: Any) -> None:

@@ -158,7 +158,7 @@ class Runner:
         cfg = self.cfg
         backend = self._build(cfg.backend, "backend")
         backend.seed(int(cfg.seed))
-        pretraining = training and cfg.pretrain.steps > 0
+        pretraining = training and cfg.pretrain.steps > 0 and cfg.pretrain.unsupervised
         corpus = self._build(cfg.corpus, "corpus") if pretraining else None
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
@@ -237,21 +237,37 @@ class Runner:
     def _stream(self, comps: Components, stage_name: str, stage: Any,
                 state: dict[str, Any] | None = None) -> data.Batches:
         """The stage's batch stream, a stateful iterator; ``state`` (what its ``state()``
-        returned when a checkpoint was written) continues it from there."""
+        returned when a checkpoint was written) continues it from there.
+
+        Pre-training reads the objective's examples, the configured downstream tasks
+        (``pretrain.tasks``), or a mixture of both (multi-task training, P §3.5.2);
+        fine-tuning reads the mixture of ``finetune.tasks`` (default: every task).
+        """
         seed = int(self.cfg.seed) + (0 if stage_name == "pretrain" else 1)
         arch, vocab = comps.arch, comps.vocab
-        if stage_name == "pretrain":
+        tasks = self._stage_tasks(comps, stage_name, stage)
+        unsupervised = stage_name == "pretrain" and bool(stage.unsupervised)
+        if unsupervised and not tasks:
             examples = self._pretrain_examples(comps, stage, seed, state)
         else:
-            sizes = {name: t.num_examples("train") for name, t in comps.tasks.items()}
+            sizes = {name: t.num_examples("train") for name, t in tasks.items()}
+            label = str(self.cfg.corpus.name)
+            if unsupervised:
+                if label in tasks:
+                    raise ConfigError(f"corpus name {label!r} is also a task name; rename one")
+                sizes[label] = int(stage.unsupervised_size) or None
             mixer = self._build(self.cfg.mixer, "mixer")
             rates = mixer.rates(sizes)
-            self._say("mixing rates: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(rates.items())))
-            self.results.setdefault("mixing_rates", rates)
-            task_states = (state or {}).get("tasks", {})
-            streams = {name: data.TaskStream(t, vocab, stage.inputs_length, stage.targets_length,
-                                             [seed, i], name, task_states.get(name))
-                       for i, (name, t) in enumerate(sorted(comps.tasks.items()))}
+            self._say(f"{stage_name} mixing rates ({self.cfg.mixer.name}): "
+                      + ", ".join(f"{k} {v:.4f}" for k, v in sorted(rates.items())))
+            self.results.setdefault("mixing_rates", {})[stage_name] = rates
+            sub = (state or {}).get("tasks", {})
+            streams: dict[str, Any] = {
+                name: data.TaskStream(t, vocab, stage.inputs_length, stage.targets_length,
+                                      [seed, i], name, sub.get(name))
+                for i, (name, t) in enumerate(sorted(tasks.items()))}
+            if unsupervised:
+                streams[label] = self._pretrain_examples(comps, stage, seed, sub.get(label))
             examples = data.MixtureStream(streams, rates, seed, state)
         return data.Batches(
             examples,
@@ -261,6 +277,17 @@ class Runner:
             batch_size=stage.batch_size,
             packed=stage.pack,
         )
+
+    @staticmethod
+    def _stage_tasks(comps: Components, stage_name: str, stage: Any) -> dict[str, Any]:
+        """The downstream tasks a stage trains on (see ``pretrain.tasks``/``finetune.tasks``)."""
+        names = list(stage.tasks)
+        if stage_name == "pretrain":
+            if names == ["all"] or "all" in names:
+                names = list(comps.tasks)
+        elif not names:
+            names = list(comps.tasks)
+        return {n: comps.tasks[n] for n in sorted(set(names))}
 
     def _pretrain_examples(self, comps: Components, stage: Any, seed: int,
                            state: dict[str, Any] | None) -> Any:
@@ -436,12 +463,24 @@ class Runner:
         """Greedy-decode every task's evaluation split and score it (paper §3.1.2)."""
         comps.model.eval()
         out: dict[str, dict[str, float]] = {}
-        for name, task in sorted(comps.tasks.items()):
-            examples = self._eval_examples(task)
+        for name, task, split in self._eval_targets(comps):
+            examples = self._eval_examples(task, split)
             preds = self.predict(comps, [ex["inputs"] for ex in examples])
             out[name] = self._score(task, preds, examples)
             self._write_predictions(name, examples, preds)
         comps.model.train()
+        return out
+
+    def _eval_targets(self, comps: Components) -> list[tuple[str, Any, str]]:
+        """(result name, task, split) to evaluate. A task may evaluate several splits
+        under their own names (``eval_splits``, e.g. MNLI matched / mismatched) when
+        ``eval.split`` is the default "validation"."""
+        split = str(self.cfg.eval.split)
+        out = []
+        for name, task in sorted(comps.tasks.items()):
+            named = getattr(task, "eval_splits", None) if split == "validation" else None
+            for result, task_split in (dict(named) if named else {name: split}).items():
+                out.append((result, task, task_split))
         return out
 
     def _write_predictions(self, task: str, examples: list[dict[str, Any]],
@@ -453,8 +492,8 @@ class Runner:
                  for ex, p in zip(examples, preds, strict=True))
         ckpt.atomic_write_text(folder / f"{task}.jsonl", "\n".join(lines) + "\n")
 
-    def _eval_examples(self, task: Any) -> list[dict[str, Any]]:
-        examples = list(task.examples(self.cfg.eval.split))
+    def _eval_examples(self, task: Any, split: str | None = None) -> list[dict[str, Any]]:
+        examples = list(task.examples(split or self.cfg.eval.split))
         limit = int(self.cfg.eval.max_examples)
         return examples[:limit] if limit else examples
 
@@ -510,16 +549,35 @@ class Runner:
         if evals:
             self.results["averages"] = {"all_tasks": float(np.mean(
                 [_task_score(m) for m in evals.values()]))}
+            self.results["averages"].update(self._benchmark_averages(comps, evals))
         self.results["baselines"] = self._baselines(comps)
         self.results["model"] = comps.arch.describe(comps.vocab.vocab_size)
+
+    def _benchmark_averages(self, comps: Components, evals: dict[str, Any]) -> dict[str, Any]:
+        """The paper's benchmark averages (GLUE, SuperGLUE, ...) from the evaluator plugins
+        named in ``eval.averages`` that offer ``aggregate(results, benchmarks)``; tasks
+        declare their benchmark with a ``benchmark`` attribute."""
+        benchmarks = {}
+        for name, task, _split in self._eval_targets(comps):
+            if getattr(task, "benchmark", None):
+                benchmarks[name] = str(task.benchmark)
+        out: dict[str, Any] = {}
+        if not benchmarks:
+            return out
+        for plugin in self.cfg.eval.averages:
+            aggregator = self._build({"name": plugin}, "evaluator")
+            if not hasattr(aggregator, "aggregate"):
+                raise ConfigError(f"eval.averages: evaluator {plugin!r} has no aggregate()")
+            out.update(aggregator.aggregate(evals, benchmarks))
+        return out
 
     def _baselines(self, comps: Components) -> dict[str, Any]:
         """Trivial baselines the model must beat: copy the input; always the majority target."""
         from collections import Counter
 
         out: dict[str, Any] = {}
-        for name, task in sorted(comps.tasks.items()):
-            examples = self._eval_examples(task)
+        for name, task, split in self._eval_targets(comps):
+            examples = self._eval_examples(task, split)
             majority = Counter(ex["targets"] for ex in task.examples("train")).most_common(1)[0][0]
             out[name] = {
                 "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples),

@@ -185,7 +185,7 @@ def test_third_party_distribution_is_listed_and_usable(tmp_path):
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(results["mixing_rates"].values()) == {1 / 3}
+    assert set(results["mixing_rates"]["finetune"].values()) == {1 / 3}
 
 
 @pytest.mark.parametrize("reset, updates", [("false", 8), ("true", 4)])

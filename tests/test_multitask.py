@@ -1,0 +1,92 @@
+"""The multi-task strategies of P Tables 11-12 as configs, and `t5k report`."""
+
+import json
+import shutil
+
+import pytest
+
+from t5kernel import checkpoint as ckpt
+from t5kernel.cli import main
+from t5kernel.testing import TINY_OVERRIDES
+
+TASKS = ("demo_acceptability", "demo_pig_latin", "demo_summarize")
+
+
+def run(tmp_path, name, *args):
+    run_dir = tmp_path / name
+    assert main(["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run_dir}", "eval.max_examples=4",
+                 *args]) == 0
+    return run_dir, json.loads((run_dir / "results.json").read_text())
+
+
+def test_multi_task_training_mixes_the_objective_with_every_task(tmp_path):
+    run_dir, results = run(tmp_path, "mt", "pretrain.tasks=[all]", "finetune.steps=0",
+                           "mixer.name=temperature", "mixer.temperature=2.0",
+                           "pretrain.checkpoint_every=2", "keep_checkpoints=4")
+    rates = results["mixing_rates"]["pretrain"]
+    assert set(rates) == {"embedded", *TASKS} and sum(rates.values()) == pytest.approx(1.0)
+    # the unsupervised stream has unknown size: the mixer's limit K = 2^21, then ^(1/2)
+    sizes = {"demo_acceptability": 40, "demo_pig_latin": 40, "demo_summarize": 40,
+             "embedded": 2**21}
+    total = sum(v ** 0.5 for v in sizes.values())
+    assert rates == pytest.approx({k: v ** 0.5 / total for k, v in sizes.items()})
+    assert set(results["eval"]) == set(TASKS)  # both (all) tasks reported
+    # resuming inside a mixture continues every member stream exactly
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    for step in ckpt.list_steps(copy / "checkpoints"):
+        if step > 2:
+            shutil.rmtree(copy / "checkpoints" / f"step_{step}")
+    (copy / "results.json").unlink()
+    state = json.loads((copy / "checkpoints" / "step_2" / "state.json").read_text())
+    assert set(state["data"]["pretrain"]["tasks"]) == {"embedded", *TASKS}
+    assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
+                 "resume=true"]) == 0
+
+    def losses(d):
+        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+    assert losses(copy) == losses(run_dir)
+
+
+def test_leave_one_out_and_supervised_pretraining(tmp_path):
+    _, loo = run(tmp_path, "loo", "pretrain.tasks=[demo_acceptability,demo_summarize]",
+                 "finetune.tasks=[demo_pig_latin]")
+    assert set(loo["mixing_rates"]["pretrain"]) == {"embedded", "demo_acceptability",
+                                                    "demo_summarize"}
+    assert set(loo["mixing_rates"]["finetune"]) == {"demo_pig_latin"}
+    assert set(loo["eval"]) == set(TASKS)
+    _, sup = run(tmp_path, "sup", "pretrain.unsupervised=false", "pretrain.tasks=[all]",
+                 "mixer.name=equal")
+    assert sup["mixing_rates"]["pretrain"] == {t: pytest.approx(1 / 3) for t in TASKS}
+    assert "corpus" not in sup["stages"]["pretrain"]  # the objective never ran
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["pretrain.tasks=[nope]"], "pretrain.tasks: 'nope' is not a configured task"),
+    (["finetune.tasks=[all]"], "finetune.tasks: 'all' is not a configured task"),
+    (["pretrain.unsupervised=false"], "pretrain.unsupervised"),
+])
+def test_bad_strategy_configs_are_refused(tmp_path, capsys, args, needle):
+    assert main(["run", "--quiet", *TINY_OVERRIDES, f"run_dir={tmp_path / 'x'}", *args]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_report_lays_runs_side_by_side(tmp_path, capsys):
+    a, _ = run(tmp_path, "a", "finetune.steps=2")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    results = json.loads((b / "results.json").read_text())
+    results["averages"].update({"GLUE": 83.28, "SGLUE": 71.36, "EnDe": 26.98})
+    (b / "results.json").write_text(json.dumps(results))
+    png = tmp_path / "curves.png"
+    assert main(["report", str(a), str(b), "--png", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "GLUE" in out and "83.28" in out and "71.36" in out and "26.98" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(a), "--json", "--no-png"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["summary"][0]["GLUE"] is None and shown["png"] is None
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "no results.json" in capsys.readouterr().err
