@@ -578,11 +578,13 @@ class Runner:
         out: dict[str, Any] = {}
         for name, task, split in self._eval_targets(comps):
             examples = self._eval_examples(task, split)
-            majority = Counter(ex["targets"] for ex in task.examples("train")).most_common(1)[0][0]
             out[name] = {
-                "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples),
-                "majority_target": self._score(task, [majority] * len(examples), examples),
-            }
+                "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples)}
+            if "train" in getattr(task, "splits", ("train",)):  # eval-only tasks have none
+                majority = Counter(ex["targets"] for ex in task.examples("train")
+                                   ).most_common(1)[0][0]
+                out[name]["majority_target"] = self._score(task, [majority] * len(examples),
+                                                           examples)
         return out
 
     def _say(self, msg: str) -> None:

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,31 @@ def test_report_lays_runs_side_by_side(tmp_path, capsys):
     assert shown["summary"][0]["GLUE"] is None and shown["png"] is None
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "glue" / "CoLA").is_dir(), reason="../shared/data absent")
+def test_glue_and_superglue_tasks_run_and_average(tmp_path, capsys):
+    cola, cb = SHARED / "glue" / "CoLA" / "dev.tsv", SHARED / "superglue" / "CB" / "val.jsonl"
+    config = tmp_path / "bench.yaml"
+    config.write_text(f"""tasks:
+  glue_cola: {{train_file: {cola}, validation_file: {cola}}}
+  super_glue_cb: {{train_file: {cb}, validation_file: {cb}}}
+""")
+    run_dir = tmp_path / "bench"
+    overrides = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")]
+    assert main(["run", "--quiet", "--config", str(config), *overrides, f"run_dir={run_dir}",
+                 "eval.max_examples=8", "finetune.inputs_length=128",
+                 "finetune.targets_length=8"]) == 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert set(results["eval"]) == {"glue_cola", "super_glue_cb"}
+    assert set(results["eval"]["super_glue_cb"]) == {"mean_3class_f1", "accuracy"}
+    averages = results["averages"]
+    assert averages["glue_average"] == pytest.approx(results["eval"]["glue_cola"]["matthews_corrcoef"])
+    cb_scores = results["eval"]["super_glue_cb"]
+    assert averages["SGLUE"] == pytest.approx(
+        (cb_scores["mean_3class_f1"] + cb_scores["accuracy"]) / 2)
+    assert main(["report", str(run_dir), "--no-png"]) == 0
+    assert "SGLUE" in capsys.readouterr().out

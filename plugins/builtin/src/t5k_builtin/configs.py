@@ -437,3 +437,141 @@ class BleuConfig:
     tokenize: str = "intl"
     smooth_method: str = "exp"
     lowercase: bool = False
+
+
+# --- SQuAD / CNN-DM / WMT tasks and paper metrics
+@dataclass
+class HubTaskSource:
+    """Where a downstream task comes from when no local file is configured: the Hugging
+    Face hub dataset ``hub_path`` / ``hub_name`` at ``revision`` (needs internet unless
+    cached). ``streaming`` reads it without downloading it whole (then the number of
+    examples is unknown)."""
+
+    hub_path: str = ""
+    hub_name: str | None = None
+    revision: str | None = None
+    streaming: bool = False
+
+
+@dataclass
+class SquadConfig(HubTaskSource):
+    """SQuAD v1.1 (facts §8.4, T5 task ``squad_v010_allanswers``).
+
+    Local official JSON files (``{"data": [...], "version": "1.1"}``) are used when
+    either file is set; the splits are the files given. Else the hub's ``rajpurkar/squad``.
+    """
+
+    hub_path: str = "rajpurkar/squad"
+    #: e.g. train-v1.1.json
+    train_file: str | None = None
+    #: e.g. dev-v1.1.json
+    validation_file: str | None = None
+    #: how question, context and answers are spaced: "nonword" = the paper-era T5 code
+    #: (spaces around every character outside [0-9A-Za-z_], RE2's \W); "punct" = later T5
+    #: (around ASCII punctuation only, RE2's [[:punct:]])
+    pad_punctuation: str = "nonword"
+
+
+@dataclass
+class CnnDailymailConfig(HubTaskSource):
+    """CNN / Daily Mail (facts §8.4, T5 task ``cnn_dailymail_v002``).
+
+    One source: ``stories_dirs`` + ``url_lists_dir`` (the original ``.story`` files and
+    ``all_{train,val,test}.txt`` URL lists, read as TFDS ``tfds_version`` does), else JSON
+    lines (``*_files``) with ``article_field`` / ``summary_field``, else the hub.
+    """
+
+    hub_path: str = "abisee/cnn_dailymail"
+    hub_name: str | None = "3.0.0"
+    #: directories holding <sha1 of URL>.story files (TFDS: cnn/stories, dailymail/stories)
+    stories_dirs: list[str] = field(default_factory=list)
+    #: directory with all_train.txt / all_val.txt / all_test.txt
+    url_lists_dir: str | None = None
+    #: how .story files become text, as this TFDS cnn_dailymail version did: "1.0.0" (the
+    #: paper's): lowercased, highlights joined with spaces; "2.0.0": lowercased, joined
+    #: with newlines; "3.0.0"/"3.1.0": cased, newlines; "3.2.0"+: also no space before an
+    #: added period
+    tfds_version: str = "1.0.0"
+    train_files: list[str] = field(default_factory=list)
+    validation_files: list[str] = field(default_factory=list)
+    test_files: list[str] = field(default_factory=list)
+    article_field: str = "article"
+    summary_field: str = "highlights"
+
+
+@dataclass
+class WmtConfig(HubTaskSource):
+    """A WMT pair translated from ``source_language`` (facts §8.4).
+
+    Local plain-text parallel files: each prefix P names ``P.<source>`` and ``P.<target>``
+    (one segment per line, e.g. ``.../newstest2014-deen``); the splits are those with
+    prefixes. Else the hub, whose rows are ``{"translation": {lang: text}}``.
+    """
+
+    hub_path: str = "wmt/wmt14"
+    hub_name: str | None = "de-en"
+    source_language: str = "en"
+    target_language: str = "de"
+    train_prefixes: list[str] = field(default_factory=list)
+    validation_prefixes: list[str] = field(default_factory=list)
+    test_prefixes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WmtEnDeConfig(WmtConfig):
+    """WMT English-German (T5 ``wmt_t2t_ende_v003``: WMT14 training data, validation
+    newstest2013, test newstest2014)."""
+
+
+@dataclass
+class WmtEnFrConfig(WmtConfig):
+    """WMT English-French. The paper used WMT15 (``wmt15_enfr_v003``: validation
+    newstest2014, test newstest2015); the default hub source is WMT14 fr-en, whose training
+    data is nearly the same (set hub_path=wmt/wmt15 for the WMT15 splits)."""
+
+    hub_name: str | None = "fr-en"
+    target_language: str = "fr"
+
+
+@dataclass
+class WmtEnRoConfig(WmtConfig):
+    """WMT16 English-Romanian (T5 ``wmt16_enro_v003``; test newstest2016)."""
+
+    hub_path: str = "wmt/wmt16"
+    hub_name: str | None = "ro-en"
+    target_language: str = "ro"
+
+
+# --- GLUE / SuperGLUE tasks
+@dataclass
+class GlueTaskConfig:
+    """A GLUE task (facts §8.2): local files in GLUE's own TSV layout, else the hub.
+
+    Local files are read when any ``*_file`` is set (each split read then needs its
+    file); with none set, ``datasets.load_dataset(hub_path, hub_name, revision=...)``.
+    """
+
+    #: GLUE's ``train.tsv`` (MRPC: also SentEval's ``msr_paraphrase_train.txt`` layout)
+    train_file: str | None = None
+    #: GLUE's ``dev.tsv`` (MNLI: ``dev_matched.tsv``)
+    validation_file: str | None = None
+    hub_path: str = "nyu-mll/glue"
+    #: hub config; None = the task's own (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)
+    hub_name: str | None = None
+    revision: str | None = None
+
+
+@dataclass
+class MnliTaskConfig(GlueTaskConfig):
+    """GLUE MNLI: train, validation (matched) and validation_mismatched."""
+
+    #: GLUE's ``dev_mismatched.tsv``
+    validation_mismatched_file: str | None = None
+
+
+@dataclass
+class SuperGlueTaskConfig(GlueTaskConfig):
+    """A SuperGLUE task (facts §8.3): the official ``train.jsonl`` / ``val.jsonl``, else
+    the hub (config: boolq, cb, copa, multirc, record, rte, wic, wsc.fixed)."""
+
+    hub_path: str = "aps/super_glue"

@@ -144,6 +144,50 @@ def t5k_corpora():
         c.DemoTaskConfig,
         "Demo task: original vs word-shuffled sentence (accuracy, Matthews corr.)",
     )
+    yield PluginSpec("glue_cola", f"{_P}.corpora.glue:GlueCola", c.GlueTaskConfig,
+                     "GLUE CoLA: 'cola sentence:' -> acceptable/unacceptable (Matthews corr.)")
+    yield PluginSpec("glue_sst2", f"{_P}.corpora.glue:GlueSst2", c.GlueTaskConfig,
+                     "GLUE SST-2: 'sst2 sentence:' -> positive/negative (accuracy)")
+    yield PluginSpec("glue_mrpc", f"{_P}.corpora.glue:GlueMrpc", c.GlueTaskConfig,
+                     "GLUE MRPC paraphrase (F1, accuracy)")
+    yield PluginSpec("glue_qqp", f"{_P}.corpora.glue:GlueQqp", c.GlueTaskConfig,
+                     "GLUE QQP duplicate questions (F1, accuracy)")
+    yield PluginSpec("glue_stsb", f"{_P}.corpora.glue:GlueStsb", c.GlueTaskConfig,
+                     "GLUE STS-B similarity as a number on a 0.2 grid (Pearson, Spearman)")
+    yield PluginSpec("glue_mnli", f"{_P}.corpora.glue:GlueMnli", c.MnliTaskConfig,
+                     "GLUE MNLI, evaluated on matched and mismatched (accuracy)")
+    yield PluginSpec("glue_qnli", f"{_P}.corpora.glue:GlueQnli", c.GlueTaskConfig,
+                     "GLUE QNLI (accuracy)")
+    yield PluginSpec("glue_rte", f"{_P}.corpora.glue:GlueRte", c.GlueTaskConfig,
+                     "GLUE RTE (accuracy)")
+    yield PluginSpec("glue_wnli", f"{_P}.corpora.glue:GlueWnli", c.GlueTaskConfig,
+                     "GLUE WNLI (accuracy; not in the GLUE average)")
+    yield PluginSpec("super_glue_boolq", f"{_P}.corpora.glue:SuperGlueBoolq", c.SuperGlueTaskConfig,
+                     "SuperGLUE BoolQ (accuracy)")
+    yield PluginSpec("super_glue_cb", f"{_P}.corpora.glue:SuperGlueCb", c.SuperGlueTaskConfig,
+                     "SuperGLUE CB (3-class macro F1, accuracy)")
+    yield PluginSpec("super_glue_copa", f"{_P}.corpora.glue:SuperGlueCopa", c.SuperGlueTaskConfig,
+                     "SuperGLUE COPA -> choice1/choice2 (accuracy)")
+    yield PluginSpec("super_glue_multirc", f"{_P}.corpora.glue:SuperGlueMultirc", c.SuperGlueTaskConfig,
+                     "SuperGLUE MultiRC, one example per answer (F1a, EM)")
+    yield PluginSpec("super_glue_record", f"{_P}.corpora.glue:SuperGlueRecord", c.SuperGlueTaskConfig,
+                     "SuperGLUE ReCoRD with entities and highlights (SQuAD EM/F1)")
+    yield PluginSpec("super_glue_rte", f"{_P}.corpora.glue:SuperGlueRte", c.SuperGlueTaskConfig,
+                     "SuperGLUE RTE (accuracy)")
+    yield PluginSpec("super_glue_wic", f"{_P}.corpora.glue:SuperGlueWic", c.SuperGlueTaskConfig,
+                     "SuperGLUE WiC (accuracy)")
+    yield PluginSpec("super_glue_wsc", f"{_P}.corpora.glue:SuperGlueWsc", c.SuperGlueTaskConfig,
+                     "SuperGLUE WSC in T5's simple referent format (accuracy)")
+    yield PluginSpec("squad", f"{_P}.corpora.qa_sum_mt:Squad", c.SquadConfig,
+                     "SQuAD v1.1: 'question: Q context: C' -> first answer (EM/F1 over all answers)")
+    yield PluginSpec("cnn_dailymail", f"{_P}.corpora.qa_sum_mt:CnnDailymail", c.CnnDailymailConfig,
+                     "CNN/Daily Mail: 'summarize: <article>' -> highlights (ROUGE)")
+    yield PluginSpec("wmt_ende", f"{_P}.corpora.qa_sum_mt:WmtEnDe", c.WmtEnDeConfig,
+                     "WMT English to German: 'translate English to German:' (BLEU)")
+    yield PluginSpec("wmt_enfr", f"{_P}.corpora.qa_sum_mt:WmtEnFr", c.WmtEnFrConfig,
+                     "WMT English to French: 'translate English to French:' (BLEU)")
+    yield PluginSpec("wmt_enro", f"{_P}.corpora.qa_sum_mt:WmtEnRo", c.WmtEnRoConfig,
+                     "WMT English to Romanian: 'translate English to Romanian:' (BLEU)")
     yield PluginSpec(
         "demo_summarize",
         f"{_P}.corpora.demo_tasks:Summarize",
@@ -201,6 +245,18 @@ def t5k_evaluators():
         c.BleuConfig,
         "Corpus BLEU (sacrebleu, T5's settings: intl tokenizer, exp smoothing)",
     )
+    yield PluginSpec("f1_invalid", f"{_P}.evaluators:F1WithInvalid", NoConfig,
+                     "Binary F1 x100; a prediction that is not a label counts wrong (MRPC, QQP)")
+    yield PluginSpec("pearson_spearman", f"{_P}.evaluators:PearsonSpearman", NoConfig,
+                     "Pearson and Spearman correlation x100 (STS-B)")
+    yield PluginSpec("mean_3class_f1", f"{_P}.evaluators:MeanClassF1", NoConfig,
+                     "Macro F1 over three classes x100 (CB)")
+    yield PluginSpec("multirc", f"{_P}.evaluators:MultiRC", NoConfig,
+                     "MultiRC F1a over answers and exact match per question")
+    yield PluginSpec("squad", f"{_P}.evaluators:Squad", NoConfig,
+                     "SQuAD v1.1 EM and F1 with the official normalisation, max over answers")
+    yield PluginSpec("paper_averages", f"{_P}.averages:PaperAverages", NoConfig,
+                     "The paper's GLUE / SuperGLUE averages and summary columns (eval.averages)")
 
 
 @hookimpl
