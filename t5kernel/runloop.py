@@ -314,14 +314,15 @@ class Runner:
         schedule = self._build(stage.schedule, "schedule", total_steps=start + stage.steps)
         strategy = None
         if stage_name == "finetune":
-            strategy = self._build(stage.strategy, "finetune")
-            strategy.setup(model, stage.steps)
+            strategy = self._finetune_strategy(model)
+            self._report_trainable(model, stage_name)
             if done:  # replay the strategy's schedule up to the resumed step
                 for local in range(done):
                     strategy.update(model, local)
-            if (self._trainable(model) != self._optimized
-                    or (stage.reset_optimizer and done == 0)):
+            if stage.reset_optimizer and done == 0:
                 self.optimizer = self._make_optimizer(model)
+            elif self._trainable(model) != self._optimized:  # parameters kept keep state
+                self.optimizer = self._make_optimizer(model, keep=self.optimizer)
         optimizer = self.optimizer
         restart_count = bool(getattr(stage, "reset_optimizer", False))
         saved = self._data_states.get(stage_name) if done else None
@@ -331,8 +332,9 @@ class Runner:
                 next(stream)
         self.global_step = start + done
         best = self.results.setdefault("best", {})
-        stage_info = self.results["stages"].setdefault(
-            stage_name, {"steps": stage.steps, "tokens": 0, "seconds": 0.0})
+        stage_info = self.results["stages"].setdefault(stage_name, {})
+        for key, value in (("steps", stage.steps), ("tokens", 0), ("seconds", 0.0)):
+            stage_info.setdefault(key, value)
         z = float(cfg.loss.z_loss)
         progress = _progress(self.console, stage_name, stage.steps, done)
         t_last, tokens_since, loss_acc, loss_n = time.perf_counter(), 0, 0.0, 0
@@ -341,7 +343,8 @@ class Runner:
                                    tps=0.0)
             for local in range(done, stage.steps):
                 if strategy is not None and strategy.update(model, local):
-                    self.optimizer = optimizer = self._make_optimizer(model)
+                    self.optimizer = optimizer = self._make_optimizer(model, keep=optimizer)
+                    self._report_trainable(model, stage_name, step=local)
                 lr = float(schedule(self.global_step))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -414,10 +417,37 @@ class Runner:
         else:
             self._say(f"pre-training read less than one pass over {budget}")
 
-    def _make_optimizer(self, model: Any) -> Any:
+    def _make_optimizer(self, model: Any, keep: Any = None) -> Any:
+        """A fresh optimizer over the trainable parameters; with ``keep``, parameters that
+        were already being optimised keep their state (e.g. when gradual unfreezing adds
+        a block, the blocks above it continue with their Adafactor statistics)."""
         factory = self._build(self.cfg.optimizer, "optimizer")
         self._optimized = self._trainable(model)
-        return factory.create([p for p in model.parameters() if p.requires_grad])
+        optimizer = factory.create([p for p in model.parameters() if p.requires_grad])
+        if keep is not None:
+            for param, state in keep.state.items():
+                if param.requires_grad:
+                    optimizer.state[param] = state
+        return optimizer
+
+    def _finetune_strategy(self, model: Any) -> Any:
+        """The fine-tuning strategy plugin, set up on ``model`` once (it may add modules,
+        so a checkpoint written during fine-tuning is loaded after this)."""
+        if getattr(self, "_strategy", None) is None:
+            stage = self.cfg.finetune
+            self._strategy = self._build(stage.strategy, "finetune")
+            self._strategy.setup(model, int(stage.steps))
+        return self._strategy
+
+    def _report_trainable(self, model: Any, stage_name: str, step: int | None = None) -> None:
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        info = self.results["stages"].setdefault(stage_name, {})
+        info.setdefault("trainable_parameters", []).append(
+            {"step": 0 if step is None else int(step), "trainable": trainable, "total": total})
+        where = "" if step is None else f" from step {step}"
+        self._say(f"{stage_name} ({self.cfg.finetune.strategy.name}){where}: {trainable:,} of "
+                  f"{total:,} parameters train ({100.0 * trainable / max(total, 1):.2f}%)")
 
     @staticmethod
     def _trainable(model: Any) -> tuple[str, ...]:
@@ -441,6 +471,11 @@ class Runner:
             self._say("resume: no valid checkpoint yet, starting from the beginning")
             return None
         model_state, trainer, state = ckpt.load(path)
+        done = state.get("stage_steps", {}).get("finetune")
+        if done is not None:  # the strategy may have added modules or frozen some
+            strategy = self._finetune_strategy(comps.model)
+            for local in range(int(done)):  # its trainable set at the resumed step
+                strategy.update(comps.model, local)
         comps.model.load_state_dict(model_state)
         self.global_step = int(state["step"])
         self._data_states = dict(state.get("data", {}))
@@ -626,6 +661,8 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     for i, path in enumerate(checkpoints):
         model = comps.model if i == 0 else comps.backend.prepare(
             comps.arch.build(comps.vocab.vocab_size))
+        if _written_during_finetuning(path):  # e.g. adapters: add them before loading
+            runner._build(cfg.finetune.strategy, "finetune").setup(model, int(cfg.finetune.steps))
         ckpt.load_model_weights(model, path)
         members.append(model)
     runner.members = members
@@ -642,6 +679,14 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     ckpt.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg))
     ckpt.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
     return out_dir, results
+
+
+def _written_during_finetuning(path: Path) -> bool:
+    state = Path(path) / "state.json"
+    try:
+        return "finetune" in json.loads(state.read_text()).get("stage_steps", {})
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:

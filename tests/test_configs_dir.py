@@ -24,3 +24,21 @@ def test_baseline_full_size_is_the_papers_baseline():
     assert (cfg.pretrain.steps, cfg.pretrain.batch_size) == (2**19, 128)
     assert cfg.finetune.steps == 2**18 and cfg.finetune.schedule.value == 1e-3
     assert cfg.loss.z_loss == 1e-4 and cfg.loss.denominator == "constant"
+
+
+@pytest.mark.parametrize("overlay, expected", [
+    ("steps_4x", {"pretrain.steps": 2**21, "finetune.steps": 2**20, "model.num_layers": 12}),
+    ("batch_4x", {"pretrain.batch_size": 512, "pretrain.steps": 2**19}),
+    ("size_2x_steps_2x", {"model.num_layers": 16, "model.d_model": 1024, "model.num_heads": 16,
+                          "pretrain.steps": 2**20, "finetune.steps": 2**19}),
+    ("size_4x", {"model.num_layers": 32, "model.d_model": 1024, "pretrain.steps": 2**19}),
+    ("ensemble_member", {"eval.ensemble_reduce": "mean_logit", "model.num_layers": 12}),
+])
+def test_scaling_overlays_are_the_papers_table_13_rows(overlay, expected):
+    from omegaconf import OmegaConf
+
+    root = CONFIGS[0].parent
+    cfg = validate(compose([root / "baseline_full_size.yaml", root / "scaling" / f"{overlay}.yaml"]),
+                   Registry.discover(strict=True))
+    for key, value in expected.items():
+        assert OmegaConf.select(cfg, key) == value, key

@@ -20,7 +20,7 @@ BUILTIN_EXPECTED = {
     ("corpus", "wikipedia_tbc"), ("corpus", "demo_acceptability"),
     ("corpus", "glue_cola"), ("corpus", "glue_sst2"), ("corpus", "glue_mrpc"), ("corpus", "glue_qqp"), ("corpus", "glue_stsb"), ("corpus", "glue_mnli"), ("corpus", "glue_qnli"), ("corpus", "glue_rte"), ("corpus", "glue_wnli"), ("corpus", "super_glue_boolq"), ("corpus", "super_glue_cb"), ("corpus", "super_glue_copa"), ("corpus", "super_glue_multirc"), ("corpus", "super_glue_record"), ("corpus", "super_glue_rte"), ("corpus", "super_glue_wic"), ("corpus", "super_glue_wsc"),
     ("corpus", "demo_summarize"), ("corpus", "demo_pig_latin"), ("mixer", "proportional"), ("mixer", "temperature"), ("mixer", "equal"),
-    ("finetune", "full"), ("evaluator", "accuracy"), ("evaluator", "matthews_corr"),
+    ("finetune", "full"), ("finetune", "adapters"), ("finetune", "gradual_unfreeze"), ("evaluator", "accuracy"), ("evaluator", "matthews_corr"),
     ("evaluator", "rouge"), ("evaluator", "bleu"),
     ("evaluator", "f1_invalid"), ("evaluator", "pearson_spearman"), ("evaluator", "mean_3class_f1"), ("evaluator", "multirc"), ("evaluator", "squad"), ("evaluator", "paper_averages"),
     ("corpus", "squad"), ("corpus", "cnn_dailymail"), ("corpus", "wmt_ende"), ("corpus", "wmt_enfr"), ("corpus", "wmt_enro"), ("backend", "cpu"),

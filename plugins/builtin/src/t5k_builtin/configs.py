@@ -201,6 +201,29 @@ class TextFilesConfig:
 
 
 @dataclass
+class AdaptersConfig:
+    """Adapter layers (P §3.5.1, Table 10): inner dimension d = 32, 128, 512 or 2048."""
+
+    inner_dim: int = 512
+    #: also train the model's layer norms (the paper's text); False = adapters only (the
+    #: gin's ``variable_filter = "task_adapter"``)
+    train_layer_norms: bool = True
+    #: "near_identity" (W_o scaled by 1e-3: outputs barely change at step 0), "zero"
+    #: (exactly the pre-trained function), "mtf" (the reference's standard init)
+    init: str = "near_identity"
+
+
+@dataclass
+class GradualUnfreezeConfig:
+    """Gradual unfreezing (P §3.5.1, Table 10): top blocks first, in equal episodes."""
+
+    #: number of episodes; 0 = one per block of the deepest stack (the paper: 12)
+    episodes: int = 0
+    #: the shared embedding / output matrix trains throughout
+    train_embedding: bool = True
+
+
+@dataclass
 class C4CleanConfig:
     """The C4 cleaning rules (facts §4.2; TFDS ``c4_utils``), each switchable.
 

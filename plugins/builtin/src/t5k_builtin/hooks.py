@@ -222,6 +222,13 @@ def t5k_mixers():
 @hookimpl
 def t5k_finetune_strategies():
     yield PluginSpec("full", f"{_P}.finetune:Full", NoConfig, "Fine-tune every parameter")
+    yield PluginSpec("adapters", f"{_P}.finetune:Adapters", c.AdaptersConfig,
+                     "Adapter layers (inner dim d) after every feed-forward; only they and the "
+                     "layer norms train (T5 Table 10)")
+    yield PluginSpec("gradual_unfreeze", f"{_P}.finetune:GradualUnfreeze",
+                     c.GradualUnfreezeConfig,
+                     "Blocks unfrozen from the top of encoder and decoder over equal episodes "
+                     "(T5 Table 10)")
 
 
 @hookimpl

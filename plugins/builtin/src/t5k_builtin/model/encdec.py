@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model import layers
 from t5k_builtin.model.features import encdec_features, pack_examples
 from t5k_builtin.model.layers import Stack, init_weights, mask_bias, visibility
 from t5kernel import decoding
@@ -220,6 +221,38 @@ class EncDecModel(nn.Module):
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
         return EncDecIncremental(self, batch, num_beams, use_cache)
+
+    # ------------------------------------------------------------------ adapters
+    def add_adapters(
+        self, inner_dim: int, init: str = "near_identity", generator: torch.Generator | None = None
+    ) -> list[str]:
+        """Add one adapter after the feed-forward sublayer of every block (P §3.5.1, facts
+        §7.1) and return the new parameters' names.
+
+        ``init``: "mtf" = the reference's standard initialisation (not an identity);
+        "near_identity" = the same but ``W_o`` scaled by 1e-3, so the model's outputs
+        barely change at step 0 (Houlsby et al.'s choice); "zero" = ``W_o`` = 0, exactly
+        the pre-trained function. The adapter has its own RMSNorm scale.
+        """
+        if init not in ("mtf", "near_identity", "zero"):
+            raise ConfigError(f"adapter init {init!r}; allowed: 'mtf', 'near_identity', 'zero'")
+        if int(inner_dim) < 1:
+            raise ConfigError(f"adapter inner dimension must be >= 1, got {inner_dim}")
+        before = {n for n, _ in self.named_parameters()}
+        device = next(self.parameters()).device
+        dtype = next(self.parameters()).dtype
+        seen: set[int] = set()
+        for module in list(self.modules()):
+            if isinstance(module, layers.Block) and id(module) not in seen:
+                seen.add(id(module))
+                adapter = module.add_adapter(self.config, int(inner_dim)).to(device, dtype)
+                layers.init_weights(adapter, "mtf", generator)
+                with torch.no_grad():
+                    if init == "near_identity":
+                        adapter.DenseReluDense.wo.weight.mul_(1e-3)
+                    elif init == "zero":
+                        adapter.DenseReluDense.wo.weight.zero_()
+        return [n for n, _ in self.named_parameters() if n not in before]
 
     # ------------------------------------------------------------------ blocks
     def blocks(self) -> list[BlockInfo]:

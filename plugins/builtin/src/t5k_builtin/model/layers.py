@@ -342,6 +342,8 @@ class Block(nn.Module):
         layers.append(FeedForwardLayer(cfg))
         self.layer = nn.ModuleList(layers)
         self.has_cross_attention = cross_attention
+        #: index of the feed-forward sublayer; adapters (if any) follow it
+        self.ffn_index = len(layers) - 1
 
     def forward(
         self,
@@ -356,7 +358,17 @@ class Block(nn.Module):
             if not self.has_cross_attention:
                 raise ValueError("this block has no cross-attention but got encoder memory")
             x = self.layer[1](x, memory, cross_bias, None if cache is None else cache["cross"])
-        return self.layer[-1](x)
+        for sublayer in self.layer[self.ffn_index:]:  # the FFN, then any adapter
+            x = sublayer(x)
+        return x
+
+    def add_adapter(self, cfg: Any, inner_dim: int) -> FeedForwardLayer:
+        """Append an adapter sublayer after the FFN (facts §7.1: gin ``task_adapter``):
+        ``x + Dropout(W_o Dropout(ReLU(W_i RMSNorm_a(x))))`` with inner dim ``inner_dim``."""
+        adapter = FeedForwardLayer(cfg, d_ff=inner_dim)
+        adapter.is_adapter = True
+        self.layer.append(adapter)
+        return adapter
 
 
 class Stack(nn.Module):
