@@ -228,6 +228,7 @@ class Registry:
         known = sorted({r.name for r in self.records if r.kind == kind and r.status == ACTIVE})
         close = difflib.get_close_matches(bare, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint += _catalogue_hint(kind, bare)
         raise PluginNotFoundError(
             f"unknown {kind} {bare!r}.{hint} Available {kind} plugins: {', '.join(known) or 'none'}"
         )
@@ -293,3 +294,17 @@ def default_registry(refresh: bool = False) -> Registry:
         _DEFAULT = Registry.discover()
     return _DEFAULT
 
+
+def _catalogue_hint(kind: str, name: str) -> str:
+    """" It is provided by X (not installed): <install>" when the catalogue lists it."""
+    try:
+        from t5kernel.catalogue import available_records
+
+        rows = [r for r in available_records(kind) if r["name"] == name]
+    except Exception:  # the catalogue is a convenience; never mask the real error
+        return ""
+    if not rows:
+        return ""
+    row = rows[0]
+    return (f" It is provided by distribution {row['distribution']}, which is not installed: "
+            f"{row['install']}.")

@@ -24,6 +24,7 @@ from t5kernel import checkpoint as ckpt
 from t5kernel import data
 from t5kernel.api import BuildContext
 from t5kernel.config import plugin_config
+from t5kernel.distributed import launch_rank, rank_of, world_size_of
 from t5kernel.errors import ConfigError, RunDirError, T5KError
 
 #: keys that may differ between a run and its resumption
@@ -108,6 +109,16 @@ class MetricsLog:
         self._f.close()
 
 
+class _NullLog:
+    """What ranks other than 0 log to: nothing (rank 0 writes the run directory)."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------- the run
 @dataclass
 class Components:
@@ -142,12 +153,16 @@ class Runner:
         self._data_states: dict[str, Any] = {}
         #: the pre-training document stream (for how many times the corpus was read)
         self._documents: data.DocumentStream | None = None
+        #: rank 0 (or a single process) writes the run directory; other ranks only read
+        self.main = launch_rank() == 0
+        self.comps: Components | None = None
 
     # -- building -------------------------------------------------------------
     def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
         name = name or section["name"]
         record = self.registry.get(kind, name)
-        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir, seed=int(self.cfg.seed),
+        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir if self.main else None,
+                           seed=int(self.cfg.seed),
                            extras=extras)
         return self.registry.build(kind, name, plugin_config(section, record), ctx)
 
@@ -163,13 +178,31 @@ class Runner:
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
         texts = self._vocab_texts(corpus, tasks) if training else None
-        vocab = self._build(cfg.vocabulary, "vocabulary", texts=texts)
+        vocab = self._build_vocabulary(backend, texts)
         arch = self._build(cfg.model, "architecture")
         model = backend.prepare(arch.build(vocab.vocab_size))
         comps = Components(backend, vocab, arch, model, tasks, corpus)
         if corpus is not None:
             comps.objective = self._build(cfg.objective, "objective", vocabulary=vocab)
         return comps
+
+    def _build_vocabulary(self, backend: Any, texts: Any) -> Any:
+        """The vocabulary; with several processes rank 0 builds (and saves) it first and
+        the others load what it wrote, so every rank tokenises identically."""
+        section = self.cfg.vocabulary
+        if world_size_of(backend) == 1:
+            return self._build(section, "vocabulary", texts=texts)
+        barrier = getattr(backend, "barrier", lambda: None)
+        if self.main:
+            vocab = self._build(section, "vocabulary", texts=texts)
+            barrier()
+            return vocab
+        barrier()
+        record = self.registry.get("vocabulary", section["name"])
+        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir,
+                           seed=int(self.cfg.seed), extras={"texts": texts})
+        return self.registry.build("vocabulary", section["name"],
+                                   plugin_config(section, record), ctx)
 
     @staticmethod
     def _vocab_texts(corpus: Any, tasks: dict[str, Any]):
@@ -195,8 +228,10 @@ class Runner:
             # a resumed run's own checkpoint already holds (trained) weights
             ckpt.load_model_weights(comps.model, Path(cfg.init_checkpoint))
             self._say(f"init: model weights from {cfg.init_checkpoint}")
+        self.main = rank_of(comps.backend) == 0
         self.log = MetricsLog(self.run_dir / "metrics.jsonl",
-                              keep_until_step=resume_state["step"] if resume_state else None)
+                              keep_until_step=resume_state["step"] if resume_state else None
+                              ) if self.main else _NullLog()
         if resume_state:
             self.results = resume_state.get("results", self.results)
         info = comps.arch.describe(comps.vocab.vocab_size)
@@ -221,17 +256,27 @@ class Runner:
                 if done < stage.steps:
                     self._train_stage(comps, stage_name, stage, start, done)
                 start += stage.steps
-            if cfg.finetune.steps <= 0 or not self.results["eval"]:
-                if comps.tasks:
-                    scores = self.evaluate(comps)
-                    self.results["eval"] = scores
-                    self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
-            self._finalize_results(comps)
+            if self.main:  # evaluation and results: rank 0 only
+                if cfg.finetune.steps <= 0 or not self.results["eval"]:
+                    if comps.tasks:
+                        scores = self.evaluate(comps)
+                        self.results["eval"] = scores
+                        self.log.write({"stage": "eval", "step": self.global_step,
+                                        "eval": scores})
+                self._finalize_results(comps)
         finally:
             self.log.close()
-        ckpt.atomic_write_text(self.run_dir / "results.json",
-                               json.dumps(self.results, indent=1, sort_keys=True))
+        if self.main:
+            ckpt.atomic_write_text(self.run_dir / "results.json",
+                                   json.dumps(self.results, indent=1, sort_keys=True))
+        self._barrier(comps)
         return self.results
+
+    @staticmethod
+    def _barrier(comps: Components) -> None:
+        barrier = getattr(comps.backend, "barrier", None)
+        if barrier is not None:
+            barrier()
 
     # -- training -------------------------------------------------------------
     def _stream(self, comps: Components, stage_name: str, stage: Any,
@@ -308,6 +353,8 @@ class Runner:
 
     def _train_stage(self, comps: Components, stage_name: str, stage: Any, start: int,
                      done: int) -> None:
+        import torch
+
         cfg = self.cfg
         model, backend = comps.model, comps.backend
         # schedules see the global step, so the stage ends at global step start + steps
@@ -336,7 +383,11 @@ class Runner:
         for key, value in (("steps", stage.steps), ("tokens", 0), ("seconds", 0.0)):
             stage_info.setdefault(key, value)
         z = float(cfg.loss.z_loss)
-        progress = _progress(self.console, stage_name, stage.steps, done)
+        world, rank = world_size_of(backend), rank_of(backend)
+        if stage.batch_size % world:
+            raise ConfigError(f"{stage_name}.batch_size={stage.batch_size} must be a multiple of "
+                              f"the {world} processes (each trains on an equal share of rows)")
+        progress = _progress(self.console if self.main else None, stage_name, stage.steps, done)
         t_last, tokens_since, loss_acc, loss_n = time.perf_counter(), 0, 0.0, 0
         with progress as bar:
             task_id = bar.add_task(stage_name, total=stage.steps, completed=done, loss=float("nan"),
@@ -344,6 +395,7 @@ class Runner:
             for local in range(done, stage.steps):
                 if strategy is not None and strategy.update(model, local):
                     self.optimizer = optimizer = self._make_optimizer(model, keep=optimizer)
+                    self._trainable_changed(model)
                     self._report_trainable(model, stage_name, step=local)
                 lr = float(schedule(self.global_step))
                 for group in optimizer.param_groups:
@@ -351,25 +403,32 @@ class Runner:
                     # optimizers that decay with the step (Adafactor) keep counting across
                     # stages and optimizer rebuilds, as Mesh TF's global step does
                     group["global_step"] = local if restart_count else self.global_step
-                np_batch = next(stream)
+                global_batch = next(stream)
+                np_batch = self._rank_rows(global_batch, stage, world, rank)
                 batch = backend.to_device(np_batch)
                 model.train()
                 with backend.autocast():
                     out = model(batch)
+                # the loss of the global batch: every rank divides by the global
+                # denominator; DDP averages gradients over ranks, hence * world
+                sums = torch.stack([out.loss_sum.detach().float(),
+                                    torch.as_tensor(out.num_tokens).float()])
+                if world > 1:
+                    sums = backend.all_reduce_sum(sums)
                 if cfg.loss.denominator == "constant":
-                    denom = float(np_batch["decoder_target_tokens"].size)
+                    denom = float(global_batch["decoder_target_tokens"].size)
                 else:
-                    denom = out.num_tokens.clamp(min=1)
-                loss = (out.loss_sum + z * out.z_loss_sum) / denom
-                token_loss = float(out.loss_sum.detach()) / max(float(out.num_tokens), 1.0)
+                    denom = sums[1].clamp(min=1)
+                loss = (out.loss_sum + z * out.z_loss_sum) / denom * world
+                token_loss = float(sums[0]) / max(float(sums[1]), 1.0)
                 if not math.isfinite(token_loss):
                     raise NumericalError(
                         f"{stage_name} step {self.global_step}: loss is {token_loss}; stopping "
                         "(checkpoints written so far are intact)")
                 backend.step(loss, optimizer)
                 self.global_step += 1
-                ntok = int(np.count_nonzero(np_batch["decoder_target_tokens"])
-                           + np.count_nonzero(np_batch.get("encoder_input_tokens", 0)))
+                ntok = int(np.count_nonzero(global_batch["decoder_target_tokens"])
+                           + np.count_nonzero(global_batch.get("encoder_input_tokens", 0)))
                 tokens_since += ntok
                 stage_info["tokens"] += ntok
                 loss_acc += token_loss
@@ -393,7 +452,8 @@ class Runner:
                 every = stage.checkpoint_every
                 if (every and step_no % every == 0) or step_no == stage.steps:
                     paused = time.perf_counter()
-                    if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
+                    if (self.main and stage_name == "finetune"
+                            and cfg.eval.best_checkpoint_per_task):
                         self._eval_checkpoint(comps, best)
                     self._data_states[stage_name] = stream.state()
                     self._save(comps, optimizer, stage_name, step_no)
@@ -417,6 +477,16 @@ class Runner:
         else:
             self._say(f"pre-training read less than one pass over {budget}")
 
+    @staticmethod
+    def _rank_rows(batch: dict[str, Any], stage: Any, world: int, rank: int) -> dict[str, Any]:
+        """This rank's rows of the global batch (every rank builds the same batch)."""
+        if world == 1:
+            return batch
+        rows = stage.batch_size // world
+        return {k: v[rank * rows:(rank + 1) * rows]
+                if isinstance(v, np.ndarray) and v.ndim and v.shape[0] == stage.batch_size else v
+                for k, v in batch.items()}
+
     def _make_optimizer(self, model: Any, keep: Any = None) -> Any:
         """A fresh optimizer over the trainable parameters; with ``keep``, parameters that
         were already being optimised keep their state (e.g. when gradual unfreezing adds
@@ -437,7 +507,13 @@ class Runner:
             stage = self.cfg.finetune
             self._strategy = self._build(stage.strategy, "finetune")
             self._strategy.setup(model, int(stage.steps))
+            self._trainable_changed(model)
         return self._strategy
+
+    def _trainable_changed(self, model: Any) -> None:
+        hook = getattr(self.comps.backend, "trainable_changed", None) if self.comps else None
+        if hook is not None:  # e.g. DDP fixes its parameter list when built
+            hook(model)
 
     def _report_trainable(self, model: Any, stage_name: str, step: int | None = None) -> None:
         total = sum(p.numel() for p in model.parameters())
@@ -461,9 +537,14 @@ class Runner:
         state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
                  "results": self.results, "data": self._data_states}
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
-        ckpt.save(self.ckpt_dir, self.global_step, comps.model.state_dict(), trainer, state)
-        protect = {int(s) for s in self.results.get("best_step", {}).values()}
-        ckpt.prune(self.ckpt_dir, int(self.cfg.keep_checkpoints), protect)
+        to_host = getattr(comps.backend, "to_host", None)  # device tensors -> host copies
+        if to_host is not None:
+            trainer = to_host(trainer)
+        if self.main:
+            ckpt.save(self.ckpt_dir, self.global_step, comps.model.state_dict(), trainer, state)
+            protect = {int(s) for s in self.results.get("best_step", {}).values()}
+            ckpt.prune(self.ckpt_dir, int(self.cfg.keep_checkpoints), protect)
+        self._barrier(comps)  # no rank runs ahead of a checkpoint that may be resumed
 
     def _restore(self, comps: Components) -> dict[str, Any] | None:
         path = ckpt.latest_valid(self.ckpt_dir)
@@ -743,7 +824,22 @@ class _NullProgress(contextlib.AbstractContextManager):
 
 
 def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, dict[str, Any]]:
-    """Prepare the run directory and run the validated config in it."""
-    run_dir = prepare_run_dir(cfg)
+    """Prepare the run directory and run the validated config in it.
+
+    Launched as several processes (torchrun), rank 0 alone creates and writes the run
+    directory, which therefore has to be named (``run_dir=``); the others join when the
+    backend sets up the process group.
+    """
+    from t5kernel.distributed import launch_world_size
+
+    if launch_world_size() > 1:
+        if not cfg.run_dir:
+            raise ConfigError("a multi-process run needs run_dir=<folder> (every rank must "
+                              "agree on it)")
+        run_dir = prepare_run_dir(cfg) if launch_rank() == 0 else Path(cfg.run_dir)
+        if launch_rank() != 0:
+            console = None
+    else:
+        run_dir = prepare_run_dir(cfg)
     runner = Runner(cfg, registry, run_dir, console)
     return run_dir, runner.run()

@@ -23,7 +23,7 @@ BUILTIN_EXPECTED = {
     ("finetune", "full"), ("finetune", "adapters"), ("finetune", "gradual_unfreeze"), ("evaluator", "accuracy"), ("evaluator", "matthews_corr"),
     ("evaluator", "rouge"), ("evaluator", "bleu"),
     ("evaluator", "f1_invalid"), ("evaluator", "pearson_spearman"), ("evaluator", "mean_3class_f1"), ("evaluator", "multirc"), ("evaluator", "squad"), ("evaluator", "paper_averages"),
-    ("corpus", "squad"), ("corpus", "cnn_dailymail"), ("corpus", "wmt_ende"), ("corpus", "wmt_enfr"), ("corpus", "wmt_enro"), ("backend", "cpu"),
+    ("corpus", "squad"), ("corpus", "cnn_dailymail"), ("corpus", "wmt_ende"), ("corpus", "wmt_enfr"), ("corpus", "wmt_enro"), ("backend", "cpu"), ("backend", "cuda"),
     ("optimizer", "adafactor"), ("schedule", "rsqrt"), ("schedule", "constant"),
 }
 

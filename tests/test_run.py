@@ -206,3 +206,21 @@ def test_token_budget_repeats_the_corpus_and_says_how_often(tmp_path, capsys):
     assert corpus["max_tokens"] == 500 and corpus["tokens_per_pass"] == 500
     assert corpus["passes"] > 2  # 128 chunks per objective block are far more than 500 tokens
     assert "500-token budget" in capsys.readouterr().out
+
+
+def _importable(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.parametrize("backend, needle, unavailable", [
+    ("cuda", "no CUDA GPU is visible", lambda: not __import__("torch").cuda.is_available()),
+    ("xla", "t5kernel-xla", lambda: not _importable("t5k_xla")),
+])
+def test_missing_accelerators_are_clear_errors(tmp_path, capsys, backend, needle, unavailable):
+    if not unavailable():
+        pytest.skip(f"{backend} is available here")
+    assert run(f"run_dir={tmp_path / 'r'}", "--backend", backend) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and needle in err

@@ -411,6 +411,23 @@ class CpuBackendConfig:
     threads: int | None = None
     #: torch.use_deterministic_algorithms
     deterministic: bool = True
+    #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over gloo
+    parallel: str = "ddp"
+
+
+@dataclass
+class CudaBackendConfig:
+    """PyTorch on NVIDIA GPUs."""
+
+    #: "bf16" autocast (falls back to "fp16" + loss scaling without bf16 support), "fp16",
+    #: or "fp32"
+    precision: str = "bf16"
+    #: TF32 tensor cores for float32 matmuls
+    tf32: bool = True
+    #: nn.Module.compile the model (torch.compile, parameter names unchanged)
+    compile: bool = False
+    #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over NCCL
+    parallel: str = "ddp"
 
 
 @dataclass

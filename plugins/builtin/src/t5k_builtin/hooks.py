@@ -271,6 +271,9 @@ def t5k_backends():
     yield PluginSpec(
         "cpu", f"{_P}.backends.cpu:CpuBackend", c.CpuBackendConfig, "PyTorch on the CPU, float32"
     )
+    yield PluginSpec("cuda", f"{_P}.backends.cuda:CudaBackend", c.CudaBackendConfig,
+                     "NVIDIA GPUs: bf16 autocast (fp16 + loss scaling without bf16), TF32, "
+                     "optional torch.compile, DDP over NCCL under torchrun")
 
 
 @hookimpl

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from t5k_builtin.backends.distributed import DataParallel
 from t5kernel.errors import ConfigError, DataError
 
 
-class CpuBackend:
+class CpuBackend(DataParallel):
     """Backend ``cpu`` (config: CpuBackendConfig).
 
     Construction applies the process-wide settings: ``threads`` -> ``torch.set_num_threads``
@@ -36,12 +37,13 @@ class CpuBackend:
             torch.set_num_threads(config.threads)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        self.init_distributed("gloo", config.parallel)  # torchrun: one process per rank
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
     def prepare(self, model: Any) -> Any:
-        return model.to(self.device)
+        return self.wrap(model.to(self.device))
 
     def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """numpy arrays -> tensors: integers become int64, floats float32, bools stay bool.

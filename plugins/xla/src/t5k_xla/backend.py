@@ -1,0 +1,124 @@
+"""The ``xla`` backend: PyTorch through torch-xla's lazy tensors on a PJRT device.
+
+Operations are recorded into a graph that XLA compiles and runs when the step is synced
+(``torch_xla.sync()``), so the run loop's training batches — always ``batch_size`` rows
+of the configured lengths — compile once and reuse the graph. ``xm.optimizer_step``
+applies the optimizer (and, over several replicas, all-reduces gradients first).
+Checkpoints get host copies of device tensors (``to_host``). The device comes from
+``$PJRT_DEVICE``: ``CPU`` here and in tests, ``TPU`` on pods (launch one process per
+host with torch-xla's runtime; see the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from t5kernel.errors import ConfigError, DataError
+
+
+def _import_xla():
+    try:
+        import torch_xla
+        import torch_xla.core.xla_model as xm
+    except ImportError as exc:
+        raise ConfigError(
+            "xla backend: torch-xla is not installed or does not load "
+            f"({exc}); install it with its torch: pip install torch==2.9.0 torch-xla==2.9.0"
+        ) from None
+    return torch_xla, xm
+
+
+class XlaBackend:
+    """Backend ``xla`` (config: XlaBackendConfig)."""
+
+    name = "xla"
+
+    def __init__(self, config: Any, context: Any = None) -> None:
+        if config.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"xla backend: precision={config.precision!r}; allowed: 'fp32', "
+                              "'bf16'")
+        if config.parallel != "ddp":
+            raise ConfigError(f"xla backend: parallel={config.parallel!r}; allowed: 'ddp'")
+        os.environ.setdefault("PJRT_DEVICE", "CPU")
+        self.torch_xla, self.xm = _import_xla()
+        import torch
+
+        self.torch = torch
+        self.config = config
+        self.device = self.torch_xla.device()
+        runtime = self.torch_xla.runtime
+        self.world_size = int(runtime.world_size())
+        self.rank = int(runtime.global_ordinal())
+
+    def seed(self, seed: int) -> None:
+        self.torch.manual_seed(seed)
+        self.xm.set_rng_state(int(seed), device=self.device)
+
+    def prepare(self, model: Any) -> Any:
+        return model.to(self.device)
+
+    def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        torch = self.torch
+        out: dict[str, Any] = {}
+        for key, value in batch.items():
+            if isinstance(value, np.ndarray):
+                if value.dtype == np.bool_:
+                    tensor = torch.tensor(value, dtype=torch.bool)
+                elif np.issubdtype(value.dtype, np.integer):
+                    tensor = torch.tensor(value, dtype=torch.long)
+                elif np.issubdtype(value.dtype, np.floating):
+                    tensor = torch.tensor(value, dtype=torch.float32)
+                else:
+                    raise DataError(f"xla backend: batch[{key!r}] has dtype {value.dtype}")
+                out[key] = tensor.to(self.device)
+            elif isinstance(value, torch.Tensor):
+                out[key] = value.to(self.device)
+            else:
+                out[key] = value
+        return out
+
+    def autocast(self) -> Any:
+        if self.config.precision == "bf16":
+            return self.torch.autocast("xla", dtype=self.torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def step(self, loss: Any, optimizer: Any) -> None:
+        """Backward, ``xm.optimizer_step`` (all-reduce over replicas), zero, sync the graph."""
+        loss.backward()
+        self.xm.optimizer_step(optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        self.torch_xla.sync()
+
+    def to_host(self, state: Any) -> Any:
+        """A copy of ``state`` (nested dicts/lists of tensors) with tensors on the CPU."""
+        return self.xm._maybe_convert_to_cpu(state)
+
+    def rng_state(self) -> dict[str, Any]:
+        seed = int(self.xm.get_rng_state(device=self.device))  # a uint64
+        return {"torch": self.torch.get_rng_state().clone(),
+                "xla": self.torch.tensor([seed & 0xFFFFFFFF, seed >> 32], dtype=self.torch.int64)}
+
+    def set_rng_state(self, state: Mapping[str, Any]) -> None:
+        if "torch" not in state or "xla" not in state:
+            raise DataError(f"xla backend: rng state needs 'torch' and 'xla' (got {sorted(state)})")
+        self.torch.set_rng_state(self.torch.as_tensor(state["torch"]).to(self.torch.uint8))
+        low, high = (int(v) for v in self.torch.as_tensor(state["xla"]).tolist())
+        self.xm.set_rng_state(low | (high << 32), device=self.device)
+
+    def all_reduce_sum(self, tensor: Any) -> Any:
+        if self.world_size > 1:
+            return self.xm.all_reduce(self.xm.REDUCE_SUM, tensor)
+        return tensor
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            self.xm.rendezvous("t5k")
+
+    def sync(self) -> None:
+        self.torch_xla.sync()
+        self.xm.wait_device_ops()
