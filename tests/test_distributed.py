@@ -3,6 +3,7 @@ process over the same global batch, and only rank 0 writes the run directory."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -50,6 +51,15 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     got, want = losses(multi), losses(single)
     assert [s for s, _ in got] == [s for s, _ in want]
     assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4, abs=1e-4)
+    # a 2-process run resumes in one process (checkpoints hold the whole model)
+    shutil.rmtree(multi / "checkpoints" / "step_8")
+    (multi / "results.json").unlink()
+    out = subprocess.run([sys.executable, "-m", "t5kernel.cli", "run", "--quiet", "--config",
+                          str(multi / "config.yaml"), f"run_dir={multi}", "resume=true"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert [v for _, v in losses(multi)] == pytest.approx([v for _, v in want], rel=1e-4,
+                                                           abs=1e-4)
 
 
 def test_multi_process_runs_need_a_named_run_dir(monkeypatch, capsys):
