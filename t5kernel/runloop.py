@@ -832,6 +832,7 @@ def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, 
     """
     from t5kernel.distributed import launch_world_size
 
+    existed = bool(cfg.run_dir) and Path(cfg.run_dir).exists()
     if launch_world_size() > 1:
         if not cfg.run_dir:
             raise ConfigError("a multi-process run needs run_dir=<folder> (every rank must "
@@ -841,5 +842,20 @@ def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, 
             console = None
     else:
         run_dir = prepare_run_dir(cfg)
+    fresh = not cfg.resume and launch_rank() == 0
     runner = Runner(cfg, registry, run_dir, console)
-    return run_dir, runner.run()
+    try:
+        return run_dir, runner.run()
+    except T5KError:
+        # a run refused before it trained anything (a backend that cannot run here, a
+        # bad plugin option found at build time) leaves no half-made run directory behind
+        # that would block the corrected command; a run with checkpoints is kept
+        if fresh and not (run_dir / "checkpoints").exists():
+            import shutil
+
+            if existed:  # an empty folder the user made: keep the folder itself
+                for child in run_dir.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise

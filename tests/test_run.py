@@ -224,3 +224,12 @@ def test_missing_accelerators_are_clear_errors(tmp_path, capsys, backend, needle
     assert run(f"run_dir={tmp_path / 'r'}", "--backend", backend) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and needle in err
+
+
+def test_a_run_refused_at_build_time_leaves_no_run_directory(tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    bad = ["--corpus", "text_files", f"corpus.paths=[{tmp_path / 'missing.txt'}]"]
+    assert run(f"run_dir={run_dir}", *bad) == 2
+    assert not run_dir.exists()  # so the corrected command can use the same run_dir
+    assert run(f"run_dir={run_dir}", "pretrain.steps=2", "finetune.steps=0",
+               "eval.max_examples=1") == 0
