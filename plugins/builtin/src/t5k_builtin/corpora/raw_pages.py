@@ -32,7 +32,7 @@ import gzip
 import json
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from t5kernel.errors import DataError
@@ -61,7 +61,14 @@ def resolve_files(patterns: list[str], what: str) -> list[Path]:
     recursive) or a glob (matches sorted). A missing path, an empty match or an unknown
     ending raises DataError naming the pattern and what is allowed.
     """
-    allowed = ", ".join(SUFFIXES)
+    return resolve_by_ending(patterns, what, _kind, ", ".join(SUFFIXES))
+
+
+def resolve_by_ending(patterns: list[str], what: str, kind_of: Callable[[Path], str | None],
+                      allowed: str) -> list[Path]:
+    """Files named by ``patterns`` (files, directories, globs), in order; a file's format
+    comes from ``kind_of`` (None = not accepted; ``allowed`` lists the endings for errors).
+    Shared by the raw-page reader and the corpus plugins' shard lists."""
     files: list[Path] = []
     for pattern in patterns:
         path = Path(pattern).expanduser()
@@ -70,7 +77,7 @@ def resolve_files(patterns: list[str], what: str) -> list[Path]:
             if not matches:
                 raise DataError(f"{what}: pattern {pattern!r} matches no file")
         elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and _kind(p))
+            matches = sorted(p for p in path.iterdir() if p.is_file() and kind_of(p))
             if not matches:
                 raise DataError(f"{what}: directory {pattern!r} holds no {allowed} file")
         elif path.is_file():
@@ -78,7 +85,7 @@ def resolve_files(patterns: list[str], what: str) -> list[Path]:
         else:
             raise DataError(f"{what}: file {pattern!r} does not exist")
         for match in matches:
-            if _kind(match) is None:
+            if kind_of(match) is None:
                 raise DataError(
                     f"{what}: {str(match)!r} has an unsupported ending; allowed: {allowed}"
                 )

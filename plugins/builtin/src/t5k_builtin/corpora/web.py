@@ -37,7 +37,6 @@ import collections
 import contextlib
 import dataclasses
 import functools
-import glob
 import gzip
 import hashlib
 import json
@@ -74,28 +73,8 @@ def shard_format(path: Path, formats: dict[str, str]) -> str | None:
 
 def resolve_shards(patterns: list[str], what: str, formats: dict[str, str]) -> list[Path]:
     """Files named by ``patterns`` (files, directories, globs), in order; DataError if bad."""
-    allowed = ", ".join(formats)
-    files: list[Path] = []
-    for pattern in patterns:
-        path = Path(pattern).expanduser()
-        if any(c in pattern for c in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
-            if not matches:
-                raise DataError(f"{what}: pattern {pattern!r} matches no file")
-        elif path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and shard_format(p, formats))
-            if not matches:
-                raise DataError(f"{what}: directory {pattern!r} holds no {allowed} file")
-        elif path.is_file():
-            matches = [path]
-        else:
-            raise DataError(f"{what}: file {pattern!r} does not exist")
-        for match in matches:
-            if shard_format(match, formats) is None:
-                raise DataError(f"{what}: {str(match)!r} has an unsupported ending; "
-                                f"allowed: {allowed}")
-            files.append(match.absolute())
-    return files
+    return raw_pages.resolve_by_ending(patterns, what, lambda path: shard_format(path, formats),
+                                       ", ".join(formats))
 
 
 def resolve_rank(rank: int, world_size: int, name: str) -> tuple[int, int]:
