@@ -60,3 +60,28 @@ TINY_OVERRIDES: list[str] = [
     "tasks.demo_pig_latin.num_train=40",
     "tasks.demo_pig_latin.num_validation=8",
 ]
+
+
+def pretrain_only_run(folder: Path, name: str, *overrides: str) -> Path:
+    """``t5k run`` of the tiny model with no downstream tasks (pre-training only) into
+    ``folder/name``; returns the run directory (backend tests compare such runs)."""
+    from t5kernel.cli import main
+
+    folder = Path(folder)
+    config = folder / "no_tasks.yaml"
+    config.write_text("tasks: {}\n")  # a file's task set replaces the default one
+    run_dir = folder / name
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")]
+    code = main(["run", "--quiet", "--config", str(config), *tiny, f"run_dir={run_dir}",
+                 *overrides])
+    if code != 0:
+        raise AssertionError(f"t5k run into {run_dir} exited with {code}")
+    return run_dir
+
+
+def logged_losses(run_dir: Path) -> list[float]:
+    """The training losses logged in ``run_dir/metrics.jsonl``, in order."""
+    import json
+
+    rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [row["loss"] for row in rows if "loss" in row]

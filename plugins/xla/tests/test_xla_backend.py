@@ -3,7 +3,6 @@ backend, checkpoints of host tensors, exact resumption."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -14,31 +13,20 @@ os.environ.setdefault("PJRT_DEVICE", "CPU")
 
 from t5kernel import checkpoint as ckpt  # noqa: E402
 from t5kernel.cli import main  # noqa: E402
-from t5kernel.testing import TINY_OVERRIDES  # noqa: E402
+from t5kernel.testing import logged_losses, pretrain_only_run  # noqa: E402
 
-ARGS = [*(o for o in TINY_OVERRIDES if not o.startswith("tasks.")), "pretrain.steps=4",
-        "pretrain.log_every=1", "pretrain.checkpoint_every=2", "finetune.steps=0",
+ARGS = ["pretrain.steps=4", "pretrain.log_every=1", "pretrain.checkpoint_every=2", "finetune.steps=0",
         "model.dropout_rate=0.0", "keep_checkpoints=4"]
 
 
 def _run(tmp_path, name, *extra):
-    config = tmp_path / "no_tasks.yaml"
-    config.write_text("tasks: {}\n")
-    run_dir = tmp_path / name
-    assert main(["run", "--quiet", "--config", str(config), *ARGS, f"run_dir={run_dir}",
-                 *extra]) == 0
-    return run_dir
-
-
-def _losses(run_dir):
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in rows if "loss" in r]
+    return pretrain_only_run(tmp_path, name, *ARGS, *extra)
 
 
 def test_xla_matches_cpu_and_resumes(tmp_path):
     xla = _run(tmp_path, "xla", "--backend", "xla")
     cpu = _run(tmp_path, "cpu")
-    assert _losses(xla) == pytest.approx(_losses(cpu), rel=1e-4, abs=1e-4)
+    assert logged_losses(xla) == pytest.approx(logged_losses(cpu), rel=1e-4, abs=1e-4)
     state = ckpt.load(xla / "checkpoints" / "step_4")
     assert all(t.device.type == "cpu" for t in state[0].values())
     copy = tmp_path / "copy"
@@ -47,7 +35,7 @@ def test_xla_matches_cpu_and_resumes(tmp_path):
     (copy / "results.json").unlink()
     assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
                  "resume=true"]) == 0
-    assert _losses(copy) == pytest.approx(_losses(xla), rel=1e-5, abs=1e-5)
+    assert logged_losses(copy) == pytest.approx(logged_losses(xla), rel=1e-5, abs=1e-5)
 
 
 def test_bad_xla_config_is_refused(tmp_path, capsys):
