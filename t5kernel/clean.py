@@ -12,8 +12,6 @@ are never overwritten.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ def clean(inputs: Sequence[str], out_dir: Path, registry: Any, corpus: str = "c4
     import dataclasses
 
     from t5kernel.api import BuildContext
+    from t5kernel.checkpoint import atomic_write_text
     from t5kernel.config import compose, plugin_config, validate
 
     record = registry.get("corpus", corpus)
@@ -63,33 +62,18 @@ def clean(inputs: Sequence[str], out_dir: Path, registry: Any, corpus: str = "c4
     report = {k: int(v) for k, v in sorted(dict(getattr(built, "report", {}) or {}).items())}
     summary = {"corpus": corpus, "inputs": [str(p) for p in inputs], "documents": counts,
                "report": report}
-    _atomic_write(out_dir / "report.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "report.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
 def _write_jsonl(path: Path, examples: Any) -> int:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    from t5kernel.checkpoint import atomic_open
+
     count = 0
-    try:
-        from t5kernel.checkpoint import default_mode
-
-        os.chmod(tmp, default_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for ex in examples:
-                rec = {k: ex[k] for k in RECORD_KEYS if k in ex}
-                rec.update((k, v) for k, v in ex.items() if k not in rec)
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        for ex in examples:
+            rec = {k: ex[k] for k in RECORD_KEYS if k in ex}
+            rec.update((k, v) for k, v in ex.items() if k not in rec)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            count += 1
     return count
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from t5kernel.checkpoint import atomic_write_text
-
-    atomic_write_text(path, text)
