@@ -158,11 +158,14 @@ class Runner:
         self.comps: Components | None = None
 
     # -- building -------------------------------------------------------------
-    def _build(self, section: Any, kind: str, name: str | None = None, **extras: Any) -> Any:
+    def _build(self, section: Any, kind: str, name: str | None = None, *,
+               read_run_dir: bool = False, **extras: Any) -> Any:
+        """Build a plugin. It sees the run directory on rank 0 only (so other ranks
+        never write there), unless ``read_run_dir``: a rank loading what rank 0 wrote."""
         name = name or section["name"]
         record = self.registry.get(kind, name)
-        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir if self.main else None,
-                           seed=int(self.cfg.seed),
+        run_dir = self.run_dir if self.main or read_run_dir else None
+        ctx = BuildContext(registry=self.registry, run_dir=run_dir, seed=int(self.cfg.seed),
                            extras=extras)
         return self.registry.build(kind, name, plugin_config(section, record), ctx)
 
@@ -198,11 +201,7 @@ class Runner:
             barrier()
             return vocab
         barrier()
-        record = self.registry.get("vocabulary", section["name"])
-        ctx = BuildContext(registry=self.registry, run_dir=self.run_dir,
-                           seed=int(self.cfg.seed), extras={"texts": texts})
-        return self.registry.build("vocabulary", section["name"],
-                                   plugin_config(section, record), ctx)
+        return self._build(section, "vocabulary", read_run_dir=True, texts=texts)
 
     @staticmethod
     def _vocab_texts(corpus: Any, tasks: dict[str, Any]):
