@@ -256,18 +256,10 @@ class _Task:
             raise DataError(f"{self.name}: {path} is not UTF-8 text ({err.reason})") from err
 
     def _hub_rows(self, split: str) -> Iterator[Mapping[str, Any]]:
-        args = self.hub_arguments(split)
-        import datasets
+        from t5k_builtin.corpora.web import load_hub
 
-        try:
-            ds = datasets.load_dataset(**args)
-        except Exception as err:  # network, unknown config/revision: one line for the user
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise DataError(
-                f"{self.name}: cannot load hub dataset {args['path']!r} ({args['name']}, "
-                f"split {args['split']!r}): {first}; set train_file/validation_file to read "
-                "local copies") from err
-        yield from ds
+        yield from load_hub(self.hub_arguments(split), self.name,
+                            "set train_file/validation_file to read local copies")
 
     def read_local(self, path: Path) -> Iterator[dict[str, Any]]:
         raise NotImplementedError

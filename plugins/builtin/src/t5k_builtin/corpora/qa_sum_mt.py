@@ -64,20 +64,10 @@ def _local_or_hub(config: Any, local: bool, name: str) -> None:
 
 
 def _hub_load(arguments: dict[str, Any], name: str) -> Any:
-    """``datasets.load_dataset(**arguments)`` with one-line errors (needs internet
-    unless the hub cache has it)."""
-    from t5k_builtin.corpora.web import quiet_datasets
+    """The hub split (``web.load_hub``: quiet, one-line errors)."""
+    from t5k_builtin.corpora.web import load_hub
 
-    with quiet_datasets(False) as datasets:
-        try:
-            return datasets.load_dataset(**arguments)
-        except Exception as err:  # network, auth, unknown config: one line for the user
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(
-                f"{name}: cannot load hub dataset {arguments['path']!r} "
-                f"({arguments.get('name')}, split {arguments['split']!r}): {first}; "
-                "set the task's local file options to read local copies"
-            ) from err
+    return load_hub(arguments, name, "set the task's local file options to read local copies")
 
 
 def _check_file(path: str | Path, what: str) -> Path:

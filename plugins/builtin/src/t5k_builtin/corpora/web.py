@@ -143,6 +143,20 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def load_hub(arguments: dict[str, Any], owner: str, hint: str) -> Any:
+    """``datasets.load_dataset(**arguments)`` (quiet; needs internet unless cached), a
+    failure turned into one DataError line ending with ``hint`` (how to read local copies
+    instead). Shared by every corpus and task plugin that reads the hub."""
+    with quiet_datasets(False) as datasets:
+        try:
+            return datasets.load_dataset(**arguments)
+        except Exception as err:  # network, auth, unknown config: one line for the user
+            raise DataError(
+                f"{owner}: cannot load hub dataset {arguments['path']!r} "
+                f"({arguments.get('name')}, split {arguments['split']!r}): {_first_line(err)}; "
+                f"{hint}") from err
+
+
 def _meta(value: Any) -> str | None:
     return None if value is None else value if isinstance(value, str) else str(value)
 
@@ -360,14 +374,8 @@ class _WebCorpus:
     def _hub(self, arguments: dict[str, Any], text_field: str, meta: tuple[str, ...]) -> Any:
         """A hub dataset as an IterableDataset of ``{"text", <meta>}`` (needs internet
         unless cached)."""
+        ds = load_hub(arguments, self.name, "to read local copies set data_files or raw_files")
         with quiet_datasets(False) as datasets:
-            try:
-                ds = datasets.load_dataset(**arguments)
-            except Exception as err:  # network, auth, unknown config: one line for the user
-                raise DataError(
-                    f"{self.name}: cannot load hub dataset {arguments['path']!r} "
-                    f"({arguments['name']}, split {arguments['split']!r}): {_first_line(err)}; "
-                    "to read local copies set data_files or raw_files") from err
             if not isinstance(ds, datasets.IterableDataset):
                 ds = ds.to_iterable_dataset()
             columns = ds.column_names
