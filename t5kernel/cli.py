@@ -131,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_clean(args)
         if args.command == "report":
             return _cmd_report(args)
-    except T5KError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except T5KError as exc:  # the config stage raises nothing else (t5kernel.config)
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"error: {message or type(exc).__name__}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; the latest checkpoint can be resumed with resume=true",
@@ -166,7 +167,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     from t5kernel.runloop import execute
 
-    console = Console(stderr=False, quiet=False)
+    from t5kernel.distributed import launch_rank
+
+    console = Console(stderr=False, quiet=launch_rank() != 0)  # rank 0 reports the run
     if args.quiet:
         import os
 

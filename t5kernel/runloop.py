@@ -27,8 +27,10 @@ from t5kernel.config import plugin_config
 from t5kernel.distributed import launch_rank, rank_of, world_size_of
 from t5kernel.errors import ConfigError, RunDirError, T5KError
 
-#: keys that may differ between a run and its resumption
-_VOLATILE_KEYS = ("resume", "run_dir", "runs_root")
+#: keys that may differ between a run and its resumption; ``backend`` says how the same
+#: computation executes (device, DDP/FSDP, threads), so a run may resume on other hardware
+#: or another world size (checkpoints hold full, unsharded tensors)
+_VOLATILE_KEYS = ("resume", "run_dir", "runs_root", "backend")
 
 
 class NumericalError(T5KError):
@@ -255,13 +257,15 @@ class Runner:
                 if done < stage.steps:
                     self._train_stage(comps, stage_name, stage, start, done)
                 start += stage.steps
-            if self.main:  # evaluation and results: rank 0 only
-                if cfg.finetune.steps <= 0 or not self.results["eval"]:
-                    if comps.tasks:
-                        scores = self.evaluate(comps)
-                        self.results["eval"] = scores
-                        self.log.write({"stage": "eval", "step": self.global_step,
-                                        "eval": scores})
+            # evaluation and results: rank 0 only (over a gathered copy under FSDP)
+            final_eval = bool(comps.tasks) and (cfg.finetune.steps <= 0
+                                                or not self.results["eval"])
+            with self._evaluation_model(comps, final_eval):
+                if self.main and final_eval:
+                    scores = self.evaluate(comps)
+                    self.results["eval"] = scores
+                    self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
+            if self.main:
                 self._finalize_results(comps)
         finally:
             self.log.close()
@@ -270,6 +274,33 @@ class Runner:
                                    json.dumps(self.results, indent=1, sort_keys=True))
         self._barrier(comps)
         return self.results
+
+    @contextlib.contextmanager
+    def _evaluation_model(self, comps: Components, wanted: bool = True):
+        """Within: ``comps.model`` is what rank 0 evaluates. Backends whose model rank 0
+        cannot run alone (FSDP shards) offer ``evaluation_model(model)``, a collective that
+        gives rank 0 a gathered copy; every rank enters this, and ``wanted`` is rank 0's
+        decision (the other ranks do not hold the results it depends on)."""
+        pick = getattr(comps.backend, "evaluation_model", None)
+        world = world_size_of(comps.backend)
+        if pick is None or world == 1:
+            yield
+            return
+        import torch
+
+        flag = torch.tensor([1.0 if (self.main and wanted) else 0.0])
+        flag = comps.backend.all_reduce_sum(flag.to(comps.backend.device))
+        if float(flag.sum()) == 0:
+            yield
+            return
+        model = comps.model
+        chosen = pick(model)
+        if chosen is not None:
+            comps.model = chosen
+        try:
+            yield
+        finally:
+            comps.model = model
 
     @staticmethod
     def _barrier(comps: Components) -> None:
@@ -451,9 +482,10 @@ class Runner:
                 every = stage.checkpoint_every
                 if (every and step_no % every == 0) or step_no == stage.steps:
                     paused = time.perf_counter()
-                    if (self.main and stage_name == "finetune"
-                            and cfg.eval.best_checkpoint_per_task):
-                        self._eval_checkpoint(comps, best)
+                    if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
+                        with self._evaluation_model(comps):
+                            if self.main:
+                                self._eval_checkpoint(comps, best)
                     self._data_states[stage_name] = stream.state()
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
@@ -536,11 +568,14 @@ class Runner:
         state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
                  "results": self.results, "data": self._data_states}
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
-        to_host = getattr(comps.backend, "to_host", None)  # device tensors -> host copies
+        # every rank: device tensors -> host copies; sharded (FSDP) tensors are gathered
+        # by collectives, so these two calls happen on all ranks, the write on rank 0
+        to_host = getattr(comps.backend, "to_host", None)
         if to_host is not None:
             trainer = to_host(trainer)
+        model_state = comps.model.state_dict()
         if self.main:
-            ckpt.save(self.ckpt_dir, self.global_step, comps.model.state_dict(), trainer, state)
+            ckpt.save(self.ckpt_dir, self.global_step, model_state, trainer, state)
             protect = {int(s) for s in self.results.get("best_step", {}).values()}
             ckpt.prune(self.ckpt_dir, int(self.cfg.keep_checkpoints), protect)
         self._barrier(comps)  # no rank runs ahead of a checkpoint that may be resumed
@@ -629,7 +664,11 @@ class Runner:
 
         Greedy decoding of one model goes through the model's own ``generate``; beams and
         ensembles through :func:`t5kernel.decoding.generate`, which needs models that
-        offer ``incremental_decoder``.
+        offer ``incremental_decoder``. A backend with ``static_shapes = True`` (xla) gets
+        fixed-shape decoding (``decoding.generate(static_shapes=True)``, its ``sync`` once
+        per step) and every chunk of ``eval.batch_size`` rows: the last chunk is filled up
+        with copies of its last input (they end when it ends, so they add no steps) whose
+        outputs are dropped. The predictions are the same either way.
         """
         import torch
 
@@ -640,21 +679,27 @@ class Runner:
         search = {"num_beams": int(cfg.eval.num_beams), "alpha": float(cfg.eval.alpha),
                   "length_penalty": str(cfg.eval.length_penalty),
                   "reduce": str(cfg.eval.ensemble_reduce)}
-        length = int(cfg.finetune.inputs_length)
+        static = bool(getattr(comps.backend, "static_shapes", False))
+        fixed = {"static_shapes": True, "sync": comps.backend.sync} if static else {}
+        length, size = int(cfg.finetune.inputs_length), int(cfg.eval.batch_size)
         preds: list[str] = []
         with torch.no_grad(), comps.backend.autocast():
-            for i in range(0, len(inputs), cfg.eval.batch_size):
+            for i in range(0, len(inputs), size):
+                texts = inputs[i: i + size]
+                real = len(texts)
+                if static:
+                    texts = texts + [texts[-1]] * (size - real)
                 chunk = [data.encode_example({"inputs": s, "targets": ""}, vocab, length, 2)
-                         for s in inputs[i: i + cfg.eval.batch_size]]
+                         for s in texts]
                 feats = comps.arch.features(chunk, length, 2, False)
                 feats = {k: v for k, v in feats.items() if k.startswith("encoder")}
                 feats = comps.backend.to_device(feats)
                 if len(models) == 1 and search["num_beams"] == 1:
-                    ids = models[0].generate(feats, int(cfg.eval.max_decode_length))
+                    ids = models[0].generate(feats, int(cfg.eval.max_decode_length), **fixed)
                 else:
                     ids = decoding.generate(models, feats, int(cfg.eval.max_decode_length),
-                                            **search)
-                preds.extend(vocab.decode(row) for row in ids.tolist())
+                                            **search, **fixed)
+                preds.extend(vocab.decode(row) for row in ids[:real].tolist())
         return preds
 
     def _finalize_results(self, comps: Components) -> None:

@@ -14,52 +14,98 @@ from t5kernel.cli import main
 from t5kernel.testing import TINY_OVERRIDES
 
 ARGS = [*TINY_OVERRIDES, "pretrain.steps=4", "pretrain.checkpoint_every=2", "finetune.steps=4",
-        "finetune.checkpoint_every=2", "eval.max_examples=2", "model.dropout_rate=0.0"]
+        "finetune.checkpoint_every=2", "eval.max_examples=2", "model.dropout_rate=0.0",
+        "model.num_layers=2"]  # 2 layers: FSDP shards block 1 as its own unit
 
 
 def _files(run_dir):
     return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file())
 
 
-def test_two_gloo_processes_equal_one_process(tmp_path):
-    single, multi = tmp_path / "single", tmp_path / "multi"
-    # both in fresh processes with the same thread settings (no state of other tests)
+def _env():
+    # every run in a fresh process with the same thread settings (no state of other tests)
     env = {**os.environ, "T5K_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(k, None)
-    cli = ["-m", "t5kernel.cli", "run", "--quiet", *ARGS]
-    out = subprocess.run([sys.executable, *cli, f"run_dir={single}"], capture_output=True,
-                         text=True, env=env, timeout=600)
+    return env
+
+
+def _t5k(run_dir, *extra, procs=1, args=ARGS):
+    """``t5k run`` in a subprocess, through torchrun when ``procs`` > 1."""
+    launcher = [sys.executable]
+    if procs > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}"]
+    cmd = [*launcher, "-m", "t5kernel.cli", "run", "--quiet", *args, *extra, f"run_dir={run_dir}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         *cli, f"run_dir={multi}"], capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    for step in (6, 8):  # the fine-tuning checkpoints (pre-training ends at 4)
-        a = load_file(single / "checkpoints" / f"step_{step}" / "model.safetensors")
-        b = load_file(multi / "checkpoints" / f"step_{step}" / "model.safetensors")
+    return out
+
+
+def _losses(run_dir):
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r]
+
+
+def _same_losses(got, want):
+    assert [s for s, _ in got] == [s for s, _ in want]
+    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4, abs=1e-4)
+
+
+def _same_weights(a_dir, b_dir, steps=(6, 8)):  # the fine-tuning checkpoints
+    for step in steps:
+        a = load_file(a_dir / "checkpoints" / f"step_{step}" / "model.safetensors")
+        b = load_file(b_dir / "checkpoints" / f"step_{step}" / "model.safetensors")
         assert a.keys() == b.keys()
         worst = max(float((a[k] - b[k]).abs().max()) for k in a)
         assert worst < 1e-4, (step, worst)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The one-process run every multi-process run must equal."""
+    run_dir = tmp_path_factory.mktemp("dist") / "single"
+    _t5k(run_dir)
+    return run_dir
+
+
+def test_two_gloo_processes_equal_one_process(single, tmp_path):
+    multi = tmp_path / "multi"
+    _t5k(multi, procs=2)
+    _same_weights(single, multi)
     # rank 0 alone wrote: the same files, each log line once, the same logged losses
     assert _files(multi) == _files(single)
-
-    def losses(d):
-        rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-        return [(r["step"], r["loss"]) for r in rows if "loss" in r]
-
-    got, want = losses(multi), losses(single)
-    assert [s for s, _ in got] == [s for s, _ in want]
-    assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-4, abs=1e-4)
+    _same_losses(_losses(multi), _losses(single))
     # a 2-process run resumes in one process (checkpoints hold the whole model)
     shutil.rmtree(multi / "checkpoints" / "step_8")
     (multi / "results.json").unlink()
-    out = subprocess.run([sys.executable, "-m", "t5kernel.cli", "run", "--quiet", "--config",
-                          str(multi / "config.yaml"), f"run_dir={multi}", "resume=true"],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert [v for _, v in losses(multi)] == pytest.approx([v for _, v in want], rel=1e-4,
-                                                           abs=1e-4)
+    _t5k(multi, "resume=true", args=["--config", str(multi / "config.yaml")])
+    _same_losses(_losses(multi), _losses(single))
+
+
+def test_fsdp_two_processes_equal_one_process(single, tmp_path):
+    """FSDP2 shards parameters, gradients and Adafactor's state over 2 gloo ranks; the
+    weights, losses and evaluation equal the one-process run's, rank 0 alone writes,
+    and its checkpoints (gathered in full) equal the unsharded format."""
+    multi = tmp_path / "fsdp"
+    out = _t5k(multi, "backend.parallel=fsdp", procs=2)
+    assert out.stdout.count("results:") == 1  # rank 0 alone reports
+    _same_weights(single, multi)
+    assert _files(multi) == _files(single)
+    _same_losses(_losses(multi), _losses(single))
+    got = json.loads((multi / "results.json").read_text())["eval"]
+    want = json.loads((single / "results.json").read_text())["eval"]
+    assert got.keys() == want.keys()
+    for task in want:
+        assert got[task] == pytest.approx(want[task], abs=1e-6), task
+    # the one-process checkpoint resumes sharded over 2 ranks (another world size)
+    copy = tmp_path / "resumed"
+    shutil.copytree(single, copy)
+    shutil.rmtree(copy / "checkpoints" / "step_8")
+    (copy / "results.json").unlink()
+    _t5k(copy, "resume=true", "backend.parallel=fsdp", procs=2,
+         args=["--config", str(copy / "config.yaml")])
+    _same_losses(_losses(copy), _losses(single))
+    _same_weights(single, copy, steps=(8,))
 
 
 def test_multi_process_runs_need_a_named_run_dir(monkeypatch, capsys):

@@ -52,6 +52,9 @@ class CudaBackend(DataParallel):
         self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         torch.backends.cuda.matmul.allow_tf32 = bool(config.tf32)
         torch.backends.cudnn.allow_tf32 = bool(config.tf32)
+        if precision == "fp16" and config.parallel == "fsdp":
+            raise ConfigError("cuda backend: fp16 loss scaling is not built for parallel='fsdp' "
+                              "(this GPU has no bf16); use precision=fp32 or parallel=ddp")
         self.init_distributed("nccl", config.parallel)
 
     def seed(self, seed: int) -> None:

@@ -26,6 +26,12 @@ Per parameter ``p`` with gradient ``g`` (all arithmetic in float32):
   with ``beta1 > 0`` a first moment ``m = beta1 m + (1 - beta1) step`` replaces it.
 * ``p -= step``; no weight decay, no gradient-norm clipping.
 
+Sharded parameters (FSDP2 ``DTensor``): the state tensors are ``DTensor`` too, sharded
+like the parameter (a slot that drops a sharded dim is replicated), so the row/column
+means and RMS values are those of the whole tensor — DTensor inserts the reductions over
+ranks — and the update is the unsharded one up to summation order. ``state_dict()`` holds
+the shards; :meth:`Adafactor.load_state_dict` re-shards full tensors.
+
 Differences from ``transformers.optimization.Adafactor(scale_parameter=True,
 relative_step=False, warmup_init=False, clip_threshold=1.0, decay_rate=-0.8,
 beta1=None)``: HF factors *every* tensor with >= 2 dims over its last two dims (no
@@ -45,6 +51,39 @@ from t5kernel.errors import ConfigError
 
 def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.square().mean().sqrt()
+
+
+def _is_dtensor(x: Any) -> bool:
+    return type(x).__name__ == "DTensor"  # no torch.distributed import for plain runs
+
+
+def _slot_placements(p: Any, drop: int | None) -> list[Any]:
+    """The placements of a slot of ``p`` with dim ``drop`` removed (None: same shape)."""
+    from torch.distributed.tensor import Replicate, Shard
+
+    out = []
+    for pl in p.placements:
+        if isinstance(pl, Shard) and drop is not None:
+            pl = Replicate() if pl.dim == drop else Shard(pl.dim - (pl.dim > drop))
+        out.append(pl)
+    return out
+
+
+def _slot_zeros(p: torch.Tensor, drop: int | None = None) -> torch.Tensor:
+    """float32 zeros shaped like ``p`` without dim ``drop``, sharded like ``p``."""
+    shape = list(p.shape)
+    if drop is not None:
+        del shape[drop]
+    if _is_dtensor(p):
+        from torch.distributed.tensor import zeros
+
+        return zeros(shape, dtype=torch.float32, device_mesh=p.device_mesh,
+                     placements=_slot_placements(p, drop))
+    return torch.zeros(shape, dtype=torch.float32, device=p.device)
+
+
+#: which dim of the parameter each slot drops ("vr"/"vc": factored dims 0 / 1)
+_SLOT_DROP = {"vr": 0, "vc": 1}
 
 
 def factored_dims(
@@ -138,15 +177,13 @@ class Adafactor(torch.optim.Optimizer):
     def _init_state(self, p: torch.Tensor, group: dict, dims: tuple[int, int] | None) -> dict:
         state = self.state[p]
         state["step"] = 0
-        kw = dict(dtype=torch.float32, device=p.device)
         if dims is not None:
-            shape = list(p.shape)
-            state["vr"] = torch.zeros(shape[: dims[0]] + shape[dims[0] + 1 :], **kw)
-            state["vc"] = torch.zeros(shape[: dims[1]] + shape[dims[1] + 1 :], **kw)
+            state["vr"] = _slot_zeros(p, dims[0])
+            state["vc"] = _slot_zeros(p, dims[1])
         else:
-            state["v"] = torch.zeros(p.shape, **kw)
+            state["v"] = _slot_zeros(p)
         if group["beta1"]:
-            state["m"] = torch.zeros(p.shape, **kw)
+            state["m"] = _slot_zeros(p)
         return state
 
     def _update(self, p: torch.Tensor, group: dict) -> None:
@@ -199,14 +236,31 @@ class Adafactor(torch.optim.Optimizer):
         """
         super().load_state_dict(state_dict)
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        params = [p for g in self.param_groups for p in g["params"]]
-        for pid, p in zip(saved_ids, params, strict=True):
+        params = [(p, g) for g in self.param_groups for p in g["params"]]
+        for pid, (p, group) in zip(saved_ids, params, strict=True):
             saved = state_dict["state"].get(pid)
-            if not saved or p.dtype == torch.float32:
+            if not saved:
                 continue
+            dims = factored_dims(tuple(p.shape), group["factored"],
+                                 group["min_dim_size_to_factor"])
             for key, value in saved.items():
-                if torch.is_tensor(value) and value.is_floating_point():
+                if not (torch.is_tensor(value) and value.is_floating_point()):
+                    continue
+                if _is_dtensor(p):  # full tensors from a checkpoint: keep this rank's shard
+                    self.state[p][key] = _shard_like(p, value, key, dims)
+                elif p.dtype != torch.float32:
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+
+def _shard_like(p: Any, value: torch.Tensor, key: str, dims: tuple[int, int] | None) -> Any:
+    """A full slot tensor as the DTensor slot of sharded parameter ``p``."""
+    from torch.distributed.tensor import distribute_tensor
+
+    if _is_dtensor(value):
+        value = value.full_tensor()
+    drop = dims[_SLOT_DROP[key]] if (dims is not None and key in _SLOT_DROP) else None
+    local = value.to(device=p.to_local().device, dtype=torch.float32)
+    return distribute_tensor(local, p.device_mesh, _slot_placements(p, drop))
 
 
 class AdafactorFactory:
