@@ -7,6 +7,7 @@
     t5k eval RUN_DIR [--checkpoint DIR ...] [--name NAME] [key=value ...]
     t5k clean IN [IN ...] OUT [--corpus NAME] [key=value ...]
     t5k report RUN_DIR [RUN_DIR ...] [--png FILE] [--json]
+    t5k sweep TABLE_DIR [--scale paper|small|tiny] [--out DIR] [--rows A,B] [key=value ...]
 
 Errors a user can fix (unknown plugin, bad key, bad value, unusable run directory, bad
 data) print one line ``error: ...`` on stderr and exit with status 2.
@@ -99,6 +100,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="where to write the training curves (default: t5k-report.png)")
     rp.add_argument("--no-png", action="store_true", help="do not draw the curves")
     rp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
+
+    sw = sub.add_parser("sweep", help="run every row of a paper table (configs/paper/tNN_*) "
+                        "and print it beside the paper's numbers")
+    sw.add_argument("table", help="a table folder, e.g. configs/paper/t02_architectures")
+    sw.add_argument("--scale", default="tiny",
+                    help="scale preset beside the baseline: paper, small or tiny (default)")
+    sw.add_argument("--out", help="sweep folder (default: runs/sweeps/<table>-<scale>); "
+                    "running again resumes it")
+    sw.add_argument("--rows", help="only these rows (comma-separated file names)")
+    sw.add_argument("--quiet", action="store_true", help="no progress output from the runs")
+    sw.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="config overrides applied to every row")
     return p
 
 
@@ -107,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # key=value overrides may come before or after options (argparse alone would stop
     # collecting positionals at the first option)
     args, extra = parser.parse_known_args(argv)
-    with_overrides = args.command in ("run", "describe", "eval", "clean")
+    with_overrides = args.command in ("run", "describe", "eval", "clean", "sweep")
     unknown = [e for e in extra if e.startswith("-") or not with_overrides]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -131,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_clean(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
     except T5KError as exc:  # the config stage raises nothing else (t5kernel.config)
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"error: {message or type(exc).__name__}", file=sys.stderr)
@@ -139,6 +154,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; the latest checkpoint can be resumed with resume=true",
               file=sys.stderr)
         return 130
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from t5kernel.registry import default_registry
+    from t5kernel.sweep import sweep
+
+    if args.quiet:
+        os.environ["T5K_NO_PROGRESS"] = "1"
+    console = Console()
+    only = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    record = sweep(Path(args.table), args.scale, Path(args.out) if args.out else None,
+                   list(args.overrides), default_registry(),
+                   None if args.quiet else console, only)
+    console.print(Markdown(record["markdown"]))
+    console.print(f"table: {Path(record['dir']) / 'table.md'} and table.csv")
     return 0
 
 
@@ -165,9 +202,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(OmegaConf.to_yaml(cfg), end="")
         return 0
-    from t5kernel.runloop import execute
-
     from t5kernel.distributed import launch_rank
+    from t5kernel.runloop import execute
 
     console = Console(stderr=False, quiet=launch_rank() != 0)  # rank 0 reports the run
     if args.quiet:

@@ -10,24 +10,42 @@ mapping with a ``name`` that selects a plugin and the plugin's options. Resoluti
    that sets ``<section>.size`` first writes that size preset's keys (the plugin
    config's ``PRESETS``) into the section, so the same or later layers still override,
 3. validate every plugin section against its plugin's config dataclass (unknown keys and
-   wrong types are errors naming the key, the plugin and the allowed keys),
+   wrong types are errors naming the key, the plugin and the allowed keys), range-check
+   kernel and plugin values and run the plugins' cross checks (:func:`validate`), all
+   before any work starts,
 4. fill in the plugin defaults, so the saved ``config.yaml`` is complete and re-running
    with it reproduces the run.
 
-No custom resolvers are registered: a config file cannot execute code.
+A config file cannot execute code: YAML is read with OmegaConf's safe loader (no Python
+tags), t5kernel registers no resolver, and composing and resolving run with OmegaConf's
+built-in resolvers only (:data:`BUILTIN_RESOLVERS`), so ``${eval:...}`` or
+``${python:...}`` is an unknown resolver even if some library registered one. Every
+mistake is a one-line ConfigError (or PluginError) naming the file, override or key.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import functools
+import math
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.basecontainer import BaseContainer
+from omegaconf.errors import (
+    GrammarParseError,
+    OmegaConfBaseException,
+    UnsupportedInterpolationType,
+)
 
-from t5kernel.errors import ConfigError, PluginError
+from t5kernel.errors import ConfigError, PluginError, T5KError
 
 
 def _section(name: str, **options: Any):
@@ -43,6 +61,11 @@ class LossConfig:
     #: "constant": divide by batch rows x targets length (Mesh TF's loss_denominator);
     #: "tokens": divide by the number of target tokens (Hugging Face)
     denominator: str = "constant"
+    #: a NaN or infinite loss: "stop" the stage (nothing is written after the last good
+    #: checkpoint) or "skip" the step (no update; counted in results.json) — skipping
+    #: stops too once more than ``max_skipped_steps`` steps of a stage were skipped
+    nonfinite: str = "stop"
+    max_skipped_steps: int = 10
 
 
 @dataclass
@@ -122,6 +145,12 @@ class EvalConfig:
     #: averages (the paper's GLUE / SuperGLUE rule) to results.json, for tasks that
     #: declare a ``benchmark``
     averages: list[str] = field(default_factory=lambda: ["paper_averages"])
+    #: which configured tasks to decode and score (empty = all); e.g. the one benchmark a
+    #: run fine-tunes on when the others share its config (``t5k sweep``'s groups)
+    tasks: list[str] = field(default_factory=list)
+    #: evaluate when training ends (a run whose fine-tuning steps are 0 scores the
+    #: pre-trained model); false for a pre-training run that others fine-tune from
+    after_training: bool = True
 
 
 @dataclass
@@ -137,6 +166,9 @@ class RunConfig:
     resume: bool = False
     #: how many step checkpoints of each stage to keep (the best per task are kept too)
     keep_checkpoints: int = 2
+    #: free-form metadata the run loop ignores: configs/paper rows keep the paper's label,
+    #: scores and sweep settings here (``t5k sweep``)
+    paper: dict[str, Any] = field(default_factory=dict)
     #: a checkpoint folder (e.g. ``t5k convert``'s ``checkpoints/step_0``) whose
     #: model.safetensors initialises the model before training (strict; not on resume)
     init_checkpoint: str | None = None
@@ -199,10 +231,88 @@ SHORTHANDS = {"arch": "model.name", "objective": "objective.name", "backend": "b
               "corpus": "corpus.name", "finetune": "finetune.strategy.name"}
 
 
+#: OmegaConf's own resolvers (registered when omegaconf is imported), the only ones a
+#: config may use. None of them runs code: ``oc.env`` reads an environment variable,
+#: ``oc.select`` and ``oc.dict.keys`` / ``oc.dict.values`` read other keys of the config,
+#: ``oc.create`` / ``oc.decode`` parse a string with OmegaConf's own grammar (literals,
+#: lists, mappings and interpolations; no YAML tags, no Python), ``oc.deprecated``
+#: redirects a renamed key.
+BUILTIN_RESOLVERS = frozenset({"oc.create", "oc.decode", "oc.deprecated", "oc.env",
+                               "oc.select", "oc.dict.keys", "oc.dict.values"})
+
+
+class _BuiltinResolverTable(dict):
+    """The resolver table while a config is composed or resolved: OmegaConf's built-ins
+    only; resolvers registered meanwhile (e.g. by a plugin's hooks module imported by
+    registry discovery) are kept aside and restored afterwards, never used here."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        super().__init__({k: v for k, v in table.items() if k in BUILTIN_RESOLVERS})
+        self.aside: dict[str, Any] = {}
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in BUILTIN_RESOLVERS:
+            super().__setitem__(key, value)
+        else:
+            self.aside[key] = value
+
+
+@contextlib.contextmanager
+def _builtin_resolvers_only() -> Iterator[None]:
+    """Compose / resolve with :data:`BUILTIN_RESOLVERS` only, whatever else is registered.
+
+    t5kernel registers no resolver. This guard keeps config files and overrides unable to
+    run code even when some imported library or plugin registered an evaluating resolver
+    (an ``${eval:...}`` of the kind other projects define): such an interpolation is an
+    unknown resolver here, refused as a ConfigError naming the key.
+    """
+    original = BaseContainer._resolvers
+    table = _BuiltinResolverTable(original)
+    BaseContainer._resolvers = table
+    try:
+        yield
+    finally:
+        BaseContainer._resolvers = original
+        original.update(table.aside)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
 def _oc_message(exc: OmegaConfBaseException) -> str:
-    msg = str(exc).splitlines()[0]
+    msg = _first_line(exc)
+    if isinstance(exc, UnsupportedInterpolationType):
+        found = re.search(r"Unsupported interpolation type (\S+)", msg)
+        name = found.group(1) if found else "?"
+        msg = (f"unknown resolver {name!r}: only OmegaConf's built-in resolvers ("
+               f"{', '.join(sorted(BUILTIN_RESOLVERS))}) are available; a config cannot run "
+               "code")
+    elif isinstance(exc, GrammarParseError):
+        msg = f"not valid interpolation syntax: {msg}"
     key = getattr(exc, "full_key", None)
     return f"{msg} (key: {key})" if key and key not in msg else msg
+
+
+@contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Every T5KError leaving the config stage has a one-line message (the CLI prints
+    ``error: <message>``); a user's key or value may carry a line break."""
+    try:
+        yield
+    except T5KError as exc:
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if text != str(exc):
+            exc.args = (text,)
+        raise
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(config_class: type) -> DictConfig:
+    """``OmegaConf.structured(config_class)``, built once: it is the slow part of composing
+    and validating. Callers copy it (``OmegaConf.merge`` copies its first argument)."""
+    return OmegaConf.structured(config_class)
 
 
 def compose(
@@ -212,31 +322,108 @@ def compose(
 
     ``registry`` looks up the plugins whose size presets a layer selects (see
     :func:`_expand_size_presets`); None = the default registry, consulted only then.
+    Unreadable files, YAML syntax errors, malformed overrides and values of the wrong
+    type are ConfigErrors naming the file, override or key.
     """
-    cfg = OmegaConf.structured(RunConfig)
-    try:
-        for path in files:
-            path = Path(path)
-            if not path.is_file():
-                raise ConfigError(f"config file {str(path)!r} does not exist")
-            loaded = OmegaConf.load(path)
-            if not isinstance(loaded, DictConfig):
-                raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level")
-            if "tasks" in loaded:  # a file's task set replaces the current one
-                cfg.tasks = {}
-            loaded = _replace_plugin_sections(cfg, loaded)
-            _expand_size_presets(cfg, loaded, registry)
-            cfg = OmegaConf.merge(cfg, loaded)
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} is not of the form key=value")
-        if overrides:
-            dot = _replace_plugin_sections(cfg, OmegaConf.from_dotlist(list(overrides)))
-            _expand_size_presets(cfg, dot, registry)
-            cfg = OmegaConf.merge(cfg, dot)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
+    cfg = copy.deepcopy(_schema(RunConfig))
+    with _one_line_errors(), _builtin_resolvers_only():
+        try:
+            for path in files:
+                loaded = _load_file(Path(path))
+                if "tasks" in loaded:  # a file's task set replaces the current one
+                    cfg.tasks = {}
+                cfg = _merge_layer(cfg, loaded, registry, f"config file {str(path)!r}")
+            if overrides:
+                cfg = _merge_layer(cfg, _parse_overrides(overrides), registry, "the overrides")
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
     return cfg
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or _first_line(exc)
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
+
+def _load_file(path: Path) -> DictConfig:
+    if not path.is_file():
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as exc:  # also YAML tags such as !!python/object: not loadable
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: "
+                          f"{_yaml_problem(exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {_first_line(exc)}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping at top level")
+    return loaded
+
+
+def _parse_overrides(overrides: Sequence[str]) -> DictConfig:
+    """The dot-list overrides as one layer; a malformed one is named."""
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        try:
+            OmegaConf.from_dotlist([item])
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: "
+                              f"{_yaml_problem(exc)}") from None
+        except OmegaConfBaseException as exc:
+            raise ConfigError(f"override {item!r}: {_oc_message(exc)}") from None
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except (OmegaConfBaseException, TypeError, ValueError) as exc:  # e.g. model=[] model.x=1
+        culprit = next(item for i, item in enumerate(overrides)
+                       if _dotlist_fails(overrides[: i + 1]))
+        message = _oc_message(exc) if isinstance(exc, OmegaConfBaseException) else _first_line(exc)
+        raise ConfigError(f"override {culprit!r} does not fit the overrides before it: "
+                          f"{message}") from None
+
+
+def _dotlist_fails(items: Sequence[str]) -> bool:
+    try:
+        OmegaConf.from_dotlist(list(items))
+    except Exception:  # any failure: this only finds which override it is
+        return True
+    return False
+
+
+def _merge_layer(cfg: DictConfig, layer: DictConfig, registry: Any, what: str) -> DictConfig:
+    """``cfg`` with one layer (a file, or all overrides) merged over it (module doc, step 2)."""
+    layer = _replace_plugin_sections(cfg, layer)
+    _expand_size_presets(cfg, layer, registry)
+    try:
+        return OmegaConf.merge(cfg, layer)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, OmegaConfBaseException):
+            raise
+        # OmegaConf's own complaints about shapes, e.g. a list where a mapping is
+        key = _shape_conflict(cfg, layer)
+        raise ConfigError(f"invalid configuration in {what}: {_first_line(exc)}"
+                          + (f" (key: {key})" if key else "")) from None
+
+
+def _shape_conflict(base: Any, update: Any, prefix: str = "") -> str | None:
+    """The first key whose value is a mapping on one side and a list on the other."""
+    if not isinstance(update, DictConfig) or not isinstance(base, DictConfig):
+        return None
+    for key in update:
+        if key not in base:
+            continue
+        new, old = update._get_node(key), base._get_node(key)
+        full = f"{prefix}{key}"
+        if isinstance(new, DictConfig) and isinstance(old, DictConfig):
+            found = _shape_conflict(old, new, f"{full}.")
+            if found:
+                return found
+        elif isinstance(new, (DictConfig, ListConfig)) and isinstance(old, (DictConfig, ListConfig)):
+            if type(new) is not type(old):
+                return full
+    return None
 
 
 def _replace_plugin_sections(base: DictConfig, update: DictConfig) -> DictConfig:
@@ -298,37 +485,102 @@ def _expand_size_presets(base: DictConfig, update: DictConfig, registry: Any) ->
 
 
 def validate(cfg: DictConfig, registry: Any) -> DictConfig:
-    """Check every plugin section against its plugin's dataclass; return the full config."""
-    try:  # the saved config must be literal: resolve interpolations once, here
-        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
-    out = OmegaConf.to_container(cfg)
-    assert isinstance(out, dict)
-    _check_kernel_values(cfg)
-    for path, kind in PLUGIN_SECTIONS:
-        section = OmegaConf.select(cfg, path)
-        full = _validate_section(path, kind, section, registry)
-        _set_path(out, path, full)
-    tasks = {}
-    for task_name, options in (cfg.tasks or {}).items():
-        section = {"name": task_name, **(OmegaConf.to_container(options) if options else {})}
-        full = _validate_section(f"tasks.{task_name}", "corpus", section, registry)
-        full.pop("name")
-        tasks[task_name] = full
-    out["tasks"] = tasks
-    return OmegaConf.create(out)
+    """Check every section and value before any work starts; return the full config.
+
+    1. Interpolations are resolved once, here, with OmegaConf's built-in resolvers only
+       (:data:`BUILTIN_RESOLVERS`; an unknown one, e.g. ``${eval:...}``, is a ConfigError
+       naming the key), so the saved config is literal.
+    2. Kernel values are range-checked (:func:`_check_kernel_values`).
+    3. Each plugin section's keys and types are checked against the plugin's config
+       dataclass, then the dataclass is *instantiated*, so its ``__post_init__`` range
+       checks run: a ConfigError / ValueError / TypeError from it becomes a ConfigError
+       prefixed with the full key path (``objective.noise_density=1.5 is out of range;
+       allowed: a number in (0, 1)``). Nested dataclasses (``corpus.cleaning``) are
+       instantiated first, so their errors name their own path.
+    4. Cross checks: a plugin config dataclass may define ``check_run(run: DictConfig) ->
+       None``; it is called with the whole validated config (read-only) once every section
+       passed, and raises ConfigError when its options do not fit the rest of the run
+       (e.g. an objective refusing ``pretrain.targets_length`` too short for its
+       examples). Its messages name the keys themselves (``pretrain.targets_length=...``);
+       a ValueError / TypeError from it becomes a ConfigError naming the section.
+
+    An exception of any other type raised by a plugin's config code is reported as a
+    PluginError naming the plugin, so a config never fails with a traceback.
+    """
+    with _one_line_errors():
+        with _builtin_resolvers_only():
+            try:  # the saved config must be literal: resolve interpolations once, here
+                cfg = OmegaConf.create(_literal(OmegaConf.to_container(cfg, resolve=True)))
+            except OmegaConfBaseException as exc:
+                raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
+        out = OmegaConf.to_container(cfg)
+        assert isinstance(out, dict)
+        _check_kernel_values(cfg, registry)
+        built: list[tuple[str, str, str, Any]] = []
+        for path, kind in PLUGIN_SECTIONS:
+            section = OmegaConf.select(cfg, path)
+            full, instance = _validate_section(path, kind, section, registry)
+            _set_path(out, path, full)
+            built.append((path, kind, full["name"], instance))
+        tasks = {}
+        for task_name, options in (cfg.tasks or {}).items():
+            path = f"tasks.{task_name}"
+            if options is not None and not isinstance(options, DictConfig):
+                raise ConfigError(f"{path}={options!r} is not a mapping; allowed: the options of "
+                                  f"corpus plugin {str(task_name)!r} (or nothing)")
+            section = {"name": task_name, **(OmegaConf.to_container(options) if options else {})}
+            full, instance = _validate_section(path, "corpus", section, registry)
+            built.append((path, "corpus", full.pop("name"), instance))
+            tasks[task_name] = full
+        out["tasks"] = tasks
+        run = OmegaConf.create(out)
+        OmegaConf.set_readonly(run, True)  # a check reads the run, it does not change it
+        try:
+            for path, kind, name, instance in built:
+                check = getattr(instance, "check_run", None)
+                if callable(check):
+                    with _plugin_errors(path, kind, name, type(instance)):
+                        check(run)
+        finally:
+            OmegaConf.set_readonly(run, None)
+        return run
 
 
-def _validate_section(path: str, kind: str, section: Any, registry: Any) -> dict[str, Any]:
+def _literal(value: Any) -> Any:
+    """A resolved container whose strings stay literal in a new config: a ``${`` that a
+    resolution produced (an escaped ``\\${...}``, an environment variable's value) is
+    escaped again, so it is never resolved later, outside :func:`_builtin_resolvers_only`
+    (and the saved config.yaml reads back the same)."""
+    if isinstance(value, str):
+        return _INTERPOLATION_START.sub(
+            lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", value)
+    if isinstance(value, dict):
+        return {key: _literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_literal(item) for item in value]
+    return value
+
+
+#: ``${`` with the backslashes before it (OmegaConf: ``\${`` is a literal ``${``, and
+#: ``\\`` before ``${`` a literal backslash)
+_INTERPOLATION_START = re.compile(r"(\\*)\$\{")
+
+
+def _validate_section(
+    path: str, kind: str, section: Any, registry: Any
+) -> tuple[dict[str, Any], Any]:
+    """(the section with the plugin's defaults filled in, the plugin's config object)."""
     if section is None:
         raise ConfigError(f"{path}: missing; it must name a {kind} plugin ({path}.name=...)")
     data = OmegaConf.to_container(section) if isinstance(section, DictConfig) else dict(section)
     name = data.pop("name", None)
     if not name:
         raise ConfigError(f"{path}.name: missing; it must name a {kind} plugin")
-    record = registry.get(kind, str(name))
-    schema = OmegaConf.structured(record.config)
+    try:
+        record = registry.get(kind, str(name))
+    except PluginError as exc:  # same type, the key named
+        raise type(exc)(f"{path}.name: {exc}") from None
+    schema = _schema(record.config)
     allowed = [f.name for f in dataclasses.fields(record.config)]
     for key in data:
         if key not in allowed:
@@ -341,40 +593,106 @@ def _validate_section(path: str, kind: str, section: Any, registry: Any) -> dict
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
         raise ConfigError(
-            f"{path}.{key}: {str(exc).splitlines()[0]} (option of {kind} {name!r})"
+            f"{path}.{key}: {_first_line(exc)} (option of {kind} {name!r})"
         ) from exc
-    return {"name": str(name), **OmegaConf.to_container(merged)}
+    instance = _instantiate(path, kind, str(name), merged)
+    return {"name": str(name), **OmegaConf.to_container(merged)}, instance
 
 
-def _check_kernel_values(cfg: DictConfig) -> None:
+def _instantiate(path: str, kind: str, name: str, node: DictConfig) -> Any:
+    """The config object of a merged section; nested dataclasses first (their own paths)."""
+    schema = OmegaConf.get_type(node)
+    for f in dataclasses.fields(schema):
+        value = node._get_node(f.name)
+        if isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
+            _instantiate(f"{path}.{f.name}", kind, name, value)
+    with _plugin_errors(path, kind, name, schema):
+        return OmegaConf.to_object(node)
+
+
+@contextlib.contextmanager
+def _plugin_errors(path: str, kind: str, name: str, schema: Any) -> Iterator[None]:
+    """Errors of a plugin's config code as one-line ConfigErrors naming the key path.
+
+    A message that starts with one of the dataclass's field names (``noise_density=1.5
+    is out of range ...``) gets the section's path put in front (``objective.``); a
+    message that names full keys itself (from ``check_run``) is kept as it is.
+    """
+    try:
+        yield
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"{path}: {_oc_message(exc)} (option of {kind} {name!r})") from None
+    except T5KError as exc:
+        if not isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(_at_path(path, _first_line(exc), schema)) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(_at_path(path, _first_line(exc), schema)
+                          + f" ({kind} {name!r})") from None
+    except Exception as exc:  # the plugin's own failure: report it, do not crash the kernel
+        raise PluginError(f"{path}: checking the options of {kind} plugin {name!r} raised "
+                          f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _at_path(path: str, message: str, schema: Any) -> str:
+    fields = {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else ()
+    head = re.match(r"[A-Za-z_][A-Za-z0-9_]*", message)
+    if head and head.group(0) in fields and message[head.end():head.end() + 1] in ("=", ":", " "):
+        return f"{path}.{message}"
+    if re.match(r"[a-z_]+(\.[A-Za-z0-9_]+)+[=: ]", message):  # names a full key already
+        return message
+    return f"{path}: {message}"
+
+
+#: longest inputs / targets a stage may ask for: 2^20 tokens per row is far beyond any
+#: T5 setting (512 / 114) and keeps the objectives' length arithmetic bounded
+MAX_SEQUENCE_LENGTH = 2**20
+
+
+def _check_kernel_values(cfg: DictConfig, registry: Any) -> None:
     """Range checks the types alone cannot express."""
     def need(cond: bool, key: str, allowed: str, value: Any) -> None:
         if not cond:
             raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
 
+    def finite(value: Any) -> bool:
+        return math.isfinite(float(value))
+
+    # numpy's generators take seeds >= 0; stage seeds add small offsets (seed + 1, ...)
+    need(0 <= cfg.seed < 2**32, "seed", f"an integer in [0, {2**32 - 1}]", cfg.seed)
     for stage in ("pretrain", "finetune"):
         s = cfg[stage]
         need(s.steps >= 0, f"{stage}.steps", "an integer >= 0", s.steps)
         need(s.batch_size >= 1, f"{stage}.batch_size", "an integer >= 1", s.batch_size)
-        need(s.inputs_length >= 4, f"{stage}.inputs_length", "an integer >= 4", s.inputs_length)
-        need(s.targets_length >= 2, f"{stage}.targets_length", "an integer >= 2", s.targets_length)
+        for key, low in (("inputs_length", 4), ("targets_length", 2)):
+            need(low <= s[key] <= MAX_SEQUENCE_LENGTH, f"{stage}.{key}",
+                 f"an integer in [{low}, {MAX_SEQUENCE_LENGTH}]", s[key])
         need(s.log_every >= 1, f"{stage}.log_every", "an integer >= 1", s.log_every)
         need(s.checkpoint_every >= 0, f"{stage}.checkpoint_every", "an integer >= 0",
              s.checkpoint_every)
     need(cfg.pretrain.max_tokens >= 0, "pretrain.max_tokens", "an integer >= 0 (0 = no limit)",
          cfg.pretrain.max_tokens)
-    need(cfg.loss.z_loss >= 0, "loss.z_loss", "a number >= 0", cfg.loss.z_loss)
+    need(finite(cfg.loss.z_loss) and cfg.loss.z_loss >= 0, "loss.z_loss", "a finite number >= 0",
+         cfg.loss.z_loss)
     need(cfg.loss.denominator in ("constant", "tokens"), "loss.denominator",
          "'constant' or 'tokens'", cfg.loss.denominator)
     need(cfg.eval.batch_size >= 1, "eval.batch_size", "an integer >= 1", cfg.eval.batch_size)
     need(cfg.eval.max_decode_length >= 1, "eval.max_decode_length", "an integer >= 1",
          cfg.eval.max_decode_length)
+    need(cfg.eval.max_examples >= 0, "eval.max_examples", "an integer >= 0 (0 = all)",
+         cfg.eval.max_examples)
     need(cfg.eval.num_beams >= 1, "eval.num_beams", "an integer >= 1", cfg.eval.num_beams)
-    need(cfg.eval.alpha >= 0, "eval.alpha", "a number >= 0", cfg.eval.alpha)
+    need(finite(cfg.eval.alpha) and cfg.eval.alpha >= 0, "eval.alpha", "a finite number >= 0",
+         cfg.eval.alpha)
     need(cfg.eval.length_penalty in ("mtf", "hf"), "eval.length_penalty", "'mtf' or 'hf'",
          cfg.eval.length_penalty)
     need(cfg.eval.ensemble_reduce in ("mean_logit", "mean_prob"), "eval.ensemble_reduce",
          "'mean_logit' or 'mean_prob'", cfg.eval.ensemble_reduce)
+    for name in cfg.eval.averages:  # used after training: a typo must not cost a run
+        try:
+            registry.get("evaluator", str(name))
+        except PluginError as exc:
+            raise type(exc)(f"eval.averages: {exc}") from None
     need(cfg.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1", cfg.keep_checkpoints)
     if cfg.finetune.steps > 0:
         need(len(cfg.tasks or {}) > 0, "tasks", "at least one task when finetune.steps > 0", {})
@@ -390,6 +708,10 @@ def _check_kernel_values(cfg: DictConfig) -> None:
         need(cfg.pretrain.unsupervised or len(cfg.pretrain.tasks) > 0, "pretrain.unsupervised",
              "true, or pretrain.tasks non-empty (something to pre-train on)",
              cfg.pretrain.unsupervised)
+        mixed = known if "all" in cfg.pretrain.tasks else list(cfg.pretrain.tasks)
+        corpus = cfg.corpus.get("name") if isinstance(cfg.corpus, DictConfig) else None
+        need(not (cfg.pretrain.unsupervised and corpus in mixed), "corpus.name",
+             "a name other than the tasks mixed into pre-training (rename the task)", corpus)
     need(cfg.pretrain.unsupervised_size >= 0, "pretrain.unsupervised_size",
          "an integer >= 0 (0 = the mixer's limit)", cfg.pretrain.unsupervised_size)
 
@@ -406,6 +728,6 @@ def plugin_config(section: Any, record: Any) -> Any:
     """The plugin's config dataclass instance from a validated section."""
     data = OmegaConf.to_container(section) if isinstance(section, DictConfig) else dict(section)
     data.pop("name", None)
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(record.config), data))
+    return OmegaConf.to_object(OmegaConf.merge(_schema(record.config), data))
 
 

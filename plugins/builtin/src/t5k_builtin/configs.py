@@ -3,12 +3,118 @@
 Kept in one light module (no torch import) so that listing plugins, validating a config
 or printing a schema never imports an implementation. Defaults are the paper's
 (T5 v1.0 baseline, Raffel et al. 2020 §3.1); the embedded default run scales them down.
+
+Every dataclass refuses values outside its allowed range in ``__post_init__`` with a
+ConfigError ``"<field>=<value> is out of range; allowed: ..."``; the kernel's config
+validation instantiates each section (so a bad value is refused before any work starts)
+and prefixes the key path (``objective.noise_density=1.5 ...``). Checks that need the
+rest of the run (sequence lengths against the objective, the architecture against the
+objective) are ``check_run(run)`` methods, which validation calls with the whole
+validated config. The plugins keep their own checks too (they may be built directly).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from t5kernel.errors import ConfigError
+
+
+# ---------------------------------------------------------------------- range checks
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
+
+
+def _ints(obj: Any, low: int, *keys: str, high: int | None = None) -> None:
+    """Each of ``keys`` an integer in [low, high] (no upper limit when high is None)."""
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    for key in keys:
+        value = getattr(obj, key)
+        ok = (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+              and value >= low and (high is None or value <= high))
+        _require(ok, key, value, allowed)
+
+
+def _optional_int(obj: Any, key: str, low: int) -> None:
+    """None, or an integer >= low."""
+    value = getattr(obj, key)
+    ok = value is None or (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                           and value >= low)
+    _require(ok, key, value, f"null or an integer >= {low}")
+
+
+def _number(obj: Any, key: str, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False) -> None:
+    """A finite number in the interval; nan and infinities are always refused."""
+    value = getattr(obj, key)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    x = float(value) if ok else math.nan
+    ok = math.isfinite(x)
+    if low is not None:
+        ok = ok and (x > low if low_open else x >= low)
+    if high is not None:
+        ok = ok and (x < high if high_open else x <= high)
+    if low is not None and high is not None:
+        allowed = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
+                   f"{')' if high_open else ']'}")
+    elif low is not None:
+        allowed = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        allowed = "a finite number"
+    _require(ok, key, value, allowed)
+
+
+def _one_of(obj: Any, key: str, choices: tuple[Any, ...]) -> None:
+    value = getattr(obj, key)
+    _require(value in choices, key, value, "one of " + ", ".join(repr(c) for c in choices))
+
+
+def _unqualified(name: Any) -> str:
+    """A plugin name without its ``distribution:`` qualifier."""
+    return str(name).rpartition(":")[2]
+
+
+def _pretrains_on_objective(run: Any) -> bool:
+    """Whether the run's pre-training stage reads the objective's examples."""
+    return int(run.pretrain.steps) > 0 and bool(run.pretrain.unsupervised)
+
+
+def _check_lengths(run: Any, objective: str, min_inputs: int, min_targets: int,
+                   why: str) -> None:
+    """pretrain.inputs_length / targets_length at least the objective's minimum."""
+    if not _pretrains_on_objective(run):
+        return
+    for key, low in (("inputs_length", min_inputs), ("targets_length", min_targets)):
+        value = run.pretrain[key]
+        if int(value) < low:
+            raise ConfigError(
+                f"pretrain.{key}={value!r} is too short for objective {objective!r}; "
+                f"allowed: an integer >= {low} ({why})")
+
+
+#: Values the plugins accept for their enumerated options, listed here so that validating
+#: a config imports no implementation; the plugin modules keep their own checks.
+VOCAB_MODEL_TYPES = ("unigram", "bpe", "char", "word")  # SentencePiece model types
+EMBEDDED_SOURCES = ("topics", "docstrings")
+TXT_UNITS = ("line", "paragraph", "file")
+ADAPTER_INITS = ("mtf", "near_identity", "zero")
+C4_DEDUPE_MODES = ("lines", "three_sentence_spans", "none")
+BADWORDS_FLANKING = ("letters", "word")
+PARALLEL_MODES = ("ddp", "fsdp")
+CUDA_PRECISIONS = ("bf16", "fp16", "fp32")
+#: sacrebleu's smoothing methods (BLEU.SMOOTH_DEFAULTS); tokenizers depend on the
+#: installed sacrebleu and its extras, so the bleu plugin asks sacrebleu about those
+BLEU_SMOOTH_METHODS = ("none", "floor", "add-k", "exp")
+ROUGE_TYPE = re.compile(r"^rouge([1-9][0-9]*|L|Lsum)$")
+SQUAD_PAD_PUNCTUATION = ("nonword", "punct")
+CNNDM_TFDS_VERSIONS = ("0.0.2", "1.0.0", "2.0.0", "3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0")
+WMT_LANGUAGES = ("cs", "de", "en", "et", "fi", "fr", "gu", "hi", "kk", "lt", "lv", "ro", "ru",
+                 "tr", "zh")
 
 
 # ----------------------------------------------------------------------------- model
@@ -63,6 +169,38 @@ class EncDecConfig:
     #: "mtf": Mesh TensorFlow initialisation (the paper's); "hf": Hugging Face's
     init: str = "mtf"
 
+    def __post_init__(self) -> None:
+        _require(self.size is None or self.size in self.PRESETS, "size", self.size,
+                 "null or one of " + ", ".join(self.PRESETS))
+        _ints(self, 1, "num_layers", "d_model", "d_ff", "d_kv", "num_heads", "vocab_divisor")
+        _optional_int(self, "num_decoder_layers", 1)
+        _number(self, "dropout_rate", 0.0, 1.0, high_open=True)
+        _ints(self, 4, "relative_attention_num_buckets")
+        # the causal bucketing divides by log(max_distance / (num_buckets // 2)) (facts §1.4)
+        exact = self.relative_attention_num_buckets // 2
+        _require(isinstance(self.relative_attention_max_distance, numbers.Integral)
+                 and self.relative_attention_max_distance > exact,
+                 "relative_attention_max_distance", self.relative_attention_max_distance,
+                 f"an integer > relative_attention_num_buckets // 2 = {exact}")
+        _number(self, "layer_norm_epsilon", 0.0, low_open=True)
+        _one_of(self, "init", ("mtf", "hf"))
+
+    def check_run(self, run: Any) -> None:
+        """The depth rules of the builtin architectures sharing this config."""
+        arch = _unqualified(run.model.name)
+        decoder = self.num_decoder_layers
+        if arch == "encdec_half":
+            for key, value in (("num_layers", self.num_layers), ("num_decoder_layers", decoder)):
+                if value is not None and value < 2:
+                    raise ConfigError(
+                        f"model.{key}={value!r} is out of range for architecture 'encdec_half'; "
+                        "allowed: an integer >= 2 (each stack is built with half the layers)")
+        elif arch in ("encdec_shared", "lm", "prefix_lm") and decoder not in (None, self.num_layers):
+            raise ConfigError(
+                f"model.num_decoder_layers={decoder!r} is out of range for architecture "
+                f"{arch!r}; allowed: null or model.num_layers ({self.num_layers}), as it has "
+                "one stack")
+
 
 # ------------------------------------------------------------------------ vocabulary
 @dataclass
@@ -81,6 +219,16 @@ class SentencePieceConfig:
     #: texts longer than this many characters are cut into pieces before training
     max_text_chars: int = 4000
 
+    def __post_init__(self) -> None:
+        # ids are int32 throughout the pipeline (and in SentencePiece's own model proto)
+        _ints(self, 4, "size", high=2**31 - 1)
+        _ints(self, 0, "extra_ids", high=2**31 - 1 - max(int(self.size), 0))
+        _one_of(self, "model_type", VOCAB_MODEL_TYPES)
+        _number(self, "character_coverage", 0.0, 1.0, low_open=True)
+        _ints(self, 1, "max_training_texts")
+        # SentencePiece's max_sentence_length (an int32) is set to 4 * max_text_chars + 16
+        _ints(self, 1, "max_text_chars", high=(2**31 - 1 - 16) // 4)
+
 
 # ------------------------------------------------------------------------- objective
 @dataclass
@@ -95,6 +243,19 @@ class IidSpansConfig:
     #: False = the reference's output exactly (sentinels shift by one when a chunk
     #: starts with noise); True = targets always start with the first sentinel
     fix_leading_noise: bool = False
+
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True, high_open=True)
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "iid_spans", 3, 3, "inputs: a clean token, a sentinel and EOS; "
+                       "targets: a sentinel, a noise token and EOS")
+
+
+#: how many raw tokens a span-corruption chunk may exceed its inputs_length by (see
+#: SpanConfig.check_run); T5's 568 for 512 is 56 over
+SPAN_MAX_EXTRA_TOKENS = 2**20
 
 
 @dataclass
@@ -112,6 +273,63 @@ class SpanConfig:
     #: True = one more sentinel before EOS, as P Table 3 prints it (targets one token longer)
     trailing_sentinel: bool = False
 
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True, high_open=True)
+        _number(self, "mean_noise_span_length", 1.0)
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        """The lengths a full chunk needs (facts §3.5): ``random_spans_helper`` picks the
+        chunk length for ``inputs_length``; its mask has ``clip(round(T * density), 1,
+        T - 1)`` noise tokens in ``max(1, round(noise / mean))`` spans (the count the mask
+        really draws), and both its encoded inputs and targets must fit untrimmed."""
+        if not _pretrains_on_objective(run):
+            return
+        from t5k_builtin.objectives import batched, noise  # numpy only
+
+        inputs_length = int(run.pretrain.inputs_length)
+        targets_length = int(run.pretrain.targets_length)
+        density, mean = float(self.noise_density), float(self.mean_noise_span_length)
+        trailing = int(self.trailing_sentinel)
+        settings = (f"noise_density={self.noise_density}, mean_noise_span_length="
+                    f"{self.mean_noise_span_length}, trailing_sentinel={self.trailing_sentinel}")
+
+        def needed(length: int) -> tuple[int, int, int]:
+            """(chunk tokens, encoded inputs, encoded targets) at inputs ``length``."""
+            tokens, targets = noise.random_spans_helper(length, density, mean)
+            if tokens < 2:
+                return tokens, length + 1, targets + trailing
+            _, num_noise, num_spans = batched.span_counts(tokens, density, mean)
+            return (tokens, tokens - num_noise + num_spans + 1,
+                    max(targets, num_noise + num_spans + 1) + trailing)
+
+        # the helper steps the chunk length up one token at a time from inputs_length to
+        # about inputs_length / (1 - density + density / mean): bound that work (and the
+        # chunk) so that neither this check nor the objective spins for minutes
+        extra = inputs_length * (1.0 / (1.0 - density + density / mean) - 1.0)
+        if extra > SPAN_MAX_EXTRA_TOKENS:
+            raise ConfigError(
+                f"objective.mean_noise_span_length={self.mean_noise_span_length} is out of "
+                f"range with objective.noise_density={self.noise_density} at "
+                f"pretrain.inputs_length={inputs_length}: raw chunks would be about "
+                f"{int(inputs_length + extra)} tokens; allowed: settings whose chunks exceed "
+                f"inputs_length by at most {SPAN_MAX_EXTRA_TOKENS} tokens (a shorter mean span, "
+                "a lower density or a shorter inputs_length)")
+        _, inputs_needed, targets_needed = needed(inputs_length)
+        if inputs_needed > inputs_length:
+            search = range(inputs_length + 1, inputs_length + (257 if extra < 4096 else 1))
+            fits = next((n for n in search if needed(n)[1] <= n), None)
+            raise ConfigError(
+                f"pretrain.inputs_length={inputs_length} is too short for objective 'span' "
+                f"({settings}): a full chunk needs {inputs_needed} input tokens (at least a "
+                "clean token, one noise span's sentinel and EOS); allowed: an inputs_length "
+                "whose full chunks fit" + (f", e.g. {fits}" if fits else ""))
+        if targets_length < targets_needed:
+            raise ConfigError(
+                f"pretrain.targets_length={targets_length} is too short for objective 'span' "
+                f"at pretrain.inputs_length={inputs_length} ({settings}): full chunks need "
+                f"{targets_needed} target tokens; allowed: an integer >= {targets_needed}")
+
 
 @dataclass
 class PrefixLmConfig:
@@ -123,6 +341,13 @@ class PrefixLmConfig:
 
     max_document_tokens: int = 65536
 
+    def __post_init__(self) -> None:
+        _ints(self, 1, "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "prefix_lm", 3, 2, "a chunk of inputs_length - 1 >= 2 tokens is "
+                       "split into a non-empty prefix and rest; targets: a token and EOS")
+
 
 @dataclass
 class LmConfig:
@@ -130,6 +355,21 @@ class LmConfig:
 
     concat_documents: int = 128
     max_document_tokens: int = 65536
+
+    def __post_init__(self) -> None:
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        """Chunks are ``targets_length - 1`` tokens; the examples have no inputs, which the
+        builtin encoder-decoder architectures refuse (their encoder would see nothing)."""
+        _check_lengths(run, "lm", 0, 2, "a token and EOS")
+        arch = _unqualified(run.model.name)
+        if _pretrains_on_objective(run) and arch in ("encdec", "encdec_shared", "encdec_half"):
+            raise ConfigError(
+                f"objective.name={run.objective.name!r} does not fit architecture {arch}: an "
+                "example has no inputs (objective lm makes none), so the encoder would see "
+                f"nothing; allowed with {arch}: another objective (prefix_lm is the paper's "
+                "LM objective for encoder-decoders), or model.name=lm / prefix_lm")
 
 
 @dataclass
@@ -142,6 +382,14 @@ class BertConfig:
     concat_documents: int = 128
     max_document_tokens: int = 65536
 
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True, high_open=True)
+        _number(self, "random_prob", 0.0, 1.0)
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "bert", 2, 2, "a token and EOS on each side")
+
 
 @dataclass
 class MassConfig:
@@ -150,6 +398,13 @@ class MassConfig:
     noise_density: float = 0.15
     concat_documents: int = 128
     max_document_tokens: int = 65536
+
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True, high_open=True)
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "mass", 2, 2, "a token and EOS on each side")
 
 
 @dataclass
@@ -163,6 +418,13 @@ class DeshuffleConfig:
     noise_density: float = 1.0
     max_document_tokens: int = 65536
 
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True)
+        _ints(self, 1, "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "deshuffle", 2, 2, "a token and EOS on each side")
+
 
 @dataclass
 class IidDropConfig:
@@ -171,6 +433,13 @@ class IidDropConfig:
     noise_density: float = 0.15
     concat_documents: int = 128
     max_document_tokens: int = 65536
+
+    def __post_init__(self) -> None:
+        _number(self, "noise_density", 0.0, 1.0, low_open=True, high_open=True)
+        _ints(self, 1, "concat_documents", "max_document_tokens")
+
+    def check_run(self, run: Any) -> None:
+        _check_lengths(run, "iid_drop", 2, 2, "a token and EOS on each side")
 
 
 # --------------------------------------------------------------------------- corpora
@@ -184,6 +453,14 @@ class EmbeddedCorpusConfig:
     validation_percent: int = 2
     #: minimum characters for a document to be kept
     min_chars: int = 40
+
+    def __post_init__(self) -> None:
+        sources = list(self.sources)
+        _require(bool(sources) and set(sources) <= set(EMBEDDED_SOURCES)
+                 and len(set(sources)) == len(sources), "sources", sources,
+                 "a non-empty list of distinct sources from " + ", ".join(EMBEDDED_SOURCES))
+        _ints(self, 0, "validation_percent", high=100)
+        _ints(self, 1, "min_chars")
 
 
 @dataclass
@@ -199,6 +476,9 @@ class TextFilesConfig:
     #: "file" = one document per file
     txt_unit: str = "paragraph"
 
+    def __post_init__(self) -> None:
+        _one_of(self, "txt_unit", TXT_UNITS)
+
 
 @dataclass
 class AdaptersConfig:
@@ -212,6 +492,10 @@ class AdaptersConfig:
     #: (exactly the pre-trained function), "mtf" (the reference's standard init)
     init: str = "near_identity"
 
+    def __post_init__(self) -> None:
+        _ints(self, 1, "inner_dim")
+        _one_of(self, "init", ADAPTER_INITS)
+
 
 @dataclass
 class GradualUnfreezeConfig:
@@ -221,6 +505,9 @@ class GradualUnfreezeConfig:
     episodes: int = 0
     #: the shared embedding / output matrix trains throughout
     train_embedding: bool = True
+
+    def __post_init__(self) -> None:
+        _ints(self, 0, "episodes")
 
 
 @dataclass
@@ -277,6 +564,14 @@ class C4CleanConfig:
     #: data is installed, else an untrained Punkt tokenizer, with a warning)
     sentence_splitter: str = "punkt"
 
+    def __post_init__(self) -> None:
+        _ints(self, 0, "max_page_chars", "max_word_length", "min_words_per_line",
+              "min_sentences_per_page")
+        _one_of(self, "badwords_flanking", BADWORDS_FLANKING)
+        _one_of(self, "dedupe", C4_DEDUPE_MODES)
+        _number(self, "language_threshold", 0.0, 1.0)
+        _one_of(self, "sentence_splitter", ("punkt",))
+
 
 def _c4_unfiltered_cleaning() -> C4CleanConfig:
     return C4CleanConfig(clean=False, dedupe="none", badwords=False)
@@ -316,6 +611,16 @@ class WebCorpusConfig:
     #: being counted and skipped with a warning
     strict: bool = False
     cleaning: C4CleanConfig = field(default_factory=C4CleanConfig)
+
+    def __post_init__(self) -> None:
+        _ints(self, 0, "shuffle_buffer")
+        _ints(self, -1, "rank")
+        _require(self.world_size == -1 or (isinstance(self.world_size, numbers.Integral)
+                                           and self.world_size >= 1),
+                 "world_size", self.world_size, "-1 (from WORLD_SIZE) or an integer >= 1")
+        if self.rank >= 0 and self.world_size >= 1:
+            _require(self.rank < self.world_size, "rank", self.rank,
+                     f"-1 (from RANK) or an integer < world_size ({self.world_size})")
 
 
 @dataclass
@@ -373,6 +678,10 @@ class WikipediaTbcConfig(WikipediaConfig):
     #: Wikipedia + ~4 GB TBC)
     tbc_probability: float = 0.2
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _number(self, "tbc_probability", 0.0, 1.0)
+
 
 @dataclass
 class DemoTaskConfig:
@@ -388,6 +697,13 @@ class DemoTaskConfig:
     #: embedded-corpus documents whose md5 % 100 is below this are validation documents
     validation_percent: int = 10
 
+    def __post_init__(self) -> None:
+        _ints(self, 0, "num_train", "num_validation")
+        # the demo tasks' sentences have at least 6 words; a summary paragraph is at least
+        # two sentences of at least 3 words
+        _ints(self, 6, "max_words", "max_paragraph_words")
+        _ints(self, 1, "validation_percent", high=99)
+
 
 # -------------------------------------------------------------------------- training
 @dataclass
@@ -396,6 +712,9 @@ class ProportionalMixerConfig:
 
     limit: int = 2**19
 
+    def __post_init__(self) -> None:
+        _ints(self, 1, "limit")
+
 
 @dataclass
 class TemperatureMixerConfig:
@@ -403,6 +722,10 @@ class TemperatureMixerConfig:
 
     temperature: float = 2.0
     limit: int = 2**21
+
+    def __post_init__(self) -> None:
+        _number(self, "temperature", 1.0)
+        _ints(self, 1, "limit")
 
 
 @dataclass
@@ -413,6 +736,10 @@ class CpuBackendConfig:
     deterministic: bool = True
     #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over gloo
     parallel: str = "ddp"
+
+    def __post_init__(self) -> None:
+        _optional_int(self, "threads", 1)
+        _one_of(self, "parallel", PARALLEL_MODES)
 
 
 @dataclass
@@ -429,6 +756,10 @@ class CudaBackendConfig:
     #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over NCCL
     parallel: str = "ddp"
 
+    def __post_init__(self) -> None:
+        _one_of(self, "precision", CUDA_PRECISIONS)
+        _one_of(self, "parallel", PARALLEL_MODES)
+
 
 @dataclass
 class AdafactorConfig:
@@ -444,6 +775,16 @@ class AdafactorConfig:
     epsilon2: float = 1e-3
     multiply_by_parameter_scale: bool = True
 
+    def __post_init__(self) -> None:
+        if self.beta1 is not None:  # None = 0.0 (the optimizer accepts both)
+            _number(self, "beta1", 0.0, 1.0, high_open=True)
+        _number(self, "decay_exponent", 0.0, 1.0, low_open=True)
+        if self.clipping_threshold is not None:  # None = no update clipping
+            _number(self, "clipping_threshold", 0.0, low_open=True)
+        _ints(self, 1, "min_dim_size_to_factor")
+        _number(self, "epsilon1", 0.0)
+        _number(self, "epsilon2", 0.0)
+
 
 @dataclass
 class RsqrtScheduleConfig:
@@ -453,10 +794,17 @@ class RsqrtScheduleConfig:
     #: fraction of the stage's steps over which lr decays linearly to 0 (0 = paper)
     linear_decay_fraction: float = 0.0
 
+    def __post_init__(self) -> None:
+        _ints(self, 1, "warmup_steps")
+        _number(self, "linear_decay_fraction", 0.0, 1.0)
+
 
 @dataclass
 class ConstantScheduleConfig:
     value: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _number(self, "value", 0.0)
 
 
 @dataclass
@@ -470,6 +818,12 @@ class RougeConfig:
     #: fixed seed makes scores reproducible; the caller's numpy state is restored)
     bootstrap_seed: int = 0
 
+    def __post_init__(self) -> None:
+        types = list(self.types)
+        _require(bool(types) and all(isinstance(t, str) and ROUGE_TYPE.match(t) for t in types),
+                 "types", types, "a non-empty list of rougeN (N >= 1), rougeL, rougeLsum")
+        _ints(self, 0, "bootstrap_seed", high=2**32 - 1)  # numpy.random.seed's range
+
 
 @dataclass
 class BleuConfig:
@@ -477,6 +831,9 @@ class BleuConfig:
     tokenize: str = "intl"
     smooth_method: str = "exp"
     lowercase: bool = False
+
+    def __post_init__(self) -> None:
+        _one_of(self, "smooth_method", BLEU_SMOOTH_METHODS)
 
 
 # --- SQuAD / CNN-DM / WMT tasks and paper metrics
@@ -511,6 +868,9 @@ class SquadConfig(HubTaskSource):
     #: (around ASCII punctuation only, RE2's [[:punct:]])
     pad_punctuation: str = "nonword"
 
+    def __post_init__(self) -> None:
+        _one_of(self, "pad_punctuation", SQUAD_PAD_PUNCTUATION)
+
 
 @dataclass
 class CnnDailymailConfig(HubTaskSource):
@@ -538,6 +898,9 @@ class CnnDailymailConfig(HubTaskSource):
     article_field: str = "article"
     summary_field: str = "highlights"
 
+    def __post_init__(self) -> None:
+        _one_of(self, "tfds_version", CNNDM_TFDS_VERSIONS)
+
 
 @dataclass
 class WmtConfig(HubTaskSource):
@@ -555,6 +918,15 @@ class WmtConfig(HubTaskSource):
     train_prefixes: list[str] = field(default_factory=list)
     validation_prefixes: list[str] = field(default_factory=list)
     test_prefixes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for key in ("source_language", "target_language"):  # a code, optionally with a region
+            value = getattr(self, key)
+            _require(isinstance(value, str) and value[:2] in WMT_LANGUAGES, key, value,
+                     "a language code starting with one of " + ", ".join(WMT_LANGUAGES))
+        _require(self.target_language != self.source_language, "target_language",
+                 self.target_language, f"a language other than source_language "
+                 f"({self.source_language!r})")
 
 
 @dataclass
