@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -161,6 +162,19 @@ def list_steps(root: Path) -> list[int]:
     return sorted(steps)
 
 
+def remove_temporaries(root: Path) -> list[str]:
+    """Delete the temporary folders of checkpoint writes that a killed process left behind
+    (``.step_N.*.tmp``); return their names. Only call it when no write is in progress."""
+    root = Path(root)
+    removed = []
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and child.name.startswith(".step_") and child.name.endswith(".tmp"):
+                shutil.rmtree(child, ignore_errors=True)
+                removed.append(child.name)
+    return sorted(removed)
+
+
 def latest_valid(root: Path) -> Path | None:
     """The newest checkpoint that passes :func:`verify`; warns about skipped ones."""
     for step in reversed(list_steps(root)):
@@ -181,7 +195,14 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     if not verify(path):
         raise CheckpointError(f"checkpoint {path} fails its checksum manifest")
     model_state = load_file(str(path / "model.safetensors"))
-    trainer_state = torch.load(path / "trainer.pt", weights_only=True, map_location="cpu")
+    try:
+        trainer_state = torch.load(path / "trainer.pt", weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} refused: trainer.pt holds pickled Python objects, not only "
+            f"tensors and plain values ({first[:200]}); t5kernel never unpickles code — "
+            "delete this checkpoint to resume from an earlier one") from None
     state = json.loads((path / "state.json").read_text())
     return model_state, trainer_state, state
 

@@ -91,13 +91,18 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
 
 # ---------------------------------------------------------------------------- logging
 class MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl (flushed per line)."""
+    """Appends one JSON object per line to metrics.jsonl (flushed per line).
+
+    A resumed run keeps the lines up to its checkpoint's step and drops the rest (written
+    after that checkpoint by the run that died); a last line torn by a kill mid-write is
+    dropped too."""
 
     def __init__(self, path: Path, keep_until_step: int | None):
         self.path = path
         if keep_until_step is not None and path.exists():
             kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= keep_until_step]
+                    if (row := _json_line(line)) is not None
+                    and row.get("step", 0) <= keep_until_step]
             ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
         elif keep_until_step is None and path.exists():
             path.unlink()
@@ -109,6 +114,15 @@ class MetricsLog:
 
     def close(self) -> None:
         self._f.close()
+
+
+def _json_line(line: str) -> dict[str, Any] | None:
+    """The JSON object on ``line``, or None for a blank or torn (unparsable) line."""
+    try:
+        row = json.loads(line) if line.strip() else None
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 class _NullLog:
@@ -153,6 +167,9 @@ class Runner:
         self.predictions_dir: Path | None = None
         #: the data position of each stage at its last checkpoint (resumed runs continue there)
         self._data_states: dict[str, Any] = {}
+        #: per stage, the losses summed since the last logged line (exact resumption of
+        #: a logging window that a checkpoint cut in two)
+        self._log_windows: dict[str, Any] = {}
         #: the pre-training document stream (for how many times the corpus was read)
         self._documents: data.DocumentStream | None = None
         #: rank 0 (or a single process) writes the run directory; other ranks only read
@@ -258,8 +275,8 @@ class Runner:
                     self._train_stage(comps, stage_name, stage, start, done)
                 start += stage.steps
             # evaluation and results: rank 0 only (over a gathered copy under FSDP)
-            final_eval = bool(comps.tasks) and (cfg.finetune.steps <= 0
-                                                or not self.results["eval"])
+            final_eval = (bool(comps.tasks) and bool(cfg.eval.after_training)
+                          and (cfg.finetune.steps <= 0 or not self.results["eval"]))
             with self._evaluation_model(comps, final_eval):
                 if self.main and final_eval:
                     scores = self.evaluate(comps)
@@ -419,6 +436,9 @@ class Runner:
                               f"the {world} processes (each trains on an equal share of rows)")
         progress = _progress(self.console if self.main else None, stage_name, stage.steps, done)
         t_last, tokens_since, loss_acc, loss_n = time.perf_counter(), 0, 0.0, 0
+        window = self._log_windows.get(stage_name) if done else None
+        if window:
+            loss_acc, loss_n = float(window["loss_sum"]), int(window["count"])
         with progress as bar:
             task_id = bar.add_task(stage_name, total=stage.steps, completed=done, loss=float("nan"),
                                    tps=0.0)
@@ -451,31 +471,32 @@ class Runner:
                     denom = sums[1].clamp(min=1)
                 loss = (out.loss_sum + z * out.z_loss_sum) / denom * world
                 token_loss = float(sums[0]) / max(float(sums[1]), 1.0)
-                if not math.isfinite(token_loss):
-                    raise NumericalError(
-                        f"{stage_name} step {self.global_step}: loss is {token_loss}; stopping "
-                        "(checkpoints written so far are intact)")
-                backend.step(loss, optimizer)
+                if math.isfinite(token_loss):
+                    backend.step(loss, optimizer)
+                    loss_acc += token_loss
+                    loss_n += 1
+                    stage_info.setdefault("first_loss", token_loss)
+                else:  # the same decision on every rank: token_loss is the global one
+                    self._skip_nonfinite(stage_name, stage_info, token_loss)
+                    optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
                 ntok = int(np.count_nonzero(global_batch["decoder_target_tokens"])
                            + np.count_nonzero(global_batch.get("encoder_input_tokens", 0)))
                 tokens_since += ntok
                 stage_info["tokens"] += ntok
-                loss_acc += token_loss
-                loss_n += 1
-                stage_info.setdefault("first_loss", token_loss)
                 step_no = local + 1
                 if step_no % stage.log_every == 0 or step_no == stage.steps:
                     backend.sync()
                     now = time.perf_counter()
                     tps = tokens_since / max(now - t_last, 1e-9)
                     stage_info["seconds"] += now - t_last
-                    mean_loss = loss_acc / loss_n
-                    self.log.write({"stage": stage_name, "step": self.global_step,
-                                    "stage_step": step_no, "loss": round(mean_loss, 6),
-                                    "lr": lr, "tokens_per_s": round(tps, 1)})
-                    stage_info["last_loss"] = mean_loss
-                    bar.update(task_id, completed=step_no, loss=mean_loss, tps=tps)
+                    if loss_n:  # a window of skipped steps only has no loss to report
+                        mean_loss = loss_acc / loss_n
+                        self.log.write({"stage": stage_name, "step": self.global_step,
+                                        "stage_step": step_no, "loss": round(mean_loss, 6),
+                                        "lr": lr, "tokens_per_s": round(tps, 1)})
+                        stage_info["last_loss"] = mean_loss
+                        bar.update(task_id, completed=step_no, loss=mean_loss, tps=tps)
                     t_last, tokens_since, loss_acc, loss_n = now, 0, 0.0, 0
                 else:
                     bar.update(task_id, completed=step_no)
@@ -487,6 +508,7 @@ class Runner:
                             if self.main:
                                 self._eval_checkpoint(comps, best)
                     self._data_states[stage_name] = stream.state()
+                    self._log_windows[stage_name] = {"loss_sum": loss_acc, "count": loss_n}
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
         if stage_name == "pretrain" and self._documents is not None:
@@ -494,6 +516,25 @@ class Runner:
             report = getattr(comps.corpus, "report", None)
             if report:  # what the corpus skipped or filtered (e.g. the C4 rules' counts)
                 stage_info["corpus"]["report"] = {str(k): int(v) for k, v in report.items()}
+
+    def _skip_nonfinite(self, stage_name: str, stage_info: dict[str, Any],
+                        token_loss: float) -> None:
+        """A NaN/inf loss: stop (``loss.nonfinite=stop``, before anything is written after
+        the last good checkpoint), or skip the step without an update and count it."""
+        skipped = int(stage_info.get("skipped_steps", 0)) + 1
+        limit = int(self.cfg.loss.max_skipped_steps)
+        where = f"{stage_name} step {self.global_step}: loss is {token_loss}"
+        if self.cfg.loss.nonfinite != "skip":
+            raise NumericalError(f"{where}; stopping (checkpoints written so far are intact; "
+                                 "loss.nonfinite=skip would skip such steps)")
+        if skipped > limit:
+            raise NumericalError(f"{where}; stopping: more than loss.max_skipped_steps={limit} "
+                                 f"steps of {stage_name} skipped (checkpoints written so far "
+                                 "are intact)")
+        stage_info["skipped_steps"] = skipped
+        self.log.write({"stage": stage_name, "step": self.global_step, "skipped": True,
+                        "reason": f"loss is {token_loss}"})
+        self._say(f"[yellow]{where}; step skipped ({skipped} of at most {limit})[/yellow]")
 
     def _report_corpus_passes(self, stage_info: dict[str, Any]) -> None:
         """How many times pre-training read its corpus (P Table 9's "repeats")."""
@@ -566,7 +607,8 @@ class Runner:
         stage_steps[stage_name] = step_no
         self.results["_stage_steps"] = stage_steps
         state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
-                 "results": self.results, "data": self._data_states}
+                 "results": self.results, "data": self._data_states,
+                 "log_window": self._log_windows}
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
         # every rank: device tensors -> host copies; sharded (FSDP) tensors are gathered
         # by collectives, so these two calls happen on all ranks, the write on rank 0
@@ -581,6 +623,9 @@ class Runner:
         self._barrier(comps)  # no rank runs ahead of a checkpoint that may be resumed
 
     def _restore(self, comps: Components) -> dict[str, Any] | None:
+        if self.main:
+            for name in ckpt.remove_temporaries(self.ckpt_dir):
+                self._say(f"resume: removed {name}, an unfinished checkpoint write")
         path = ckpt.latest_valid(self.ckpt_dir)
         if path is None:
             self._say("resume: no valid checkpoint yet, starting from the beginning")
@@ -594,6 +639,7 @@ class Runner:
         comps.model.load_state_dict(model_state)
         self.global_step = int(state["step"])
         self._data_states = dict(state.get("data", {}))
+        self._log_windows = dict(state.get("log_window", {}))
         self._say(f"resume: continuing from {path.name} ({state['stage']})")
         return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"]}
 
@@ -626,8 +672,11 @@ class Runner:
         under their own names (``eval_splits``, e.g. MNLI matched / mismatched) when
         ``eval.split`` is the default "validation"."""
         split = str(self.cfg.eval.split)
+        chosen = set(self.cfg.eval.tasks or comps.tasks)
         out = []
         for name, task in sorted(comps.tasks.items()):
+            if name not in chosen:
+                continue
             named = getattr(task, "eval_splits", None) if split == "validation" else None
             for result, task_split in (dict(named) if named else {name: split}).items():
                 out.append((result, task, task_split))
@@ -710,7 +759,8 @@ class Runner:
             self.results["averages"] = {"all_tasks": float(np.mean(
                 [_task_score(m) for m in evals.values()]))}
             self.results["averages"].update(self._benchmark_averages(comps, evals))
-        self.results["baselines"] = self._baselines(comps)
+        if self.cfg.eval.after_training:  # a run that scores nothing needs no baselines
+            self.results["baselines"] = self._baselines(comps)
         self.results["model"] = comps.arch.describe(comps.vocab.vocab_size)
 
     def _benchmark_averages(self, comps: Components, evals: dict[str, Any]) -> dict[str, Any]:
@@ -793,10 +843,13 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     runner.members = members
     runner.predictions_dir = out_dir / "predictions"
     scores = runner.evaluate(comps)
+    averages: dict[str, Any] = {}
+    if scores:  # the run's summary: all tasks, and the paper's benchmark averages
+        averages = {"all_tasks": float(np.mean([_task_score(m) for m in scores.values()])),
+                    **runner._benchmark_averages(comps, scores)}
     results = {
         "eval": scores,
-        "averages": {"all_tasks": float(np.mean([_task_score(m) for m in scores.values()]))}
-        if scores else {},
+        "averages": averages,
         "checkpoints": [str(c) for c in checkpoints],
         "decoding": {k: OmegaConf.to_container(cfg.eval)[k] for k in (
             "num_beams", "alpha", "length_penalty", "ensemble_reduce", "max_decode_length")},

@@ -71,7 +71,7 @@ def pretrain_only_run(folder: Path, name: str, *overrides: str) -> Path:
     config = folder / "no_tasks.yaml"
     config.write_text("tasks: {}\n")  # a file's task set replaces the default one
     run_dir = folder / name
-    tiny = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")]
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")] + ["finetune.steps=0"]
     code = main(["run", "--quiet", "--config", str(config), *tiny, f"run_dir={run_dir}",
                  *overrides])
     if code != 0:

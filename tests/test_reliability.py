@@ -1,0 +1,216 @@
+"""Runs survive being killed, corrupted checkpoints, pickled payloads, full disks and
+non-finite losses (issue 9): a real ``t5k run`` in a subprocess is SIGKILLed mid-stage and
+resumed to the same losses, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from t5kernel import checkpoint as ckpt
+from t5kernel.cli import main
+from t5kernel.testing import TINY_OVERRIDES
+
+#: pre-training only (the demo tasks are dropped by no_tasks.yaml), a checkpoint every
+#: step, a logging window (3) that checkpoints cut in two
+PRETRAIN = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")] + [
+    "pretrain.steps=40", "pretrain.checkpoint_every=2", "pretrain.log_every=3",
+    "finetune.steps=0", "keep_checkpoints=2", "model.dropout_rate=0.1"]
+
+
+def _config(folder: Path) -> Path:
+    path = folder / "no_tasks.yaml"
+    path.write_text("tasks: {}\n")
+    return path
+
+
+def _cmd(config: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "t5kernel.cli", "run", "--quiet", "--config", str(config),
+            *PRETRAIN, f"run_dir={run_dir}", *extra]
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "T5K_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    return env
+
+
+def _metrics(run_dir: Path) -> list[str]:
+    """The loss lines of metrics.jsonl as written (text: bit-identical means equal)."""
+    rows = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.dumps({k: r[k] for k in ("step", "loss", "lr")})
+            for r in map(json.loads, rows) if "loss" in r]
+
+
+def test_sigkill_mid_stage_then_resume_gives_the_same_losses(tmp_path):
+    config = _config(tmp_path)
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    out = subprocess.run(_cmd(config, whole), env=_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    proc = subprocess.Popen(_cmd(config, killed), env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while not (killed / "checkpoints" / "step_6").exists():  # mid pre-training
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(random.Random(os.getpid()).uniform(0.0, 0.3))  # an arbitrary moment
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "results.json").exists()
+    steps = ckpt.list_steps(killed / "checkpoints")
+    assert steps and steps[-1] < 40
+    out = subprocess.run(_cmd(config, killed, "resume=true"), env=_env(), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _metrics(killed) == _metrics(whole)
+    assert not [p for p in (killed / "checkpoints").iterdir() if p.name.startswith(".")]
+    a = ckpt.load(whole / "checkpoints" / "step_40")[0]
+    b = ckpt.load(killed / "checkpoints" / "step_40")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _short_run(tmp_path: Path, name: str, *extra: str) -> tuple[int, Path]:
+    config = _config(tmp_path)
+    run_dir = tmp_path / name
+    short = [*PRETRAIN, "pretrain.steps=6", "pretrain.checkpoint_every=2",
+             "pretrain.log_every=1", "keep_checkpoints=5"]
+    code = main(["run", "--quiet", "--config", str(config), *short, f"run_dir={run_dir}",
+                 *extra])
+    return code, run_dir
+
+
+def test_resume_skips_a_corrupted_latest_checkpoint(tmp_path, capsys):
+    code, run_dir = _short_run(tmp_path, "r")
+    assert code == 0
+    want = _metrics(run_dir)
+    latest = run_dir / "checkpoints" / "step_6"
+    data = bytearray((latest / "model.safetensors").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flip one byte of the weights
+    (latest / "model.safetensors").write_bytes(bytes(data))
+    (run_dir / "results.json").unlink()
+    with pytest.warns(UserWarning, match="step_6 is incomplete or corrupted"):
+        assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
+                     f"run_dir={run_dir}", "resume=true"]) == 0
+    assert "continuing from step_4" in capsys.readouterr().out
+    assert _metrics(run_dir) == want
+    assert ckpt.verify(latest)  # rewritten by the resumed run
+
+
+def test_a_checkpoint_with_a_pickled_payload_is_refused(tmp_path, capsys):
+    code, run_dir = _short_run(tmp_path, "r")
+    assert code == 0
+    latest = run_dir / "checkpoints" / "step_6"
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("payload ran",))
+
+    trainer = torch.load(latest / "trainer.pt", weights_only=True)
+    trainer["extra"] = Payload()
+    torch.save(trainer, latest / "trainer.pt")
+    manifest = json.loads((latest / "manifest.json").read_text())
+    manifest["files"]["trainer.pt"] = ckpt.sha256_file(latest / "trainer.pt")
+    (latest / "manifest.json").write_text(json.dumps(manifest))  # a "valid" forgery
+    (run_dir / "results.json").unlink()
+    capsys.readouterr()
+    assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
+                 f"run_dir={run_dir}", "resume=true"]) == 2
+    captured = capsys.readouterr()
+    assert "payload ran" not in captured.out + captured.err
+    assert "refused: trainer.pt holds pickled Python objects" in captured.err
+    assert captured.err.count("\n") == 1
+
+
+def test_a_full_disk_while_checkpointing_stops_and_keeps_the_previous(tmp_path, capsys,
+                                                                     monkeypatch):
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **k):
+        calls.append(f)
+        if len(calls) == 2:  # the second checkpoint's trainer state
+            raise OSError(28, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    code, run_dir = _short_run(tmp_path, "r")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "earlier checkpoints are intact" in err
+    assert ckpt.list_steps(run_dir / "checkpoints") == [2]
+    assert ckpt.verify(run_dir / "checkpoints" / "step_2")
+    assert not [p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith(".")]
+    monkeypatch.setattr(torch, "save", real_save)  # space again: the run resumes
+    assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
+                 f"run_dir={run_dir}", "resume=true"]) == 0
+    assert ckpt.list_steps(run_dir / "checkpoints")[-1] == 6
+
+
+def _nan_at(monkeypatch, calls) -> None:
+    """Make the encdec model's loss NaN at the training forwards numbered in ``calls``."""
+    from t5k_builtin.model.encdec import EncDecModel
+
+    real, seen = EncDecModel.forward, []
+
+    def forward(self, batch, *a, **k):
+        out = real(self, batch, *a, **k)
+        if self.training:
+            seen.append(1)
+            if calls(len(seen)):
+                out.loss_sum = out.loss_sum * float("nan")
+        return out
+
+    monkeypatch.setattr(EncDecModel, "forward", forward)
+
+
+def test_a_nan_loss_stops_the_stage_and_keeps_the_good_checkpoints(tmp_path, capsys,
+                                                                  monkeypatch):
+    _nan_at(monkeypatch, lambda n: n >= 5)
+    code, run_dir = _short_run(tmp_path, "r")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "pretrain step 4: loss is nan; stopping" in err and err.count("\n") == 1
+    assert ckpt.list_steps(run_dir / "checkpoints") == [2, 4]
+    assert all(ckpt.verify(run_dir / "checkpoints" / f"step_{s}") for s in (2, 4))
+    weights = ckpt.load(run_dir / "checkpoints" / "step_4")[0]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (run_dir / "results.json").exists()
+
+
+def test_nan_steps_can_be_skipped_and_are_counted(tmp_path, capsys, monkeypatch):
+    _nan_at(monkeypatch, lambda n: n in (3, 4))
+    code, run_dir = _short_run(tmp_path, "skip", "loss.nonfinite=skip")
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["stages"]["pretrain"]["skipped_steps"] == 2
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("skipped")] == [2, 3]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 5, 6]  # steps 3, 4: no loss
+    # no update at a skipped step: step_4's weights are step_2's
+    a = ckpt.load(run_dir / "checkpoints" / "step_2")[0]
+    b = ckpt.load(run_dir / "checkpoints" / "step_4")[0]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # more skips than allowed stop the stage
+    monkeypatch.undo()
+    _nan_at(monkeypatch, lambda n: n in (3, 4))
+    code, _ = _short_run(tmp_path, "limit", "loss.nonfinite=skip", "loss.max_skipped_steps=1")
+    assert code != 0
+    assert "more than loss.max_skipped_steps=1 steps of pretrain skipped" in (
+        capsys.readouterr().err)
