@@ -280,7 +280,10 @@ class Model(Protocol):
     ``forward(batch)`` takes the feature dict produced by ``Architecture.features`` (as
     tensors) and returns a :class:`ModelOutput`. ``generate(batch, max_length)`` decodes
     greedily with a key/value cache and returns an int tensor [batch, <= max_length] of
-    output ids (EOS included when produced, padded with 0 after it).
+    output ids (EOS included when produced, padded with 0 after it). On a backend with
+    ``static_shapes = True`` (xla) the run loop calls ``generate(batch, max_length,
+    static_shapes=True, sync=backend.sync)``: a model that runs there accepts those
+    keywords and decodes with fixed shapes (see :mod:`t5kernel.decoding`).
     """
 
     def forward(self, batch: Mapping[str, Any]) -> ModelOutput: ...

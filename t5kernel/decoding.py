@@ -6,6 +6,22 @@ A model opts in by returning an :class:`IncrementalDecoder` from
 without knowing its layout. The decoder owns the key/value cache; the search owns the
 hypotheses.
 
+Static shapes (``generate(..., static_shapes=True)``, opt-in; the xla backend asks for it)
+make every decoding step run the same tensor shapes and the same operations, so a
+graph-compiling device (XLA) compiles the step once and reuses it for every step and
+every batch of the same row count. The search then never drops rows (no ``select``),
+writes step ``t``'s tokens at a step index held on the device (no Python-int indexing,
+which XLA bakes into the graph), calls ``sync()`` (the backend's graph cut) once per step
+before it reads a stop condition on the host, and trims the result to the generated
+length on the host. The decoder is created with
+``model.incremental_decoder(batch, num_beams, use_cache, static_shapes=True,
+max_length=max_length)`` (the keywords are passed only in this mode, so a model without
+them still works by default) and must keep its shapes fixed too: the builtin models pad
+the encoder input to a power-of-two width bucket instead of trimming it exactly and
+write keys/values into buffers preallocated for ``max_length`` positions. The ids are
+the dynamic mode's: the extra (masked) keys get exactly zero attention weight, and only
+the kernels' summation order may differ.
+
 Beam search follows one of two references, chosen by ``length_penalty``:
 
 - ``"mtf"`` (the paper's, Mesh TF / tensor2tensor ``beam_search``): hypotheses are scored
@@ -26,7 +42,7 @@ start token; positions after a sequence's EOS are ``pad_id``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -49,7 +65,9 @@ class IncrementalDecoder(Protocol):
     token (``None`` on the first call: the decoder's own start) and returns float32
     logits ``[B·K, V]`` for the next position; unusable vocabulary columns are ``-inf``.
     ``reorder(rows)`` makes row ``i`` continue the history of row ``rows[i]`` (the search
-    only moves rows within one example's group).
+    only moves rows within one example's group). A decoder made with
+    ``static_shapes=True`` (module docstring) keeps every tensor's shape fixed across
+    steps and accepts at most ``max_length`` calls to ``step``.
     """
 
     def step(self, tokens: Tensor | None) -> Tensor: ...
@@ -112,14 +130,16 @@ class EnsembleDecoder:
 # ----------------------------------------------------------------------------- greedy
 def greedy_search(
     decoder: IncrementalDecoder, batch_size: int, max_length: int, eos_id: int = 1,
-    pad_id: int = 0,
+    pad_id: int = 0, static_shapes: bool = False, sync: Callable[[], None] | None = None,
 ) -> Tensor:
     """Argmax decoding (``beam_size = 1``, the paper's study setting): ids ``[B, <= max_length]``.
 
     Stops once every row has produced EOS. Rows that ended are dropped from the decoder
-    when it can :func:`can_select`, else fed ``pad_id`` until the others end.
+    when it can :func:`can_select` (never with ``static_shapes``), else fed ``pad_id``
+    until the others end. ``sync`` is called once per step before the stop test
+    (module docstring: static shapes).
     """
-    compact = can_select(decoder)
+    compact = can_select(decoder) and not static_shapes
     out = None
     live = None  # original row of each decoder row
     tokens = None
@@ -130,6 +150,7 @@ def greedy_search(
             out = torch.full((batch_size, max_length), pad_id, dtype=torch.long, device=nxt.device)
             live = torch.arange(batch_size, device=nxt.device)
             done = torch.zeros(batch_size, dtype=torch.bool, device=nxt.device)
+            column = torch.zeros(1, dtype=torch.long, device=nxt.device)  # t, on the device
         steps = t + 1
         if compact:
             out[live, t] = nxt
@@ -142,13 +163,21 @@ def greedy_search(
                 live, nxt = live[keep], nxt[keep]
         else:
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-            out[:, t] = nxt
+            if static_shapes:
+                out.index_copy_(1, column, nxt[:, None])
+                column += 1
+            else:
+                out[:, t] = nxt
             done = done | (nxt == eos_id)
+            if sync is not None:
+                sync()
             if bool(done.all()):
                 break
         tokens = nxt
     if out is None:
         return torch.zeros(batch_size, 0, dtype=torch.long)
+    if static_shapes:  # the data-dependent length is cut on the host
+        out = out.cpu()
     return out[:, :steps]
 
 
@@ -162,6 +191,8 @@ def beam_search(
     length_penalty: str = "mtf",
     eos_id: int = 1,
     pad_id: int = 0,
+    static_shapes: bool = False,
+    sync: Callable[[], None] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Batched beam search; returns the best sequence ``[B, L]`` and its score ``[B]``.
 
@@ -169,7 +200,9 @@ def beam_search(
     log-probability of the returned sequence (for an "mtf" example without a finished
     hypothesis: the raw log-probability of its best alive one, as tensor2tensor does).
     An example whose best hypothesis can no longer change leaves the decoder when it can
-    :func:`can_select`.
+    :func:`can_select` (never with ``static_shapes``: then every example stays to the end
+    and the ids come back on the host). ``sync`` is called once per step before the stop
+    tests (module docstring: static shapes).
     """
     if length_penalty not in LENGTH_PENALTIES:
         raise ConfigError(
@@ -177,13 +210,15 @@ def beam_search(
         )
     if num_beams < 1 or max_length < 1:
         raise ConfigError(f"num_beams and max_length must be >= 1, got {num_beams}, {max_length}")
-    k, hf, compact = num_beams, length_penalty == "hf", can_select(decoder)
+    k, hf = num_beams, length_penalty == "hf"
+    compact = can_select(decoder) and not static_shapes
     state: _Beams | None = None
     tokens = None
     for i in range(max_length):
         logp = torch.log_softmax(decoder.step(tokens).float(), dim=-1)
         if state is None:
             state = _Beams(batch_size, k, max_length, pad_id, logp.device)
+            column = torch.zeros(1, dtype=torch.long, device=logp.device)  # i, on the device
         b, vocab, device = state.live.numel(), logp.shape[-1], logp.device
         state.steps = i + 1
         cand = (logp.view(b, k, vocab) + state.alive_lp[:, :, None]).view(b, k * vocab)
@@ -191,7 +226,10 @@ def beam_search(
         src = top_idx // vocab  # [b, 2K] source beam
         tok = top_idx % vocab
         top_seq = torch.take_along_dim(state.seq, src[:, :, None], dim=1)
-        top_seq[:, :, i] = tok
+        if static_shapes:
+            top_seq.index_copy_(2, column, tok[:, :, None])
+        else:
+            top_seq[:, :, i] = tok
         ended = tok == eos_id
         if hf:
             ended = ended | (i + 1 >= max_length)
@@ -225,6 +263,8 @@ def beam_search(
             worst = torch.where(state.fin_flag, worst, torch.full_like(state.fin_score, _NEG))
             state.unsatisfied = state.unsatisfied & (best_alive > worst).any(-1, keepdim=True)
             settled = ~state.unsatisfied[:, 0]
+            if sync is not None:
+                sync()
             if bool(ended.all()):
                 break
         else:
@@ -233,6 +273,8 @@ def beam_search(
                                  torch.zeros_like(state.fin_score)).min(dim=1).values
             lowest = torch.where(state.fin_flag.any(1), lowest, torch.full_like(lowest, _NEG))
             settled = lowest > bound
+            if sync is not None:
+                sync()
         if bool(settled.all()) or i + 1 == max_length:
             break
         if compact and bool(settled.any()):
@@ -242,10 +284,18 @@ def beam_search(
             state.keep(going)
         else:
             decoder.reorder(rows)
-        tokens = state.seq[:, :, i].reshape(-1)
+        if static_shapes:
+            tokens = state.seq.index_select(2, column).reshape(-1)
+            column += 1
+        else:
+            tokens = state.seq[:, :, i].reshape(-1)
     assert state is not None
-    state.retire(torch.ones_like(state.live, dtype=torch.bool), fallback=not hf)
-    out = state.out[:, : state.steps]
+    if static_shapes:  # every example is live: no boolean indexing; length cut on the host
+        state.retire_all(fallback=not hf)
+        out = state.out.cpu()[:, : state.steps]
+    else:
+        state.retire(torch.ones_like(state.live, dtype=torch.bool), fallback=not hf)
+        out = state.out[:, : state.steps]
     lengths = _lengths(out, eos_id)
     return out[:, : int(lengths.max()) if lengths.numel() else 0], state.out_score
 
@@ -266,14 +316,24 @@ class _Beams:
         self.out_score = torch.zeros(batch, device=device)
         self.steps = 0
 
-    def retire(self, which: Tensor, fallback: bool = False) -> None:
-        """Write the results of the live examples in ``which`` (the best finished; with
-        ``fallback`` the best alive when none finished)."""
+    def best(self, fallback: bool) -> tuple[Tensor, Tensor]:
+        """Each live example's best finished sequence and score (with ``fallback`` its
+        best alive one when none finished)."""
         seq, score = self.fin_seq[:, 0], self.fin_score[:, 0]
         if fallback:
             any_fin = self.fin_flag.any(1)
             seq = torch.where(any_fin[:, None], seq, self.seq[:, 0])
             score = torch.where(any_fin, score, self.alive_lp[:, 0])
+        return seq, score
+
+    def retire_all(self, fallback: bool = False) -> None:
+        """Write every example's result; only when no example ever left (static shapes)."""
+        self.out, self.out_score = self.best(fallback)
+
+    def retire(self, which: Tensor, fallback: bool = False) -> None:
+        """Write the results of the live examples in ``which`` (the best finished; with
+        ``fallback`` the best alive when none finished)."""
+        seq, score = self.best(fallback)
         idx = self.live[which]
         self.out[idx] = seq[which]
         self.out_score[idx] = score[which]
@@ -317,6 +377,8 @@ def generate(
     use_cache: bool = True,
     eos_id: int = 1,
     pad_id: int = 0,
+    static_shapes: bool = False,
+    sync: Callable[[], None] | None = None,
 ) -> Tensor:
     """Decode ``batch`` with one model or an ensemble (a sequence of models).
 
@@ -324,6 +386,8 @@ def generate(
     with ``alpha`` and the ``length_penalty`` reference. Several models average their
     per-step distributions (``reduce``, :class:`EnsembleDecoder`). Models run in eval mode
     without gradients and get their previous mode back. Returns ids ``[B, <= max_length]``.
+    ``static_shapes`` decodes with fixed shapes, calling ``sync`` once per step (module
+    docstring); the ids are the same.
     """
     members = list(models) if isinstance(models, list | tuple) else [models]
     if num_beams < 1:
@@ -337,13 +401,15 @@ def generate(
     tokens = batch["encoder_input_tokens"]
     b = int(tokens.shape[0])
     with _eval_mode(members):
-        decoders = [m.incremental_decoder(batch, num_beams, use_cache) for m in members]
+        static = {"static_shapes": True, "max_length": max_length} if static_shapes else {}
+        decoders = [m.incremental_decoder(batch, num_beams, use_cache, **static)
+                    for m in members]
         dec: IncrementalDecoder = (
             decoders[0] if len(decoders) == 1 else EnsembleDecoder(decoders, reduce)
         )
         if num_beams == 1:
-            ids = greedy_search(dec, b, max_length, eos_id, pad_id)
+            ids = greedy_search(dec, b, max_length, eos_id, pad_id, static_shapes, sync)
         else:
             ids, _ = beam_search(dec, b, num_beams, max_length, alpha, length_penalty,
-                                 eos_id, pad_id)
+                                 eos_id, pad_id, static_shapes, sync)
     return ids.to(tokens.device)

@@ -715,9 +715,10 @@ class Runner:
         ensembles through :func:`t5kernel.decoding.generate`, which needs models that
         offer ``incremental_decoder``. A backend with ``static_shapes = True`` (xla) gets
         fixed-shape decoding (``decoding.generate(static_shapes=True)``, its ``sync`` once
-        per step) and every chunk of ``eval.batch_size`` rows: the last chunk is filled up
-        with copies of its last input (they end when it ends, so they add no steps) whose
-        outputs are dropped. The predictions are the same either way.
+        per step) and chunks whose row count is ``eval.batch_size`` or a power of two below
+        it (a small last chunk or evaluation set is not padded to the full batch): the
+        chunk is filled up with copies of its last input (they end when it ends, so they
+        add no steps) whose outputs are dropped. The predictions are the same either way.
         """
         import torch
 
@@ -736,8 +737,9 @@ class Runner:
             for i in range(0, len(inputs), size):
                 texts = inputs[i: i + size]
                 real = len(texts)
-                if static:
-                    texts = texts + [texts[-1]] * (size - real)
+                if static:  # rows: a power of two up to eval.batch_size (few shapes)
+                    rows = min(size, 1 << max(real - 1, 0).bit_length())
+                    texts = texts + [texts[-1]] * (rows - real)
                 chunk = [data.encode_example({"inputs": s, "targets": ""}, vocab, length, 2)
                          for s in texts]
                 feats = comps.arch.features(chunk, length, 2, False)

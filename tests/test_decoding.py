@@ -248,3 +248,66 @@ def test_greedy_stops_computing_finished_rows():
     assert min(lengths) < max(lengths)  # the case is informative
     # step t computes exactly the rows that have not ended before t
     assert dec.rows_per_step == [sum(n > t for n in lengths) for t in range(max(lengths))]
+
+
+# --------------------------------------------------------------------- static shapes
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10**6), style=st.sampled_from(["mtf", "hf"]),
+       alpha=st.sampled_from([0.0, 0.6]), k=st.sampled_from([1, 2, 3]))
+def test_static_shapes_keep_every_row_and_change_nothing(seed, style, alpha, k):
+    """With static_shapes the search never drops rows (even from a decoder that could),
+    calls sync once per step, and returns the dynamic search's ids and scores."""
+    vocab, b, n = 6, 5, 7
+    dynamic = SelectableTableDecoder(b, k, vocab, seed=seed, scale=1.5)
+    static = SelectableTableDecoder(b, k, vocab, seed=seed, scale=1.5)
+    syncs = []
+    if k == 1:
+        want = decoding.greedy_search(dynamic, b, n)
+        got = decoding.greedy_search(static, b, n, static_shapes=True,
+                                     sync=lambda: syncs.append(1))
+    else:
+        want, want_s = decoding.beam_search(dynamic, b, k, n, alpha, style)
+        got, got_s = decoding.beam_search(static, b, k, n, alpha, style, static_shapes=True,
+                                          sync=lambda: syncs.append(1))
+        assert torch.equal(want_s, got_s)
+    assert torch.equal(want, got)
+    assert static.rows_per_step == [b * k] * len(static.rows_per_step)
+    assert len(syncs) == len(static.rows_per_step)
+
+
+def test_greedy_static_runs_until_every_row_ends():
+    dec = SelectableTableDecoder(6, 1, 5, seed=4, scale=1.5)
+    ids = decoding.greedy_search(dec, 6, 12, static_shapes=True)
+    lengths = [len(strip(r)) for r in ids]
+    assert min(lengths) < max(lengths)  # rows end at different steps...
+    assert dec.rows_per_step == [6] * max(lengths)  # ...and all are computed to the last
+
+
+class RecordingModel(torch.nn.Module):
+    """A model whose incremental decoders are TableDecoders; records the keywords."""
+
+    def __init__(self, static_keywords: bool):
+        super().__init__()
+        self.seen = []
+        if not static_keywords:  # a third-party model that predates static shapes
+            self.incremental_decoder = self._plain
+
+    def _plain(self, batch, num_beams, use_cache):
+        self.seen.append({})
+        return TableDecoder(batch["encoder_input_tokens"].shape[0], num_beams, 5, seed=2)
+
+    def incremental_decoder(self, batch, num_beams, use_cache, **static):
+        self.seen.append(static)
+        return TableDecoder(batch["encoder_input_tokens"].shape[0], num_beams, 5, seed=2)
+
+
+@pytest.mark.parametrize("beams", [1, 2])
+def test_generate_passes_static_keywords_only_when_asked(beams):
+    batch = {"encoder_input_tokens": torch.ones(3, 4, dtype=torch.long)}
+    old = RecordingModel(static_keywords=False)
+    want = decoding.generate(old, batch, 6, num_beams=beams)
+    assert old.seen == [{}]
+    new = RecordingModel(static_keywords=True)
+    got = decoding.generate([new, new], batch, 6, num_beams=beams, static_shapes=True)
+    assert new.seen == [{"static_shapes": True, "max_length": 6}] * 2
+    assert torch.equal(got, want)

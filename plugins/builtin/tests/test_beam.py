@@ -10,6 +10,7 @@ from t5k_builtin.configs import EncDecConfig
 from t5k_builtin.model.features import encdec_features
 from t5kernel import decoding
 from t5kernel.api import BuildContext
+from t5kernel.errors import ConfigError
 
 transformers = pytest.importorskip("transformers")
 
@@ -224,3 +225,57 @@ def test_extra_padding_columns_change_nothing(name):
     for beams in (1, 3):
         assert torch.equal(model.generate(batch, 6, num_beams=beams),
                            model.generate(wide, 6, num_beams=beams))
+
+
+# ------------------------------------------------------------------- static shapes
+def test_bucket_width():
+    from t5k_builtin.model.encdec import bucket_width
+
+    assert [bucket_width(w, 48) for w in (0, 1, 8, 9, 16, 17, 33)] == [8, 8, 8, 16, 16, 32, 48]
+    assert bucket_width(5, 6) == 6  # never wider than the batch
+
+
+# (arch, seed, EOS row scale): picked so that rows end at varied steps
+STATIC_CASES = [("encdec", 4, 1.0), ("encdec_shared", 5, 1.0), ("encdec_half", 5, 1.0),
+                ("lm", 3, 1.0), ("prefix_lm", 5, 0.4)]
+
+
+@pytest.mark.parametrize("name,seed,eos", STATIC_CASES)
+def test_static_shapes_decode_like_dynamic(name, seed, eos):
+    """Fixed-shape decoding (encoder/prompt width bucketed, preallocated key/value
+    buffers written at a device step index, every row kept; t5kernel.decoding "static
+    shapes") gives the dynamic decoder's ids: greedy and both beam references, with and
+    without the cache, for batches whose padding falls in different width buckets."""
+    arch, model = build(name, seed=seed)
+    with torch.no_grad():
+        model.shared.weight[1] *= eos
+    ends = set()
+    for data_seed, extra in ((5, 0), (6, 13), (8, 40)):
+        batch = prompts(arch, n=4, seed=data_seed)
+        batch = {k: torch.nn.functional.pad(v, (0, extra)) for k, v in batch.items()}
+        for beams, style in ((1, "mtf"), (3, "mtf"), (2, "hf")):
+            for cache in (True, False) if extra == 0 else (True,):
+                kw = dict(num_beams=beams, length_penalty=style, use_cache=cache)
+                want = model.generate(batch, 9, **kw)
+                got = model.generate(batch, 9, static_shapes=True, **kw)
+                assert torch.equal(got, want), (data_seed, beams, style, cache)
+            ends.update(r.index(1) if 1 in r else -1 for r in want.tolist())
+    assert len(ends) >= 3  # rows end at different steps (and some never)
+
+
+def test_static_decoder_keeps_its_shapes():
+    """Every step of a static decoder sees the same cache shapes and one device index."""
+    arch, model = build("encdec", seed=4)
+    batch = prompts(arch, n=3, seed=6)
+    dec = model.incremental_decoder(batch, 2, static_shapes=True, max_length=5)
+    assert not decoding.can_select(dec)
+    tokens = None
+    with torch.no_grad():
+        for t in range(5):
+            logits = dec.step(tokens)
+            shapes = {tuple(layer["self"]["k"].shape) for layer in dec.cache}
+            assert shapes == {(6, 4, 5, 8)} and int(dec.index) == t + 1
+            tokens = logits.argmax(-1)
+            dec.reorder(torch.tensor([1, 0, 2, 3, 5, 4]))
+    with pytest.raises(ConfigError, match="max_length"):
+        model.incremental_decoder(batch, 1, static_shapes=True)

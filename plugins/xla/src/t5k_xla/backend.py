@@ -34,9 +34,22 @@ def _import_xla():
 
 
 class XlaBackend:
-    """Backend ``xla`` (config: XlaBackendConfig)."""
+    """Backend ``xla`` (config: XlaBackendConfig).
+
+    ``static_shapes = True`` asks the run loop for fixed-shape decoding
+    (:mod:`t5kernel.decoding`, "static shapes"; ``Runner.predict``): XLA compiles one graph
+    per distinct shape and per distinct constant, so the dynamic decoder, which trims each
+    batch's encoder padding, grows its key/value cache by one row per step, indexes with
+    the step number and drops finished rows, compiled new graphs for nearly every step of
+    every batch. Static decoding pads eval batches to ``eval.batch_size`` rows and the
+    encoder input to a power-of-two width, writes into preallocated caches at a device
+    step index and ``sync``s once per step, so a run compiles a few graphs per width
+    bucket, independent of ``max_decode_length``, and reuses them.
+    """
 
     name = "xla"
+    #: fixed-shape decoding in evaluation (see the class docstring)
+    static_shapes = True
 
     def __init__(self, config: Any, context: Any = None) -> None:
         if config.precision not in ("fp32", "bf16"):

@@ -40,9 +40,11 @@ from t5k_builtin.model.encdec import (
     PAD_ID,
     EncDecArchitecture,
     EncDecModel,
+    bucket_padding,
     padded_vocab_size,
     parameter_counts,
     single_stack_blocks,
+    static_decode_length,
     token_loss,
     trim_padding,
 )
@@ -195,17 +197,27 @@ class DecoderOnlyModel(EncDecModel):
 
     # ----------------------------------------------------------------- decoding
     def incremental_decoder(
-        self, batch: Mapping[str, Tensor], num_beams: int = 1, use_cache: bool = True
+        self,
+        batch: Mapping[str, Tensor],
+        num_beams: int = 1,
+        use_cache: bool = True,
+        static_shapes: bool = False,
+        max_length: int | None = None,
     ) -> DecoderOnlyIncremental:
         """Continuation of ``[0, prompt...]`` (facts §5.4) as a decoding.IncrementalDecoder.
 
         The prompt is ``encoder_input_tokens`` (the inputs incl. EOS, right-padded).
         Generation (greedy or beam, :meth:`EncDecModel.generate`) returns only the
-        generated ids.
+        generated ids. ``static_shapes`` (with the search's ``max_length``) gives the
+        fixed-shape :class:`DecoderOnlyStaticIncremental`.
         """
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        if static_shapes:
+            prompt, seg = bucket_padding(batch["encoder_input_tokens"].long(), seg)
+            return DecoderOnlyStaticIncremental(
+                self, prompt, seg, num_beams, use_cache, static_decode_length(max_length))
         prompt, seg = trim_padding(batch["encoder_input_tokens"].long(), seg)
         return DecoderOnlyIncremental(self, prompt, seg, num_beams, use_cache)
 
@@ -303,6 +315,70 @@ class DecoderOnlyIncremental:
             setattr(self, name, getattr(self, name).index_select(0, rows))
         if self.first is not None:
             self.first = self.first.index_select(0, rows)
+
+
+class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
+    """:class:`DecoderOnlyIncremental` with the same shapes at every step and for every
+    batch of one row count and prompt-width bucket (t5kernel.decoding: static shapes).
+
+    The prompt is cut to its width bucket (``bucket_padding``), so the sequence is ``P``
+    prompt rows then ``max_length`` generated rows, ``n = P + max_length`` keys in all,
+    whose segments, positions and prefix region are laid out once. The prompt runs as
+    in the dynamic decoder; its keys/values then move into ``[rows, H, n, d_kv]`` buffers
+    written at key row ``self.index`` (a 1-element device tensor, ``P + t`` at step
+    ``t``), and each step attends over all ``n`` keys with those after it masked.
+    Without the cache the whole ``n``-row sequence re-runs every step. Rows are never
+    dropped (no ``select``).
+    """
+
+    #: a fixed row count: the search never drops rows of a static decoder
+    select = None
+
+    def __init__(
+        self,
+        model: DecoderOnlyModel,
+        prompt: Tensor,
+        seg: Tensor | None,
+        num_beams: int,
+        use_cache: bool,
+        max_length: int,
+    ) -> None:
+        super().__init__(model, prompt, seg, num_beams, use_cache)
+        device, rows, p = self.tokens.device, self.ones.shape[0], self.p_len
+        n = p + max_length
+        gen_pos = self.last[:, None] + 1 + torch.arange(max_length, device=device)[None, :]
+        self.k_seg = torch.cat([self.p_seg, self.ones.expand(rows, max_length)], dim=1)
+        self.k_pos = torch.cat([self.p_pos, gen_pos], dim=1)
+        self.k_region = torch.cat([self.p_seg, torch.zeros_like(gen_pos)], dim=1)
+        self.key_index = torch.arange(n, device=device)
+        self.index = torch.full((1,), p, dtype=torch.long, device=device)
+        self.out = torch.zeros(rows, max_length, dtype=torch.long, device=device)
+        if self.cache is not None:
+            for layer in self.cache:  # the prompt's keys/values, then room for the steps
+                kv = layer["self"]
+                for name in ("k", "v"):
+                    x = kv[name]
+                    kv[name] = torch.cat([x, x.new_zeros(*x.shape[:2], max_length, x.shape[3])],
+                                         dim=2)
+                kv["index"], kv["length"] = self.index, n
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        model = self.model
+        if tokens is None:
+            return super().step(None)  # the prompt's own last position, as computed there
+        tokens = tokens[:, None].long()
+        if self.cache is not None:
+            q_pos = self.k_pos.index_select(1, self.index)
+            state = model.run(tokens, self.ones, q_pos, torch.zeros_like(self.ones), self.cache,
+                              self.k_seg, self.k_pos, self.k_region, self.index,
+                              self.key_index)[:, 0]
+        else:
+            self.out.index_copy_(1, self.index - self.p_len, tokens)
+            full = torch.cat([self.tokens, self.out], dim=1)
+            state = model.run(full, self.k_seg, self.k_pos, self.k_region)
+            state = state.index_select(1, self.index)[:, 0]
+        self.index += 1
+        return model.logits(state, unembed=self.unembed)
 
 
 class PrefixLMModel(DecoderOnlyModel):

@@ -207,19 +207,30 @@ class EncDecModel(nn.Module):
     ) -> Tensor:
         """Decode ``batch`` (facts §5.4): ids ``[B, <= max_length]``, 0 after each row's EOS.
 
-        Greedy by default; ``num_beams``, ``alpha``, ``length_penalty`` select beam search
+        Greedy by default; ``num_beams``, ``alpha``, ``length_penalty`` select beam search,
+        ``static_shapes`` (and ``sync``) fixed-shape decoding for XLA
         (:func:`t5kernel.decoding.generate`). ``use_cache=False`` re-runs the whole
         decoder every step (a reference for tests). Runs in eval mode.
         """
         return decoding.generate(self, batch, max_length, use_cache=use_cache, **search)
 
     def incremental_decoder(
-        self, batch: Mapping[str, Tensor], num_beams: int = 1, use_cache: bool = True
+        self,
+        batch: Mapping[str, Tensor],
+        num_beams: int = 1,
+        use_cache: bool = True,
+        static_shapes: bool = False,
+        max_length: int | None = None,
     ) -> EncDecIncremental:
-        """A :class:`~t5kernel.decoding.IncrementalDecoder` over an unpacked batch."""
+        """A :class:`~t5kernel.decoding.IncrementalDecoder` over an unpacked batch;
+        ``static_shapes`` (with the ``max_length`` of the search) gives the fixed-shape
+        :class:`EncDecStaticIncremental`."""
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        if static_shapes:
+            return EncDecStaticIncremental(
+                self, batch, num_beams, use_cache, static_decode_length(max_length))
         return EncDecIncremental(self, batch, num_beams, use_cache)
 
     # ------------------------------------------------------------------ adapters
@@ -290,6 +301,35 @@ def trim_padding(tokens: Tensor, segments: Tensor | None) -> tuple[Tensor, Tenso
     return tokens[:, :width], None if segments is None else segments[:, :width]
 
 
+def bucket_width(width: int, given: int) -> int:
+    """Encoder width of static-shape decoding: ``width`` rounded up to a power of two, at
+    least 8 and at most ``given`` (the batch's own width), so a run's batches fall into a
+    few shapes (one compiled graph each) instead of one shape per distinct length."""
+    return min(max(8, 1 << (max(width, 1) - 1).bit_length()), given)
+
+
+def bucket_padding(tokens: Tensor, segments: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """:func:`trim_padding` to the :func:`bucket_width` of the trimmed width.
+
+    The columns kept beyond the trimmed width are padding in every row, which changes no
+    real position's result (see :func:`trim_padding`). The width is found with a
+    fixed-shape reduction (no ``nonzero``, whose output shape depends on the data).
+    """
+    real = tokens != PAD_ID if segments is None else segments > 0
+    cols = torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+    width = bucket_width(int((real.any(0).long() * cols).max()), int(tokens.shape[1]))
+    if width == tokens.shape[1]:
+        return tokens, segments
+    return tokens[:, :width], None if segments is None else segments[:, :width]
+
+
+def static_decode_length(max_length: int | None) -> int:
+    """The ``max_length`` a static decoder preallocates for (ConfigError if missing)."""
+    if max_length is None or int(max_length) < 1:
+        raise ConfigError(f"static-shape decoding needs max_length >= 1, got {max_length}")
+    return int(max_length)
+
+
 class EncDecIncremental:
     """Step-by-step decoder of :class:`EncDecModel` (the decoding.IncrementalDecoder).
 
@@ -300,10 +340,14 @@ class EncDecIncremental:
     position. Without it the whole decoder re-runs over the history every step.
     """
 
+    #: how the encoder input's all-padding columns are cut (the static variant buckets)
+    cut_padding = staticmethod(trim_padding)
+
     def __init__(
         self, model: EncDecModel, batch: Mapping[str, Tensor], num_beams: int, use_cache: bool
     ) -> None:
-        tokens, seg = trim_padding(batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
+        tokens, seg = self.cut_padding(
+            batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
         memory, enc_seg = model.encode(tokens, seg)
         if num_beams > 1:
             memory = memory.repeat_interleave(num_beams, dim=0)
@@ -347,6 +391,59 @@ class EncDecIncremental:
         self.ones = self.ones.index_select(0, rows)
         if self.cache is not None:
             Stack.map_cache(self.cache, lambda x: x.index_select(0, rows), part="cross")
+
+
+class EncDecStaticIncremental(EncDecIncremental):
+    """:class:`EncDecIncremental` with the same shapes at every step and for every batch
+    of one row count and width bucket (t5kernel.decoding: static shapes; for XLA).
+
+    The encoder input is cut to its :func:`bucket_width` instead of exactly; the decoder's
+    self-attention keys/values go into ``[rows, H, max_length, d_kv]`` buffers at the
+    step index ``self.index`` (a 1-element device tensor advanced in place), and each step
+    attends over all ``max_length`` key rows with those after the step masked. The
+    decoder's position bias (plus the causal mask) for all ``max_length`` query/key
+    positions is computed once and step ``t`` gathers its query row with the device
+    index. Without the cache the whole ``max_length`` history buffer re-runs every step.
+    Rows are never dropped (no ``select``).
+    """
+
+    cut_padding = staticmethod(bucket_padding)
+    #: a fixed row count: the search never drops rows of a static decoder
+    select = None
+
+    def __init__(
+        self,
+        model: EncDecModel,
+        batch: Mapping[str, Tensor],
+        num_beams: int,
+        use_cache: bool,
+        max_length: int,
+    ) -> None:
+        super().__init__(model, batch, num_beams, use_cache)
+        device, rows = self.memory.device, self.memory.shape[0]
+        self.index = torch.zeros(1, dtype=torch.long, device=device)
+        if not use_cache:  # the whole history, re-run every step
+            self.history = torch.zeros(rows, max_length, dtype=torch.long, device=device)
+        else:
+            self.cache = model.decoder.new_static_cache(self.index, max_length)
+            pos = torch.arange(max_length, device=device)[None, :]
+            causal = visibility(torch.ones_like(pos), torch.ones_like(pos), causal=True)
+            self.bias = model.decoder.position_bias(pos, pos) + mask_bias(causal)
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        model = self.model
+        prev = torch.full_like(self.ones, PAD_ID) if tokens is None else tokens[:, None].long()
+        if self.cache is not None:
+            bias = self.bias.index_select(2, self.index)  # [1, H, 1, max_length]
+            hidden = model.decoder(model.shared(prev), bias, self.memory, self.cross_bias,
+                                   self.cache)[:, 0]
+        else:
+            self.history.index_copy_(1, self.index, prev)
+            hidden = model.decode(self.history, self.memory, self.enc_seg,
+                                  self.ones.expand_as(self.history))
+            hidden = hidden.index_select(1, self.index)[:, 0]
+        self.index += 1
+        return model.logits(hidden, unembed=self.unembed)
 
 
 def single_stack_blocks(model: nn.Module, stack: str = "decoder") -> list[BlockInfo]:

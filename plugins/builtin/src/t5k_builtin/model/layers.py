@@ -207,7 +207,11 @@ class Attention(nn.Module):
     ``memory`` is None, otherwise cross-attention from ``x`` to ``memory``. ``bias`` is the
     additive position-bias-plus-mask tensor. ``cache`` (a dict owned by the caller) holds
     keys/values for incremental decoding: self-attention appends the new keys/values of
-    ``x``; cross-attention computes the memory's keys/values once and reuses them.
+    ``x``; cross-attention computes the memory's keys/values once and reuses them. A
+    *static* self-attention cache (:meth:`Stack.new_static_cache`: it holds ``"index"``)
+    instead writes them into buffers of a fixed length at the key rows ``cache["index"]``
+    (a device tensor) and attends over the whole buffer, so every decoding step has the
+    same shapes (for XLA); ``bias`` must then mask the rows not written yet.
     Block 0 of each stack also owns the stack's :class:`RelativePositionBias` as
     ``relative_attention_bias`` (Hugging Face naming).
     """
@@ -250,7 +254,9 @@ class Attention(nn.Module):
         else:
             source = x if memory is None else memory
             k, v = self._heads(self.k(source)), self._heads(self.v(source))
-            if cache is not None:
+            if cache is not None and memory is None and "index" in cache:
+                k, v = _write_static(cache, k, v)
+            elif cache is not None:
                 if memory is None and "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)
                     v = torch.cat([cache["v"], v], dim=2)
@@ -266,6 +272,18 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
         b, _, n, _ = out.shape
         return self.o(out.transpose(1, 2).reshape(b, n, self.num_heads * self.d_kv))
+
+
+def _write_static(cache: dict[str, Any], k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Copy ``k``/``v`` ``[rows, H, n, d_kv]`` into the cache's ``[rows, H, length, d_kv]``
+    buffers at key rows ``cache["index"]`` (``n`` of them, on the device); returns the
+    buffers. They are made (zeros, in ``k``'s dtype) at the first write."""
+    if "k" not in cache:
+        shape = (k.shape[0], k.shape[1], int(cache["length"]), k.shape[3])
+        cache["k"], cache["v"] = k.new_zeros(shape), v.new_zeros(shape)
+    cache["k"].index_copy_(2, cache["index"], k)
+    cache["v"].index_copy_(2, cache["index"], v)
+    return cache["k"], cache["v"]
 
 
 # ----------------------------------------------------------------------- sublayers
@@ -407,6 +425,12 @@ class Stack(nn.Module):
     def new_cache(self) -> list[dict[str, dict]]:
         """Empty per-block key/value cache for incremental decoding."""
         return [{"self": {}, "cross": {}} for _ in self.block]
+
+    def new_static_cache(self, index: Tensor, length: int) -> list[dict[str, dict]]:
+        """Per-block cache whose self-attention keys/values go into ``length``-row buffers
+        at the key rows ``index`` (a device tensor the caller advances in place between
+        steps); see :class:`Attention`. ``map_cache`` reorders it like the dynamic one."""
+        return [{"self": {"index": index, "length": length}, "cross": {}} for _ in self.block]
 
     @staticmethod
     def map_cache(cache: list[dict], fn: Callable[[Tensor], Tensor], part: str = "self") -> None:
