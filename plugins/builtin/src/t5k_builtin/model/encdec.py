@@ -49,8 +49,9 @@ def validate_config(cfg: Any) -> None:
         raise ConfigError(
             f"relative_attention_num_buckets must be >= 4, got {cfg.relative_attention_num_buckets}"
         )
-    if cfg.relative_attention_max_distance < cfg.relative_attention_num_buckets // 2:
-        raise ConfigError("relative_attention_max_distance must be >= num_buckets / 2")
+    if cfg.relative_attention_max_distance <= cfg.relative_attention_num_buckets // 2:
+        # equal would divide by log(max_distance / max_exact) = 0 in the causal buckets
+        raise ConfigError("relative_attention_max_distance must be > num_buckets / 2")
     if not 0.0 <= cfg.dropout_rate < 1.0:
         raise ConfigError(f"dropout_rate must be in [0, 1), got {cfg.dropout_rate}")
     if cfg.layer_norm_epsilon <= 0:
