@@ -1,0 +1,377 @@
+"""t5kernel vs transformers' T5ForConditionalGeneration: training, decoding, memory, FLOP/s.
+
+Both sides hold the same random T5 v1.0 weights (nothing downloaded). Per configuration:
+
+- one timing process builds both models and alternates their iterations (ours, theirs,
+  ours, ...) so drift in a shared machine's speed hits both alike: training tokens/s
+  (forward, loss, backward, ``torch.optim.AdamW`` step for both, so only the model
+  differs), greedy and beam-4 sequences/s with the cache (ours through
+  ``model.generate`` / ``t5kernel.decoding.generate`` as the run loop calls them, theirs
+  through ``generate(num_beams=..., length_penalty=0.6)`` matching our ``"hf"`` length
+  penalty), and whether the greedy ids are identical;
+- one memory process per implementation runs the same work alone and reports its
+  ``ru_maxrss`` (and CUDA peak), so one model's allocations cannot inflate the other's.
+
+Achieved FLOP/s use the weight-matmul FLOPs of our architecture's ``describe()``
+(training = 3x forward; decoding counts every input token once and every generated token
+per beam) and are divided by the FLOP/s of a timed fp32 ``torch.mm`` measured in the same
+process. Decoding inputs end in EOS and the EOS embedding row is zeroed, so every row
+decodes all new tokens on both sides (same work; see ``decode_vs_hf.py`` for early stops).
+
+    python benchmarks/vs_hf.py                          # tiny and small, CPU
+    python benchmarks/vs_hf.py --configs tiny --steps 5 --json vs_hf.json
+    python benchmarks/vs_hf.py --device cuda --dropout 0
+    python benchmarks/vs_hf.py --quick                  # one step, tiny shapes (tests)
+
+transformers is a test-only dependency (``pip install -e ".[test]"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+VOCAB = 32128
+#: model dimensions and training shapes (rows, input length, target length) of the issue
+CONFIGS = {
+    "tiny": dict(dims=dict(num_layers=4, d_model=256, d_ff=1024, d_kv=64, num_heads=4),
+                 train=(16, 128, 32)),
+    "small": dict(dims=dict(num_layers=6, d_model=512, d_ff=2048, d_kv=64, num_heads=8),
+                  train=(8, 512, 114)),
+}
+DECODE = (32, 128, 32)  # rows, input length, new tokens
+BEAMS = 4
+QUICK_TRAIN, QUICK_DECODE = (2, 16, 8), (2, 16, 4)
+METRICS = ("train_tokens_per_s", "train_flops_per_s", "train_matmul_fraction",
+           "greedy_sequences_per_s", "greedy_flops_per_s", "greedy_matmul_fraction",
+           "beam4_sequences_per_s", "beam4_flops_per_s", "beam4_matmul_fraction",
+           "peak_rss_mb")
+
+
+# ------------------------------------------------------------------------- models
+def hf_config(dims: dict, dropout: float):
+    import transformers
+
+    return transformers.T5Config(
+        vocab_size=VOCAB, d_model=dims["d_model"], d_ff=dims["d_ff"], d_kv=dims["d_kv"],
+        num_heads=dims["num_heads"], num_layers=dims["num_layers"], dropout_rate=dropout,
+        feed_forward_proj="relu", tie_word_embeddings=True, decoder_start_token_id=0,
+        pad_token_id=0, eos_token_id=1)
+
+
+def ours_model(dims: dict, dropout: float):
+    from t5k_builtin.configs import EncDecConfig
+    from t5k_builtin.model.encdec import EncDecModel
+
+    return EncDecModel(EncDecConfig(**dims, dropout_rate=dropout), VOCAB)
+
+
+def train_pair(dims: dict, dropout: float, seed: int = 0):
+    """HF model and ours with HF's weights, both with ``dropout``, in train mode."""
+    import transformers
+
+    from t5k_builtin.model.encdec import load_hf_state_dict
+
+    torch.manual_seed(seed)
+    hf = transformers.T5ForConditionalGeneration(hf_config(dims, dropout))
+    with torch.no_grad():
+        hf.shared.weight.mul_(0.05)  # as decode_vs_hf: keep the random model's logits sane
+    ours = ours_model(dims, dropout)
+    load_hf_state_dict(ours, hf.state_dict())
+    return ours.train(), hf.train()
+
+
+def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device):
+    """Closures doing one forward + mean token loss + backward + AdamW step each."""
+    rows, li, lt = shape
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randint(2, VOCAB, (rows, li), generator=gen).to(device)
+    targets = torch.randint(2, VOCAB, (rows, lt), generator=gen).to(device)
+    batch = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets}
+    steps = {}
+    if ours is not None:
+        opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+
+        def ours_step():
+            out = ours(batch, return_logits=False)
+            (out.loss_sum / out.num_tokens).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        steps["ours"] = ours_step
+    if hf is not None:
+        hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+
+        def hf_step():
+            hf(input_ids=inputs, labels=targets).loss.backward()
+            hf_opt.step()
+            hf_opt.zero_grad(set_to_none=True)
+        steps["hf"] = hf_step
+    return steps
+
+
+def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device):
+    """``{(impl, mode): closure}`` for greedy and beam-4 decoding of the same inputs."""
+    from decode_vs_hf import make_inputs
+
+    from t5kernel import decoding
+
+    rows, length, new = shape
+    ids, seg = (t.to(device) for t in make_inputs(rows, length, VOCAB, varied=False))
+    batch = {"encoder_input_tokens": ids, "encoder_segment_ids": seg}
+    fns = {}
+    if ours is not None:
+        fns["ours", "greedy"] = lambda: ours.generate(batch, new)
+        fns["ours", "beam4"] = lambda: decoding.generate(
+            ours, batch, new, num_beams=BEAMS, alpha=0.6, length_penalty="hf")
+    if hf is not None:
+        def theirs(beams: int):
+            beam_args = dict(length_penalty=0.6, early_stopping=False) if beams > 1 else {}
+            with torch.no_grad():
+                return hf.generate(
+                    input_ids=ids, attention_mask=seg, do_sample=False, num_beams=beams,
+                    max_new_tokens=new, **beam_args,
+                    decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)[:, 1:]
+        fns["hf", "greedy"] = lambda: theirs(1)
+        fns["hf", "beam4"] = lambda: theirs(BEAMS)
+    return fns
+
+
+def zero_eos(model) -> None:
+    """Zero the EOS embedding row (both models call it ``shared``): no row ends early."""
+    with torch.no_grad():
+        model.shared.weight[1].zero_()
+
+
+# ------------------------------------------------------------------------ timing
+def sync_fn(device: torch.device):
+    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+
+
+def alternate(fns: dict, steps: int, warmup: int, sync) -> tuple[dict, dict]:
+    """Median seconds per key, the keys' iterations interleaved; and each key's last output."""
+    outs = {}
+    for _ in range(warmup):
+        for key, fn in fns.items():
+            outs[key] = fn()
+    times: dict = {key: [] for key in fns}
+    for _ in range(steps):
+        for key, fn in fns.items():
+            sync()
+            start = time.perf_counter()
+            outs[key] = fn()
+            sync()
+            times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}, outs
+
+
+def matmul_flops(device: torch.device, n: int, sync, repeats: int = 5) -> float:
+    """FLOP/s of an fp32 ``n x n`` ``torch.mm`` on this machine (best of ``repeats``)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def flops(dims: dict) -> tuple[int, int]:
+    """Forward weight-matmul FLOPs per input and per target token (our describe())."""
+    from t5k_builtin.configs import EncDecConfig
+    from t5k_builtin.model.encdec import EncDecArchitecture
+
+    info = EncDecArchitecture(EncDecConfig(**dims)).describe(VOCAB)
+    return (info["forward_matmul_flops_per_input_token"],
+            info["forward_matmul_flops_per_target_token"])
+
+
+def same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
+    from decode_vs_hf import _same
+
+    return _same(a.cpu(), b.cpu())
+
+
+def time_worker(args, spec: dict) -> dict:
+    """Both implementations in this process, iterations alternating."""
+    from decode_vs_hf import build_pair
+
+    device, sync = torch.device(args.device), sync_fn(torch.device(args.device))
+    warmup = 0 if args.quick else 1
+    per_in, per_tgt = flops(spec["dims"])
+    peak = matmul_flops(device, 256 if args.quick else 2048, sync)
+    rows, li, lt = spec["train"]
+    ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout))
+    secs, _ = alternate(train_steps(ours, hf, spec["train"], device), args.steps, warmup, sync)
+    result: dict = {impl: {} for impl in ("ours", "hf")}
+    train_flops = 3 * rows * (li * per_in + lt * per_tgt)
+    for impl, s in secs.items():
+        result[impl].update(train_tokens_per_s=rows * (li + lt) / s,
+                            train_flops_per_s=train_flops / s,
+                            train_matmul_fraction=train_flops / s / peak)
+    del ours, hf
+    ours, hf = build_pair(spec["dims"], VOCAB, seed=2, eos_scale=None)
+    ours, hf = ours.to(device).eval(), hf.to(device).eval()
+    drows, dlen, new = spec["decode"]
+    fns = decode_fns(ours, hf, spec["decode"], device)
+    matches = {}
+    for mode, beams in (("greedy", 1), ("beam4", BEAMS)):
+        pair = {k: v for k, v in fns.items() if k[1] == mode}
+        secs, outs = alternate(pair, args.steps, warmup, sync)
+        work = drows * (dlen * per_in + beams * new * per_tgt)
+        for (impl, _), s in secs.items():
+            result[impl].update({f"{mode}_sequences_per_s": drows / s,
+                                 f"{mode}_flops_per_s": work / s,
+                                 f"{mode}_matmul_fraction": work / s / peak})
+        matches[f"{mode}_ids_match"] = same_ids(outs["ours", mode], outs["hf", mode])
+    return {"matmul_flops_per_s": peak, "matmul_size": 256 if args.quick else 2048,
+            **matches, **result}
+
+
+def memory_worker(args, spec: dict, impl: str) -> dict:
+    """Training and decoding of one implementation alone; its peak resident memory.
+
+    Both sides import torch and transformers, so the baselines match; ours is built
+    directly (weight values do not change memory), never next to an HF model.
+    """
+    import transformers  # both sides import it, so their baselines match
+
+    device, sync = torch.device(args.device), sync_fn(torch.device(args.device))
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    torch.manual_seed(0)
+    if impl == "ours":
+        model = ours_model(spec["dims"], args.dropout)
+        pair = (model, None)
+    else:
+        model = transformers.T5ForConditionalGeneration(hf_config(spec["dims"], args.dropout))
+        pair = (None, model)
+    model.to(device).train()
+    zero_eos(model)  # every row decodes all new tokens, as in the timing process
+    steps = train_steps(*pair, spec["train"], device)
+    for _ in range(args.steps):
+        steps[impl]()
+    model.eval()
+    for fn in decode_fns(*pair, spec["decode"], device).values():
+        fn()
+    sync()
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "rss_after_imports_mb": base}
+    if device.type == "cuda":
+        out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+# --------------------------------------------------------------------- orchestration
+def spec_for(name: str, quick: bool) -> dict:
+    spec = dict(CONFIGS[name])
+    spec["train"], spec["decode"] = ((QUICK_TRAIN, QUICK_DECODE) if quick
+                                     else (spec["train"], DECODE))
+    return spec
+
+
+def run_child(args, *extra: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device,
+           "--steps", str(args.steps), "--dropout", str(args.dropout), "--threads", str(args.threads), *extra]
+    if args.quick:
+        cmd.append("--quick")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def collect(proc) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"worker {proc.args[3:]} failed with status {proc.returncode}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure(args, name: str) -> dict:
+    """One configuration: the two memory processes side by side, then the timing process
+    alone so that its timings never share the machine with them (``--quick``, whose
+    numbers mean nothing, runs all three at once)."""
+    procs = {impl: run_child(args, "--worker", f"memory-{impl}", "--configs", name)
+             for impl in ("ours", "hf")}
+    if args.quick:
+        procs["time"] = run_child(args, "--worker", "time", "--configs", name)
+    mem = {impl: collect(procs[impl]) for impl in ("ours", "hf")}
+    timed = collect(procs.get("time") or run_child(args, "--worker", "time", "--configs", name))
+    spec = spec_for(name, args.quick)
+    for impl in ("ours", "hf"):
+        timed[impl].update(mem[impl])
+    ratio = {k: timed["ours"][k] / timed["hf"][k] for k in timed["ours"]
+             if isinstance(timed["ours"][k], float) and timed["hf"].get(k)}
+    return {"config": name, **spec["dims"], "vocab_size": VOCAB,
+            "train_shape": dict(zip(("rows", "inputs", "targets"), spec["train"], strict=True)),
+            "decode_shape": dict(zip(("rows", "inputs", "new_tokens"), spec["decode"], strict=True)),
+            "beams": BEAMS, **timed, "ratio_ours_over_hf": ratio}
+
+
+def print_table(results: list[dict]) -> None:
+    keys = [k for k in METRICS] + ["peak_cuda_mb"]
+    print(f"{'config':7} {'metric':24} {'t5kernel':>12} {'transformers':>13} {'ratio':>7}")
+    for r in results:
+        for k in keys:
+            if k not in r["ours"]:
+                continue
+            print(f"{r['config']:7} {k:24} {r['ours'][k]:12.4g} {r['hf'][k]:13.4g} "
+                  f"{r['ratio_ours_over_hf'][k]:6.2f}x")
+        print(f"{r['config']:7} fp32 matmul FLOP/s {r['matmul_flops_per_s']:.3g}; "
+              f"greedy ids match: {r['greedy_ids_match']}; "
+              f"beam-4 ids match: {r['beam4_ids_match']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default="tiny,small",
+                    help="comma-separated, from: " + ", ".join(CONFIGS))
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--steps", type=int, default=5, help="timed iterations per measurement")
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--quick", action="store_true",
+                    help="one step per configuration on tiny shapes (for tests)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.steps = 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = [n for n in args.configs.split(",") if n]
+    bad = [n for n in names if n not in CONFIGS]
+    if bad or not names:
+        ap.error(f"unknown config(s) {bad}; choose from {', '.join(CONFIGS)}")
+    if args.worker:
+        spec = spec_for(names[0], args.quick)
+        out = (time_worker(args, spec) if args.worker == "time"
+               else memory_worker(args, spec, args.worker.removeprefix("memory-")))
+        print(json.dumps(out))
+        return
+    from importlib.metadata import version  # not importing transformers here saves seconds
+
+    results = [measure(args, n) for n in names]
+    report = {"device": args.device, "torch": torch.__version__,
+              "transformers": version("transformers"), "threads": torch.get_num_threads(),
+              "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
+              "optimizer": "torch.optim.AdamW(lr=1e-4)", "configs": results}
+    print_table(results)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
