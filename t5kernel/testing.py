@@ -85,3 +85,12 @@ def logged_losses(run_dir: Path) -> list[float]:
 
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [row["loss"] for row in rows if "loss" in row]
+
+
+def unchecked(config_cls, **options):
+    """A ``config_cls()`` with ``options`` set after construction, past its
+    ``__post_init__`` range checks, so that a test exercises the plugin's own checks."""
+    config = config_cls()
+    for key, value in options.items():
+        setattr(config, key, value)
+    return config

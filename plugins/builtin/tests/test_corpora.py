@@ -21,6 +21,7 @@ from t5k_builtin.corpora.embedded import EmbeddedCorpus
 from t5k_builtin.corpora.text_files import TextFiles
 from t5kernel.api import BuildContext, Corpus, Task
 from t5kernel.errors import ConfigError, DataError
+from t5kernel.testing import unchecked
 
 WIKITEXT = Path("/work/shared/data/wikitext2_raw/wiki.valid.raw")
 
@@ -128,15 +129,6 @@ def test_embedded_module_list_is_sorted_and_excludes_side_effects():
     banned = {"this", "antigravity", "idlelib", "tkinter", "turtle", "lib2to3", "ensurepip"}
     assert not {m.split(".")[0] for m in embedded.STDLIB_MODULES} & banned
     assert not any(m == "test" or m.startswith("test.") for m in embedded.STDLIB_MODULES)
-
-
-def unchecked(config_cls, **options):
-    """A config with ``options`` set after construction, past its ``__post_init__`` range
-    checks, so that the plugin's own checks are what a test exercises."""
-    config = config_cls()
-    for key, value in options.items():
-        setattr(config, key, value)
-    return config
 
 
 def test_embedded_sources_and_config_errors():

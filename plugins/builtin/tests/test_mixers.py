@@ -12,6 +12,7 @@ from t5k_builtin.configs import ProportionalMixerConfig
 from t5k_builtin.mixers import Proportional
 from t5kernel.api import BuildContext, Mixer
 from t5kernel.errors import ConfigError
+from t5kernel.testing import unchecked
 
 K = 1000
 sizes_strategy = st.dictionaries(
@@ -103,15 +104,6 @@ def test_temperature_matches_the_closed_form():
     t8 = Temperature(TemperatureMixerConfig(temperature=8.0), None).rates(sizes)
     assert t1 == pytest.approx(prop)
     assert t8["rte"] > prop["rte"] and t8["c4"] < prop["c4"]
-
-
-def unchecked(config_cls, **options):
-    """A config with ``options`` set after construction, past its ``__post_init__`` range
-    checks, so that the plugin's own checks are what a test exercises."""
-    config = config_cls()
-    for key, value in options.items():
-        setattr(config, key, value)
-    return config
 
 
 def test_temperature_and_equal_validate_their_input():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from t5k_builtin.objectives import others
 from t5kernel.api import BuildContext, Objective
 from t5kernel.errors import ConfigError
+from t5kernel.testing import unchecked
 
 V = 32100
 BASE = 32000
@@ -35,15 +36,6 @@ KINDS = {
 
 def ids(text):
     return [TOK[w] for w in text.split()]
-
-
-def unchecked(config_cls, **options):
-    """A config with ``options`` set after construction, past its ``__post_init__`` range
-    checks, so that the plugin's own checks are what a test exercises."""
-    config = config_cls()
-    for key, value in options.items():
-        setattr(config, key, value)
-    return config
 
 
 def objective(kind, **options):

@@ -18,6 +18,7 @@ from t5k_builtin.objectives.denoise import IidSpans
 from t5k_builtin.objectives.span import Span, SpanConfig
 from t5kernel.api import BuildContext, Objective
 from t5kernel.errors import ConfigError
+from t5kernel.testing import unchecked
 
 V = 32100
 BASE = 32000
@@ -30,15 +31,6 @@ X, Y, Z = V - 1, V - 2, V - 3
 
 def ids(text):
     return [TOK[w] for w in text.split()]
-
-
-def unchecked(config_cls, **options):
-    """A config with ``options`` set after construction, past its ``__post_init__`` range
-    checks, so that the plugin's own checks are what a test exercises."""
-    config = config_cls()
-    for key, value in options.items():
-        setattr(config, key, value)
-    return config
 
 
 def span(**options) -> Span:

@@ -33,7 +33,24 @@ from torch import nn
 from t5kernel.errors import ConfigError
 
 
-class DataParallelModel(nn.Module):
+class _Wrapped(nn.Module):
+    """A wrapper that looks like the model it wraps (``self.module``): attributes and
+    parameter listings are the inner module's, so parameter names never change."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module.named_parameters(*args, **kwargs)
+
+    def parameters(self, recurse: bool = True) -> Any:
+        return self.module.parameters(recurse)
+
+
+class DataParallelModel(_Wrapped):
     """The model, with ``forward`` through ``DistributedDataParallel``."""
 
     def __init__(self, module: nn.Module, device_ids: list[int] | None = None) -> None:
@@ -54,26 +71,15 @@ class DataParallelModel(nn.Module):
             return self._ddp(*args, **kwargs)
         return self.module(*args, **kwargs)  # evaluation needs no gradient sync
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
-
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return self.module.state_dict(*args, **kwargs)
 
     def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
         return self.module.load_state_dict(state, strict=strict, assign=assign)
 
-    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        return self.module.named_parameters(*args, **kwargs)
-
-    def parameters(self, recurse: bool = True) -> Any:
-        return self.module.parameters(recurse)
 
 
-class FullyShardedModel(nn.Module):
+class FullyShardedModel(_Wrapped):
     """The model sharded by FSDP2, looking like the unsharded model to the run loop.
 
     Units: every transformer block is its own FSDP unit (its parameters are gathered only
@@ -105,12 +111,6 @@ class FullyShardedModel(nn.Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*args, **kwargs)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.module, name)
-
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Full tensors on rank 0's CPU ({} on other ranks); every rank must call it."""
         from torch.distributed.checkpoint.state_dict import (
@@ -132,11 +132,6 @@ class FullyShardedModel(nn.Module):
             self.module, dict(state), options=StateDictOptions(full_state_dict=True,
                                                                strict=strict))
 
-    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        return self.module.named_parameters(*args, **kwargs)
-
-    def parameters(self, recurse: bool = True) -> Any:
-        return self.module.parameters(recurse)
 
     def evaluation_copy(self, rank: int) -> nn.Module | None:
         """An unsharded copy of the model with the current weights on rank 0 (``None`` on
