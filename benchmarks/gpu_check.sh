@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One command for a lent GPU (the `device` tool; < 5 minutes on one GPU): the CUDA backend
-# tests, then the training-step benchmark against Hugging Face T5 on the same GPU.
+# tests, then the GPU mode of benchmarks/vs_hf.py: T5-base pre-training (128 x 512/114,
+# bf16, our model compiled) against Hugging Face T5 on the same GPU, with model FLOP
+# utilisation; its JSON goes to $OUT (the device tool's output folder) when set.
 #   bash benchmarks/gpu_check.sh          (from the repository root, torch with CUDA installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,5 +12,4 @@ assert torch.cuda.is_available(), "no CUDA GPU visible"
 print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CUDA", torch.version.cuda)
 PY
 T5K_STRICT_PLUGINS=1 python -m pytest -q -p no:cacheprovider plugins/builtin/tests/test_cuda_backend.py
-python benchmarks/train_step.py --device cuda --rows 64 --iters 10
-python benchmarks/train_step.py --device cuda --rows 64 --iters 10 --compile
+python benchmarks/vs_hf.py --device cuda --compile --steps 3 --json "${OUT:-.}/vs_hf_cuda.json"

@@ -18,9 +18,17 @@ per beam) and are divided by the FLOP/s of a timed fp32 ``torch.mm`` measured in
 process. Decoding inputs end in EOS and the EOS embedding row is zeroed, so every row
 decodes all new tokens on both sides (same work; see ``decode_vs_hf.py`` for early stops).
 
-    python benchmarks/vs_hf.py                          # tiny and small, CPU
+``--precision bf16`` runs both sides' forwards under bf16 autocast (refused on CPUs
+without native bf16); ``--compile`` compiles our model (``torch.compile``) for training:
+our best settings against transformers as users run it. ``--device cuda`` (GPU mode)
+defaults to T5-base pre-training shapes (128 x 512/114) in bf16 and adds model FLOP
+utilisation: model FLOPs (weight matmuls plus attention products, x3 for training) per
+second over the GPU's datasheet dense peak (``NOMINAL_PEAK``).
+
+    python benchmarks/vs_hf.py                          # tiny and small, CPU, fp32
+    python benchmarks/vs_hf.py --compile                # our best CPU settings
     python benchmarks/vs_hf.py --configs tiny --steps 5 --json vs_hf.json
-    python benchmarks/vs_hf.py --device cuda --dropout 0
+    python benchmarks/vs_hf.py --device cuda --compile  # T5-base MFU in bf16 (< 5 min)
     python benchmarks/vs_hf.py --quick                  # one step, tiny shapes (tests)
 
 transformers is a test-only dependency (``pip install -e ".[test]"``).
@@ -49,11 +57,21 @@ CONFIGS = {
                  train=(16, 128, 32)),
     "small": dict(dims=dict(num_layers=6, d_model=512, d_ff=2048, d_kv=64, num_heads=8),
                   train=(8, 512, 114)),
+    # the GPU mode's model: T5-base pre-training at the paper's 128 x 512/114
+    "base": dict(dims=dict(num_layers=12, d_model=768, d_ff=3072, d_kv=64, num_heads=12),
+                 train=(128, 512, 114)),
 }
+#: configurations run when --configs is not given, per device
+DEFAULT_CONFIGS = {"cpu": "tiny,small", "cuda": "base"}
+#: dense tensor-core peak FLOP/s per GPU model and precision (vendor datasheets), for MFU
+NOMINAL_PEAK = {"H200": {"bf16": 989.4e12, "fp32": 494.7e12},  # fp32 = TF32
+                "H100": {"bf16": 989.4e12, "fp32": 494.7e12},
+                "A100": {"bf16": 312e12, "fp32": 156e12}}
 DECODE = (32, 128, 32)  # rows, input length, new tokens
 BEAMS = 4
 QUICK_TRAIN, QUICK_DECODE = (2, 16, 8), (2, 16, 4)
 METRICS = ("train_tokens_per_s", "train_flops_per_s", "train_matmul_fraction",
+           "train_model_flops_per_s",
            "greedy_sequences_per_s", "greedy_flops_per_s", "greedy_matmul_fraction",
            "beam4_sequences_per_s", "beam4_flops_per_s", "beam4_matmul_fraction",
            "peak_rss_mb")
@@ -70,14 +88,17 @@ def hf_config(dims: dict, dropout: float):
         pad_token_id=0, eos_token_id=1)
 
 
-def ours_model(dims: dict, dropout: float):
+def ours_model(dims: dict, dropout: float, broadcast: bool = True):
+    """Our model; ``broadcast``: the paper's dropout masks shared over positions (our
+    default) or element-wise ones as transformers draws them."""
     from t5k_builtin.configs import EncDecConfig
     from t5k_builtin.model.encdec import EncDecModel
 
-    return EncDecModel(EncDecConfig(**dims, dropout_rate=dropout), VOCAB)
+    return EncDecModel(EncDecConfig(**dims, dropout_rate=dropout, dropout_broadcast=broadcast),
+                       VOCAB)
 
 
-def train_pair(dims: dict, dropout: float, seed: int = 0):
+def train_pair(dims: dict, dropout: float, seed: int = 0, broadcast: bool = True):
     """HF model and ours with HF's weights, both with ``dropout``, in train mode."""
     import transformers
 
@@ -87,41 +108,58 @@ def train_pair(dims: dict, dropout: float, seed: int = 0):
     hf = transformers.T5ForConditionalGeneration(hf_config(dims, dropout))
     with torch.no_grad():
         hf.shared.weight.mul_(0.05)  # as decode_vs_hf: keep the random model's logits sane
-    ours = ours_model(dims, dropout)
+    ours = ours_model(dims, dropout, broadcast)
     load_hf_state_dict(ours, hf.state_dict())
     return ours.train(), hf.train()
 
 
-def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device):
-    """Closures doing one forward + mean token loss + backward + AdamW step each."""
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on ``device`` (both sides' forwards), or nothing for fp32."""
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
+                precision: str = "fp32"):
+    """Closures doing one forward (under ``precision``'s autocast) + mean token loss +
+    backward + AdamW step each (``fused`` AdamW on CUDA, for both)."""
     rows, li, lt = shape
+    fused = {"fused": True} if device.type == "cuda" else {}
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randint(2, VOCAB, (rows, li), generator=gen).to(device)
     targets = torch.randint(2, VOCAB, (rows, lt), generator=gen).to(device)
     batch = {"encoder_input_tokens": inputs, "decoder_target_tokens": targets}
     steps = {}
     if ours is not None:
-        opt = torch.optim.AdamW(ours.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(ours.parameters(), lr=1e-4, **fused)
 
         def ours_step():
-            out = ours(batch, return_logits=False)
+            with autocast(device, precision):
+                out = ours(batch, return_logits=False)
             (out.loss_sum / out.num_tokens).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         steps["ours"] = ours_step
     if hf is not None:
-        hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+        hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, **fused)
 
         def hf_step():
-            hf(input_ids=inputs, labels=targets).loss.backward()
+            with autocast(device, precision):
+                loss = hf(input_ids=inputs, labels=targets).loss
+            loss.backward()
             hf_opt.step()
             hf_opt.zero_grad(set_to_none=True)
         steps["hf"] = hf_step
     return steps
 
 
-def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device):
-    """``{(impl, mode): closure}`` for greedy and beam-4 decoding of the same inputs."""
+def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device,
+               precision: str = "fp32"):
+    """``{(impl, mode): closure}`` for greedy and beam-4 decoding of the same inputs
+    (under ``precision``'s autocast)."""
     from decode_vs_hf import make_inputs
 
     from t5kernel import decoding
@@ -144,7 +182,13 @@ def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device):
                     decoder_start_token_id=0, eos_token_id=1, pad_token_id=0)[:, 1:]
         fns["hf", "greedy"] = lambda: theirs(1)
         fns["hf", "beam4"] = lambda: theirs(BEAMS)
-    return fns
+
+    def under_autocast(fn):
+        def run():
+            with autocast(device, precision):
+                return fn()
+        return run
+    return {key: under_autocast(fn) for key, fn in fns.items()}
 
 
 def zero_eos(model) -> None:
@@ -175,10 +219,13 @@ def alternate(fns: dict, steps: int, warmup: int, sync) -> tuple[dict, dict]:
     return {k: statistics.median(v) for k, v in times.items()}, outs
 
 
-def matmul_flops(device: torch.device, n: int, sync, repeats: int = 5) -> float:
-    """FLOP/s of an fp32 ``n x n`` ``torch.mm`` on this machine (best of ``repeats``)."""
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
+def matmul_flops(device: torch.device, n: int, sync, repeats: int = 5,
+                 precision: str = "fp32") -> float:
+    """FLOP/s of an ``n x n`` ``torch.mm`` in ``precision`` on this machine (best of
+    ``repeats``)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):
@@ -200,6 +247,26 @@ def flops(dims: dict) -> tuple[int, int]:
             info["forward_matmul_flops_per_target_token"])
 
 
+def attention_flops(dims: dict, rows: int, li: int, lt: int) -> int:
+    """Forward FLOPs of the attention score and value products of one training batch
+    (4 * H * d_kv per query per key per attention layer; every key counted, as MFU
+    conventions do): encoder self-attention, decoder self- and cross-attention."""
+    inner = dims["num_heads"] * dims["d_kv"]
+    layers = dims["num_layers"]
+    return 4 * inner * rows * layers * (li * li + lt * lt + lt * li)
+
+
+def nominal_peak(device: torch.device, precision: str) -> float | None:
+    """The datasheet dense peak of this GPU in ``precision`` (None if unknown or CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for model, peaks in NOMINAL_PEAK.items():
+        if model in name:
+            return peaks[precision]
+    return None
+
+
 def same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
     from decode_vs_hf import _same
 
@@ -211,23 +278,33 @@ def time_worker(args, spec: dict) -> dict:
     from decode_vs_hf import build_pair
 
     device, sync = torch.device(args.device), sync_fn(torch.device(args.device))
-    warmup = 0 if args.quick else 1
+    warmup = 0 if args.quick else 1 + int(args.compile)  # compiling takes a step or two
     per_in, per_tgt = flops(spec["dims"])
-    peak = matmul_flops(device, 256 if args.quick else 2048, sync)
+    matmul_size = 256 if args.quick else (8192 if device.type == "cuda" else 2048)
+    peak = matmul_flops(device, matmul_size, sync, precision=args.precision)
+    nominal = nominal_peak(device, args.precision)
     rows, li, lt = spec["train"]
-    ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout))
-    secs, _ = alternate(train_steps(ours, hf, spec["train"], device), args.steps, warmup, sync)
+    ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout,
+                                                       broadcast=not args.elementwise_dropout))
+    if args.compile:
+        ours.compile()
+    steps = train_steps(ours, hf, spec["train"], device, args.precision)
+    secs, _ = alternate(steps, args.steps, warmup, sync)
     result: dict = {impl: {} for impl in ("ours", "hf")}
     train_flops = 3 * rows * (li * per_in + lt * per_tgt)
+    model_flops = train_flops + 3 * attention_flops(spec["dims"], rows, li, lt)
     for impl, s in secs.items():
         result[impl].update(train_tokens_per_s=rows * (li + lt) / s,
                             train_flops_per_s=train_flops / s,
-                            train_matmul_fraction=train_flops / s / peak)
-    del ours, hf
+                            train_matmul_fraction=train_flops / s / peak,
+                            train_model_flops_per_s=model_flops / s)
+        if nominal:
+            result[impl]["train_mfu"] = model_flops / s / nominal
+    del ours, hf, steps
     ours, hf = build_pair(spec["dims"], VOCAB, seed=2, eos_scale=None)
     ours, hf = ours.to(device).eval(), hf.to(device).eval()
     drows, dlen, new = spec["decode"]
-    fns = decode_fns(ours, hf, spec["decode"], device)
+    fns = decode_fns(ours, hf, spec["decode"], device, args.precision)
     matches = {}
     for mode, beams in (("greedy", 1), ("beam4", BEAMS)):
         pair = {k: v for k, v in fns.items() if k[1] == mode}
@@ -238,8 +315,8 @@ def time_worker(args, spec: dict) -> dict:
                                  f"{mode}_flops_per_s": work / s,
                                  f"{mode}_matmul_fraction": work / s / peak})
         matches[f"{mode}_ids_match"] = same_ids(outs["ours", mode], outs["hf", mode])
-    return {"matmul_flops_per_s": peak, "matmul_size": 256 if args.quick else 2048,
-            **matches, **result}
+    return {"matmul_flops_per_s": peak, "matmul_size": matmul_size,
+            "nominal_peak_flops_per_s": nominal, **matches, **result}
 
 
 def memory_worker(args, spec: dict, impl: str) -> dict:
@@ -254,18 +331,20 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.manual_seed(0)
     if impl == "ours":
-        model = ours_model(spec["dims"], args.dropout)
+        model = ours_model(spec["dims"], args.dropout, not args.elementwise_dropout)
         pair = (model, None)
     else:
         model = transformers.T5ForConditionalGeneration(hf_config(spec["dims"], args.dropout))
         pair = (None, model)
     model.to(device).train()
     zero_eos(model)  # every row decodes all new tokens, as in the timing process
-    steps = train_steps(*pair, spec["train"], device)
+    if args.compile and impl == "ours":
+        model.compile()
+    steps = train_steps(*pair, spec["train"], device, args.precision)
     for _ in range(args.steps):
         steps[impl]()
     model.eval()
-    for fn in decode_fns(*pair, spec["decode"], device).values():
+    for fn in decode_fns(*pair, spec["decode"], device, args.precision).values():
         fn()
     sync()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -285,9 +364,10 @@ def spec_for(name: str, quick: bool) -> dict:
 
 def run_child(args, *extra: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device,
-           "--steps", str(args.steps), "--dropout", str(args.dropout), "--threads", str(args.threads), *extra]
-    if args.quick:
-        cmd.append("--quick")
+           "--steps", str(args.steps), "--dropout", str(args.dropout),
+           "--threads", str(args.threads), "--precision", args.precision, *extra]
+    cmd += (["--quick"] * args.quick + ["--compile"] * args.compile
+            + ["--elementwise-dropout"] * args.elementwise_dropout)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -316,11 +396,12 @@ def measure(args, name: str) -> dict:
     return {"config": name, **spec["dims"], "vocab_size": VOCAB,
             "train_shape": dict(zip(("rows", "inputs", "targets"), spec["train"], strict=True)),
             "decode_shape": dict(zip(("rows", "inputs", "new_tokens"), spec["decode"], strict=True)),
-            "beams": BEAMS, **timed, "ratio_ours_over_hf": ratio}
+            "beams": BEAMS, "precision": args.precision, "ours_compiled": args.compile,
+            **timed, "ratio_ours_over_hf": ratio}
 
 
 def print_table(results: list[dict]) -> None:
-    keys = [k for k in METRICS] + ["peak_cuda_mb"]
+    keys = [*METRICS, "train_mfu", "peak_cuda_mb"]  # the last two on GPUs only
     print(f"{'config':7} {'metric':24} {'t5kernel':>12} {'transformers':>13} {'ratio':>7}")
     for r in results:
         for k in keys:
@@ -328,16 +409,24 @@ def print_table(results: list[dict]) -> None:
                 continue
             print(f"{r['config']:7} {k:24} {r['ours'][k]:12.4g} {r['hf'][k]:13.4g} "
                   f"{r['ratio_ours_over_hf'][k]:6.2f}x")
-        print(f"{r['config']:7} fp32 matmul FLOP/s {r['matmul_flops_per_s']:.3g}; "
+        print(f"{r['config']:7} {r['precision']} matmul FLOP/s {r['matmul_flops_per_s']:.3g}; "
               f"greedy ids match: {r['greedy_ids_match']}; "
               f"beam-4 ids match: {r['beam4_ids_match']}")
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--configs", default="tiny,small",
-                    help="comma-separated, from: " + ", ".join(CONFIGS))
+    ap.add_argument("--configs", default=None,
+                    help="comma-separated, from: " + ", ".join(CONFIGS)
+                    + " (default: tiny,small on cpu; base on cuda)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--precision", default=None, choices=("fp32", "bf16"),
+                    help="autocast for both sides (default: fp32 on cpu, bf16 on cuda)")
+    ap.add_argument("--elementwise-dropout", action="store_true",
+                    help="our dropout element-wise like transformers' (default: the paper's "
+                    "masks broadcast over positions)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile our model for training (our best settings)")
     ap.add_argument("--steps", type=int, default=5, help="timed iterations per measurement")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--quick", action="store_true",
@@ -348,6 +437,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.quick:
         args.steps = 1
+    if args.precision is None:
+        args.precision = "bf16" if args.device == "cuda" else "fp32"
+    if args.configs is None:
+        args.configs = DEFAULT_CONFIGS[args.device]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is visible to torch")
+    if (args.precision == "bf16" and args.device == "cpu"
+            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        ap.error("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); "
+                 "use --precision fp32")
     if args.threads:
         torch.set_num_threads(args.threads)
     names = [n for n in args.configs.split(",") if n]
@@ -366,7 +465,11 @@ def main(argv: list[str] | None = None) -> None:
     report = {"device": args.device, "torch": torch.__version__,
               "transformers": version("transformers"), "threads": torch.get_num_threads(),
               "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
+              "precision": args.precision, "ours_compiled": args.compile,
+              "ours_dropout": "element-wise" if args.elementwise_dropout else "broadcast",
               "optimizer": "torch.optim.AdamW(lr=1e-4)", "configs": results}
+    if args.device == "cuda":
+        report["gpu"] = torch.cuda.get_device_name(0)
     print_table(results)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))

@@ -60,3 +60,29 @@ def test_quick_run_reports_every_metric(tmp_path):
 def test_unknown_config_is_refused():
     with pytest.raises(SystemExit):
         _load_module().main(["--configs", "huge"])
+
+
+def test_gpu_mode_and_bf16_are_refused_where_unavailable():
+    import torch
+
+    module = _load_module()
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            module.main(["--device", "cuda", "--quick"])
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        with pytest.raises(SystemExit):
+            module.main(["--precision", "bf16", "--quick"])
+
+
+def test_model_flops_count_attention_products():
+    """MFU's attention term: 4 * H * d_kv per query-key pair per attention layer."""
+    module = _load_module()
+    dims = module.CONFIGS["base"]["dims"]
+    assert module.DEFAULT_CONFIGS["cuda"] == "base"
+    assert module.CONFIGS["base"]["train"] == (128, 512, 114)
+    # one row, 2 inputs, 1 target, 12 layers of 768-wide attention:
+    # encoder 2*2 pairs, decoder self 1*1, cross 1*2 -> 7 pairs per layer
+    assert module.attention_flops(dims, 1, 2, 1) == 4 * 768 * 12 * 7
+    import torch
+
+    assert module.nominal_peak(torch.device("cpu"), "bf16") is None

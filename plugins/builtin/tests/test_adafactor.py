@@ -218,3 +218,136 @@ def test_beta1_momentum_slot():
     assert set(opt.state[p]) == {"step", "v", "m"}
     # m = 0.1 * step; the parameter moves by m.
     torch.testing.assert_close(before - p.detach(), opt.state[p]["m"])
+
+
+# --- foreach path (torch._foreach_* over all plain tensors) vs the per-parameter path ---
+
+_MIXED = [
+    ((130, 140), torch.float32),  # factored
+    ((256, 128), torch.float32),  # factored, largest dim first
+    ((64, 256), torch.float32),  # 2-d below min_dim_size_to_factor: full v
+    ((7,), torch.float32),  # 1-d
+    ((130, 2, 128), torch.float32),  # 3-d factored over dims 0 and 2
+    ((128, 130), torch.bfloat16),  # low-precision factored
+    ((33,), torch.bfloat16),  # low-precision unfactored
+]
+
+
+def _mixed_params(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter((torch.randn(s, generator=g) * 0.05).to(dt)) for s, dt in _MIXED]
+
+
+def _mixed_grads(steps, seed=3):
+    """Per step one grad per parameter; parameter 3 has no grad on steps 1 and 3."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for k in range(steps):
+        row = [(torch.randn(s, generator=g) * (1 + k)).to(dt) for s, dt in _MIXED]
+        if k in (1, 3):
+            row[3] = None
+        out.append(row)
+    return out
+
+
+def _step_all(opt, params, grads, lr, global_step=None):
+    for group in opt.param_groups:
+        group["lr"] = lr
+        group["global_step"] = global_step
+    for p, grad in zip(params, grads, strict=True):
+        p.grad = None if grad is None else grad.clone()
+    opt.step()
+
+
+def _assert_same_state(opt_a, params_a, opt_b, params_b):
+    for a, b in zip(params_a, params_b, strict=True):
+        if a.dtype == torch.float32:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7 * b.abs().max().item())
+        else:  # one rounding of float32 math that agrees to ~1e-7: at most 1 ulp apart
+            torch.testing.assert_close(a.float(), b.float(), rtol=2**-7, atol=1e-6)
+        sa, sb = opt_a.state[a], opt_b.state[b]
+        assert set(sa) == set(sb)
+        assert sa.get("step") == sb.get("step")
+        for key in sa:
+            if key != "step":
+                assert sa[key].dtype == sb[key].dtype == torch.float32
+                # relative to the slot's scale: momentum entries can cancel to ~0
+                scale = sb[key].abs().max().item()
+                torch.testing.assert_close(sa[key], sb[key], rtol=1e-6, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize(
+    "options, global_step, chunk",
+    [
+        (dict(), None, None),
+        (dict(beta1=0.9), None, None),
+        (dict(), 41, None),
+        (dict(clipping_threshold=None, multiply_by_parameter_scale=False), None, None),
+        (dict(beta1=0.5), 7, 30_000),  # several foreach chunks per step
+    ],
+)
+def test_foreach_path_matches_per_parameter_path(options, global_step, chunk, monkeypatch):
+    import t5k_builtin.optim.adafactor as adafactor_module
+
+    if chunk is not None:
+        monkeypatch.setattr(adafactor_module, "_FOREACH_CHUNK_NUMEL", {"cpu": chunk})
+    # Warm-up with the per-parameter path where only some parameters get grads, so the
+    # loaded state has different step counts (and no state at all for some).
+    start = _mixed_params()
+    warm = Adafactor(start, lr=1e-2, foreach=False, **options)
+    for k, grads in enumerate(_mixed_grads(3, seed=9)):
+        kept = [g if i != 6 and k >= i % 3 else None for i, g in enumerate(grads)]
+        _step_all(warm, start, kept, 1e-2)
+    warm_state = copy.deepcopy(warm.state_dict())
+    steps = {warm.state[p]["step"] for p in start if warm.state[p]}
+    assert steps == {1, 2, 3} and any(not warm.state[p] for p in start)
+
+    runs = {}
+    for foreach in (False, True):
+        params = [torch.nn.Parameter(p.detach().clone()) for p in start]
+        opt = Adafactor(params, lr=None, foreach=foreach, **options)
+        opt.load_state_dict(copy.deepcopy(warm_state))
+        for k, grads in enumerate(_mixed_grads(5)):
+            gs = None if global_step is None else global_step + k
+            _step_all(opt, params, grads, [1e-2, 1e-2, 5e-3, 1e-3, 1e-3][k], gs)
+        runs[foreach] = opt, params
+    for p, q in zip(start, runs[True][1], strict=True):
+        assert not torch.equal(p, q)  # every parameter moved
+    _assert_same_state(*runs[False], *runs[True])
+    # Checkpoint format unchanged: the same keys, int steps, float32 slots.
+    sd_old, sd_new = runs[False][0].state_dict(), runs[True][0].state_dict()
+    assert sd_old["param_groups"] == sd_new["param_groups"]
+    for pid, slots in sd_new["state"].items():
+        assert isinstance(slots["step"], int) and set(slots) == set(sd_old["state"][pid])
+
+
+def test_default_uses_foreach_for_plain_tensors_only_when_allowed(monkeypatch):
+    params = _make([(130, 140), (5,)])
+    for p in params:
+        p.grad = torch.ones_like(p)
+
+    def fail(*args):
+        raise AssertionError("wrong path")
+
+    opt = Adafactor(params, lr=1e-2)
+    assert opt.foreach is None and all(opt._use_foreach(p) for p in params)
+    monkeypatch.setattr(opt, "_update", fail)
+    opt.step()  # foreach only
+    assert opt.state[params[0]]["step"] == 1
+
+    per_param = Adafactor(_make([(130, 140)]), lr=1e-2, foreach=False)
+    monkeypatch.setattr(per_param, "_foreach_update", fail)
+    per_param.param_groups[0]["params"][0].grad = torch.ones(130, 140)
+    per_param.step()  # per-parameter only
+    assert not per_param._use_foreach(params[0])
+
+
+def test_cpu_rms_is_accurate_on_large_tensors():
+    """CPU norm kernels lose ~1e-4 relative accuracy at 4M elements; the block sum not."""
+    from t5k_builtin.optim.adafactor import _foreach_rms
+
+    x = torch.randn(4 * 2**20, generator=torch.Generator().manual_seed(0)) + 0.3
+    y = torch.randn(3, 5)
+    rms = _foreach_rms([x, y])
+    expected = [t.double().square().mean().sqrt().item() for t in (x, y)]
+    np.testing.assert_allclose(rms.double().numpy(), expected, rtol=3e-7)

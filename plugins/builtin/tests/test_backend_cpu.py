@@ -107,3 +107,33 @@ def test_dropout_is_reproducible_after_reseed(backend):
 def test_bad_threads():
     with pytest.raises(ConfigError, match="threads"):
         CpuBackend(CpuBackendConfig(threads=0, deterministic=False), BuildContext())
+
+
+def test_bf16_precision_needs_native_support():
+    """bf16 autocast where the CPU computes bfloat16 natively; a clear refusal elsewhere."""
+    from t5k_builtin.backends.cpu import bf16_supported
+
+    config = CpuBackendConfig(precision="bf16")
+    if not bf16_supported():
+        with pytest.raises(ConfigError, match="precision='bf16' needs a CPU with native"):
+            CpuBackend(config, BuildContext())
+        return
+    backend = CpuBackend(config, BuildContext())
+    with backend.autocast():
+        y = torch.nn.Linear(3, 2)(torch.ones(1, 3))
+    assert y.dtype == torch.bfloat16
+
+
+def test_precision_must_be_known():
+    with pytest.raises(ConfigError, match="precision"):
+        CpuBackendConfig(precision="fp16")
+
+
+def test_compile_keeps_parameter_names():
+    """compile=true compiles the module in place: same object, same state-dict keys."""
+    backend = CpuBackend(CpuBackendConfig(compile=True), BuildContext())
+    model = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU())
+    keys = list(model.state_dict())
+    prepared = backend.prepare(model)
+    assert prepared is model and list(prepared.state_dict()) == keys
+    assert model._compiled_call_impl is not None

@@ -107,6 +107,7 @@ C4_DEDUPE_MODES = ("lines", "three_sentence_spans", "none")
 BADWORDS_FLANKING = ("letters", "word")
 PARALLEL_MODES = ("ddp", "fsdp")
 CUDA_PRECISIONS = ("bf16", "fp16", "fp32")
+CPU_PRECISIONS = ("fp32", "bf16")
 #: sacrebleu's smoothing methods (BLEU.SMOOTH_DEFAULTS); tokenizers depend on the
 #: installed sacrebleu and its extras, so the bleu plugin asks sacrebleu about those
 BLEU_SMOOTH_METHODS = ("none", "floor", "add-k", "exp")
@@ -736,10 +737,16 @@ class CpuBackendConfig:
     deterministic: bool = True
     #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over gloo
     parallel: str = "ddp"
+    #: "fp32", or "bf16" autocast (only on CPUs with native bf16: AVX512-BF16 / AMX)
+    precision: str = "fp32"
+    #: nn.Module.compile the model (torch.compile with inductor's C++ backend; the first
+    #: steps compile, which takes minutes on a small CPU)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _optional_int(self, "threads", 1)
         _one_of(self, "parallel", PARALLEL_MODES)
+        _one_of(self, "precision", CPU_PRECISIONS)
 
 
 @dataclass

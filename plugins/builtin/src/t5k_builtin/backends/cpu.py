@@ -1,7 +1,10 @@
-"""PyTorch on the CPU in float32: the reference backend every test can run.
+"""PyTorch on the CPU: the reference backend every test can run.
 
-The paper trained with bfloat16 activations on TPUs (facts §5.1); on a CPU float32 is
-both faster and exact, so ``autocast()`` does nothing.  The only random generator this
+Float32 by default: exact, and on CPUs without native bfloat16 also the fastest.
+``precision=bf16`` autocasts forwards to bfloat16 as the paper's TPUs did (facts §5.1),
+refused on CPUs without native support (AVX512-BF16 / AMX), where it would be emulated
+and slower. ``compile=true`` compiles the model (``nn.Module.compile``: parameter names,
+hence checkpoints, stay the same).  The only random generator this
 backend drives is torch's default CPU generator (dropout, initialisation); data
 pipelines use their own explicit numpy generators, owned by the run loop.
 """
@@ -37,13 +40,20 @@ class CpuBackend(DataParallel):
             torch.set_num_threads(config.threads)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if config.precision == "bf16" and not bf16_supported():
+            raise ConfigError(
+                "cpu backend: precision='bf16' needs a CPU with native bfloat16 "
+                "(AVX512-BF16 or AMX); this one has none, so use precision='fp32'")
         self.init_distributed("gloo", config.parallel)  # torchrun: one process per rank
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
     def prepare(self, model: Any) -> Any:
-        return self.wrap(model.to(self.device))
+        model = model.to(self.device)
+        if self.config.compile:
+            model.compile()
+        return self.wrap(model)
 
     def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """numpy arrays -> tensors: integers become int64, floats float32, bools stay bool.
@@ -61,6 +71,8 @@ class CpuBackend(DataParallel):
         return out
 
     def autocast(self) -> contextlib.AbstractContextManager:
+        if self.config.precision == "bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def step(self, loss: Any, optimizer: Any) -> None:
@@ -82,6 +94,11 @@ class CpuBackend(DataParallel):
 
     def sync(self) -> None:
         """Nothing is queued on a CPU."""
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def _array_to_tensor(key: str, value: np.ndarray) -> torch.Tensor:

@@ -55,7 +55,7 @@ from t5k_builtin.model.features import (
     row_groups,
     shift_right_per_segment,
 )
-from t5k_builtin.model.layers import Stack, mask_bias, visibility
+from t5k_builtin.model.layers import Stack, StepUnembedding, mask_bias, visibility
 from t5kernel.api import BlockInfo, BuildContext
 from t5kernel.errors import ConfigError, DataError
 
@@ -254,7 +254,7 @@ class DecoderOnlyIncremental:
         last = p_seg.sum(1) - 1  # row index of each prompt's final token
         p_pos = torch.arange(tokens.shape[1], device=device)[None, :].expand(b, -1)
         cache = model.decoder.new_cache() if use_cache else None
-        unembed = model.shared.weight.detach().t().contiguous()  # see EncDecModel.logits
+        unembed = StepUnembedding(model.shared.weight)  # see EncDecModel.logits
         first = None
         if cache is not None:
             hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
@@ -356,8 +356,9 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
         if self.cache is not None:
             for layer in self.cache:  # the prompt's keys/values, then room for the steps
                 kv = layer["self"]
+                filled = kv.pop("n")  # the prompt's rows of the dynamic cache's buffers
                 for name in ("k", "v"):
-                    x = kv[name]
+                    x = kv[name][:, :, :filled]
                     kv[name] = torch.cat([x, x.new_zeros(*x.shape[:2], max_length, x.shape[3])],
                                          dim=2)
                 kv["index"], kv["length"] = self.index, n

@@ -83,14 +83,41 @@ def token_loss(
     """
     weights = (targets > PAD_ID) if weights is None else weights
     weights = weights.to(torch.float32)
-    lse = torch.logsumexp(logits, dim=-1)
-    target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+    loss_sum, z_loss_sum = SoftmaxCrossEntropy.apply(logits, targets, weights)
     return ModelOutput(
-        loss_sum=((lse - target_logit) * weights).sum(),
-        z_loss_sum=(lse.square() * weights).sum(),
+        loss_sum=loss_sum,
+        z_loss_sum=z_loss_sum,
         num_tokens=weights.sum(),
         logits=logits if keep_logits else None,
     )
+
+
+class SoftmaxCrossEntropy(torch.autograd.Function):
+    """``(sum w * (lse - logit[target]), sum w * lse^2)`` with one fused backward.
+
+    Same values and gradients as composing ``logsumexp`` and ``gather`` (the z-loss term
+    of facts §1.7 shares the log-partition ``lse``), but the backward writes the logits'
+    gradient once: ``softmax * w * (g_ce + 2 g_z lse)``, then ``-w g_ce`` at the
+    targets, instead of separate logsumexp, gather (a zero-filled vocab-sized tensor) and
+    sum backwards. The vocab-sized softmax is recomputed from the saved logits rather than
+    stored, so memory is that of the logits alone.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        lse = torch.logsumexp(logits, dim=-1)
+        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+        ctx.save_for_backward(logits, targets, weights, lse)
+        return ((lse - target_logit) * weights).sum(), (lse.square() * weights).sum()
+
+    @staticmethod
+    def backward(ctx: Any, g_ce: Tensor, g_z: Tensor) -> tuple[Tensor, None, None]:
+        logits, targets, weights, lse = ctx.saved_tensors
+        ce = weights * g_ce
+        grad = torch.exp(logits - lse[..., None])
+        grad.mul_((ce + 2.0 * g_z * lse * weights)[..., None])
+        grad.scatter_add_(-1, targets[..., None], -ce[..., None])
+        return grad, None, None
 
 
 class EncDecModel(nn.Module):
@@ -128,9 +155,11 @@ class EncDecModel(nn.Module):
 
     # ------------------------------------------------------------------ pieces
     def encode(
-        self, tokens: Tensor, segments: Tensor | None = None
+        self, tokens: Tensor, segments: Tensor | None = None, embedded: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Encoder output ``[B, L, d]`` and the segment ids used (derived from pads if absent)."""
+        """Encoder output ``[B, L, d]`` and the segment ids used (derived from pads if absent).
+
+        ``embedded``: ``shared(tokens)`` if the caller already looked it up."""
         tokens = tokens.long()
         segments = (tokens != PAD_ID).long() if segments is None else segments.long()
         index = _row_index(tokens)
@@ -138,7 +167,9 @@ class EncDecModel(nn.Module):
         bias = self.encoder.position_bias(index, index, bidirectional=True) + mask_bias(
             visibility(segments, segments, causal=False)
         )
-        return self.encoder(self.shared(tokens), bias), segments
+        if embedded is None:
+            embedded = self.shared(tokens)
+        return self.encoder(embedded, bias), segments
 
     def decode(
         self,
@@ -146,8 +177,10 @@ class EncDecModel(nn.Module):
         memory: Tensor,
         encoder_segments: Tensor,
         segments: Tensor | None = None,
+        embedded: Tensor | None = None,
     ) -> Tensor:
-        """Decoder output ``[B, T, d]`` for full (teacher-forced) decoder inputs."""
+        """Decoder output ``[B, T, d]`` for full (teacher-forced) decoder inputs
+        (``embedded``: ``shared(tokens)`` if the caller already looked it up)."""
         tokens = tokens.long()
         if segments is None:
             segments = torch.ones_like(tokens)
@@ -157,20 +190,22 @@ class EncDecModel(nn.Module):
             visibility(segments, segments, causal=True)
         )
         cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
-        return self.decoder(self.shared(tokens), self_bias, memory, cross_bias)
+        if embedded is None:
+            embedded = self.shared(tokens)
+        return self.decoder(embedded, self_bias, memory, cross_bias)
 
-    def logits(self, hidden: Tensor, unembed: Tensor | None = None) -> Tensor:
+    def logits(self, hidden: Tensor, unembed: layers.StepUnembedding | None = None) -> Tensor:
         """Tied logits ``(h * d^-0.5) @ E^T`` in float32 (facts §1.7).
 
-        ``unembed`` may hold ``E^T`` as a contiguous ``[d, vocab]`` copy: decoding makes it
-        once per batch because a few rows times a row-major ``E^T`` reads the big matrix
-        faster (measured 1.3-2x for 1-16 rows on CPU) with the same products.
+        ``unembed``: decoding steps pass a :class:`~t5k_builtin.model.layers.StepUnembedding`
+        of ``shared.weight`` (made once per batch), which computes the same products in a
+        layout faster for a few rows.
         """
         scaled = hidden * self.config.d_model**-0.5
         if unembed is None:
             out = nn.functional.linear(scaled, self.shared.weight)
         else:
-            out = torch.matmul(scaled, unembed.to(scaled.dtype))
+            out = unembed(scaled)
         out = out.float()
         if self.padded_vocab_size > self.vocab_size:
             out = out.masked_fill(self._unused_vocab, float("-inf"))
@@ -180,10 +215,7 @@ class EncDecModel(nn.Module):
     def forward(
         self, batch: Mapping[str, Tensor], return_logits: bool | None = None
     ) -> ModelOutput:
-        memory, enc_seg = self.encode(
-            batch["encoder_input_tokens"],
-            batch.get("encoder_segment_ids"),
-        )
+        enc_tokens = batch["encoder_input_tokens"].long()
         targets = batch["decoder_target_tokens"].long()
         dec_seg = batch.get("decoder_segment_ids")
         if dec_seg is None:
@@ -194,9 +226,19 @@ class EncDecModel(nn.Module):
                 raise DataError("packed batches must carry decoder_input_tokens")
             dec_in = torch.zeros_like(targets)
             dec_in[:, 1:] = targets[:, :-1]
-        hidden = self.decode(dec_in, memory, enc_seg, dec_seg)
+        enc_emb, dec_emb = self.embed_pair(enc_tokens, dec_in.long())
+        memory, enc_seg = self.encode(enc_tokens, batch.get("encoder_segment_ids"), enc_emb)
+        hidden = self.decode(dec_in, memory, enc_seg, dec_seg, dec_emb)
         keep = self.keep_logits if return_logits is None else return_logits
         return token_loss(self.logits(hidden), targets, batch.get("decoder_loss_weights"), keep)
+
+    def embed_pair(self, first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+        """``shared(first), shared(second)`` through one lookup: in training, one
+        embedding backward (one vocab-sized zero-filled gradient instead of two, and no
+        sum of the two)."""
+        flat = self.shared(torch.cat([first.reshape(-1), second.reshape(-1)]))
+        n = first.numel()
+        return (flat[:n].view(*first.shape, -1), flat[n:].view(*second.shape, -1))
 
     # ----------------------------------------------------------------- decoding
     def generate(
@@ -360,7 +402,7 @@ class EncDecIncremental:
         self.cache = model.decoder.new_cache() if use_cache else None
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
-        self.unembed = model.shared.weight.detach().t().contiguous()
+        self.unembed = layers.StepUnembedding(model.shared.weight)
 
     def step(self, tokens: Tensor | None) -> Tensor:
         model, device = self.model, self.memory.device

@@ -32,6 +32,14 @@ means and RMS values are those of the whole tensor — DTensor inserts the reduc
 ranks — and the update is the unsharded one up to summation order. ``state_dict()`` holds
 the shards; :meth:`Adafactor.load_state_dict` re-shards full tensors.
 
+Plain (unsharded) CPU/CUDA parameters are updated together with ``torch._foreach_*`` ops
+(one C++ call per op over all parameters instead of ~25 Python calls per parameter); only
+the factored row/column means stay per-parameter reductions.  The arithmetic is the same;
+the RMS values come from ``_foreach_norm`` (``norm / sqrt(numel)``) and the clip and
+parameter-scale factors are applied as one product, so the result equals the
+per-parameter path to float32 rounding.  DTensor parameters always take the per-parameter
+path (their reductions must go through DTensor).
+
 Differences from ``transformers.optimization.Adafactor(scale_parameter=True,
 relative_step=False, warmup_init=False, clip_threshold=1.0, decay_rate=-0.8,
 beta1=None)``: HF factors *every* tensor with >= 2 dims over its last two dims (no
@@ -85,6 +93,17 @@ def _slot_zeros(p: torch.Tensor, drop: int | None = None) -> torch.Tensor:
 #: which dim of the parameter each slot drops ("vr"/"vc": factored dims 0 / 1)
 _SLOT_DROP = {"vr": 0, "vc": 1}
 
+#: most elements per foreach update, by device type: bounds the float32 temporaries (g**2
+#: and the update, ~8 bytes per element).  On CPU small chunks stay in cache (measured on
+#: T5-small: 2**20 is ~1.5x faster than the whole model at once); elsewhere fewer, larger
+#: chunks mean fewer kernel launches.
+_FOREACH_CHUNK_NUMEL = {"cpu": 2**20}
+_FOREACH_CHUNK_NUMEL_DEFAULT = 2**26
+
+#: CPU norm kernels sum long runs sequentially in float32 (relative error ~5e-4 at 16M
+#: elements, unlike ``mean``'s cascade sum), so CPU RMS values add up norms of blocks
+_CPU_NORM_BLOCK = 2**16
+
 
 def factored_dims(
     shape: tuple[int, ...], factored: bool, min_dim_size_to_factor: int
@@ -111,6 +130,11 @@ class Adafactor(torch.optim.Optimizer):
     error).  State per parameter is a plain dict: ``step`` (int) plus float32 tensors
     ``vr``/``vc`` (factored) or ``v``, and ``m`` when ``beta1 > 0``.  Parameters whose
     ``requires_grad`` is False or whose ``grad`` is None are skipped and get no state.
+
+    ``foreach``: None (default) updates plain CPU/CUDA tensors with ``torch._foreach_*``
+    ops and everything else (DTensors, other devices) parameter by parameter; True uses
+    foreach for every non-DTensor parameter; False always goes parameter by parameter.
+    It is not part of ``state_dict()``.
     """
 
     def __init__(
@@ -125,6 +149,7 @@ class Adafactor(torch.optim.Optimizer):
         epsilon1: float = 1e-30,
         epsilon2: float = 1e-3,
         multiply_by_parameter_scale: bool = True,
+        foreach: bool | None = None,
     ) -> None:
         if beta1 is not None and not 0.0 <= beta1 < 1.0:
             raise ConfigError(f"adafactor beta1 must be in [0, 1) or None, got {beta1}")
@@ -153,6 +178,7 @@ class Adafactor(torch.optim.Optimizer):
             global_step=None,
         )
         super().__init__(params, defaults)
+        self.foreach = foreach
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -166,13 +192,29 @@ class Adafactor(torch.optim.Optimizer):
                     "adafactor: param_group['lr'] is unset; set it from the schedule "
                     "before calling step()"
                 )
+            batched: dict[torch.device, list[torch.Tensor]] = {}
+            single = []
             for p in group["params"]:
                 if p.grad is None or not p.requires_grad:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("adafactor does not support sparse gradients")
+                if self._use_foreach(p):
+                    batched.setdefault(p.device, []).append(p)
+                else:
+                    single.append(p)
+            for p in single:
                 self._update(p, group)
+            for device, params in batched.items():
+                max_numel = _FOREACH_CHUNK_NUMEL.get(device.type, _FOREACH_CHUNK_NUMEL_DEFAULT)
+                for chunk in _chunks(params, max_numel):
+                    self._foreach_update(chunk, group)
         return loss
+
+    def _use_foreach(self, p: torch.Tensor) -> bool:
+        if self.foreach is False or _is_dtensor(p):
+            return False
+        return self.foreach is True or p.device.type in ("cpu", "cuda")
 
     def _init_state(self, p: torch.Tensor, group: dict, dims: tuple[int, int] | None) -> dict:
         state = self.state[p]
@@ -227,6 +269,87 @@ class Adafactor(torch.optim.Optimizer):
         else:
             p.copy_(old - x)
 
+    def _foreach_update(self, params: list[torch.Tensor], group: dict) -> None:
+        """:meth:`_update` for many plain tensors of one device at once (same arithmetic)."""
+        decays, dims_of, grads = [], [], []
+        for p in params:
+            dims = factored_dims(tuple(p.shape), group["factored"],
+                                 group["min_dim_size_to_factor"])
+            state = self.state[p] or self._init_state(p, group, dims)
+            state["step"] += 1
+            t = state["step"] if group["global_step"] is None else int(group["global_step"]) + 1
+            decays.append(1.0 - t ** (-group["decay_exponent"]))
+            dims_of.append(dims)
+            grads.append(p.grad.float())  # the grad itself when float32: never written
+        mixings = [1.0 - d for d in decays]
+        grad_sq = torch._foreach_mul(grads, grads)
+        torch._foreach_add_(grad_sq, group["epsilon1"])
+
+        fac = [i for i, d in enumerate(dims_of) if d is not None]
+        unf = [i for i, d in enumerate(dims_of) if d is None]
+        xs: list[Any] = [None] * len(params)
+        if unf:
+            v = [self.state[params[i]]["v"] for i in unf]
+            torch._foreach_mul_(v, [decays[i] for i in unf])
+            new = [grad_sq[i] for i in unf]
+            torch._foreach_mul_(new, [mixings[i] for i in unf])
+            torch._foreach_add_(v, new)
+            new = None
+            x_unf = torch._foreach_rsqrt(v)
+            torch._foreach_mul_(x_unf, [grads[i] for i in unf])
+            for i, x in zip(unf, x_unf, strict=True):
+                xs[i] = x
+        if fac:
+            rows = [grad_sq[i].mean(dim=dims_of[i][0]) for i in fac]
+            cols = [grad_sq[i].mean(dim=dims_of[i][1]) for i in fac]
+            grad_sq = None  # free g**2 before the updates are allocated
+            dec, mix = [decays[i] for i in fac], [mixings[i] for i in fac]
+            vr = [self.state[params[i]]["vr"] for i in fac]
+            vc = [self.state[params[i]]["vc"] for i in fac]
+            for slot, mean in ((vr, rows), (vc, cols)):
+                torch._foreach_mul_(slot, dec)
+                torch._foreach_mul_(mean, mix)
+                torch._foreach_add_(slot, mean)
+            r_factor = torch._foreach_div(vr, [
+                r.mean(dim=d1 - 1 if d1 > d0 else d1, keepdim=True)
+                for r, (d0, d1) in zip(vr, (dims_of[i] for i in fac), strict=True)
+            ])
+            torch._foreach_rsqrt_(r_factor)
+            c_factor = torch._foreach_rsqrt(vc)
+            x_fac = torch._foreach_mul(
+                [grads[i] for i in fac],
+                [r.unsqueeze(dims_of[i][0]) for r, i in zip(r_factor, fac, strict=True)],
+            )
+            torch._foreach_mul_(
+                x_fac, [c.unsqueeze(dims_of[i][1]) for c, i in zip(c_factor, fac, strict=True)]
+            )
+            for i, x in zip(fac, x_fac, strict=True):
+                xs[i] = x
+        grad_sq = grads = None
+
+        # One scale per parameter: lr * max(RMS(p_old), eps2) / max(1, RMS(u) / clip).
+        scale = torch.full((len(params),), float(group["lr"]), dtype=torch.float32,
+                           device=params[0].device)
+        if group["clipping_threshold"] is not None:
+            scale /= (_foreach_rms(xs) / group["clipping_threshold"]).clamp_(min=1.0)
+        if group["multiply_by_parameter_scale"]:
+            scale *= _foreach_rms(params).clamp_(min=group["epsilon2"])
+        torch._foreach_mul_(xs, scale.unbind())
+
+        if group["beta1"]:
+            m = [self.state[p]["m"] for p in params]
+            torch._foreach_mul_(m, group["beta1"])
+            torch._foreach_mul_(xs, 1.0 - group["beta1"])
+            torch._foreach_add_(m, xs)
+            xs = m
+        full = [i for i, p in enumerate(params) if p.dtype == torch.float32]
+        low = [i for i, p in enumerate(params) if p.dtype != torch.float32]
+        if full:
+            torch._foreach_sub_([params[i] for i in full], [xs[i] for i in full])
+        if low:  # float32 math, one rounding to the parameter's dtype: p.copy_(old - x)
+            new = torch._foreach_sub([params[i].float() for i in low], [xs[i] for i in low])
+            torch._foreach_copy_([params[i] for i in low], new)
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Load as torch does, but keep the float32 state of low-precision parameters.
 
@@ -250,6 +373,39 @@ class Adafactor(torch.optim.Optimizer):
                     self.state[p][key] = _shard_like(p, value, key, dims)
                 elif p.dtype != torch.float32:
                     self.state[p][key] = value.to(device=p.device, dtype=torch.float32)
+
+
+def _foreach_rms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """float32 RMS of each tensor (all on one device), as one vector."""
+    device = tensors[0].device
+    if device.type == "cpu":  # sum the squared norms of blocks (see _CPU_NORM_BLOCK)
+        blocks = [
+            (t,) if t.numel() <= _CPU_NORM_BLOCK
+            else t.reshape(-1).tensor_split(-(-t.numel() // _CPU_NORM_BLOCK))
+            for t in tensors
+        ]
+        norms = torch._foreach_norm([b for bs in blocks for b in bs], dtype=torch.float32)
+        owner = torch.repeat_interleave(torch.arange(len(tensors)),
+                                        torch.tensor([len(bs) for bs in blocks]))
+        sum_sq = torch.zeros(len(tensors)).index_add_(0, owner, torch.stack(norms).square())
+    else:
+        sum_sq = torch.stack(torch._foreach_norm(tensors, dtype=torch.float32)).square()
+    numel = torch.tensor([t.numel() for t in tensors], dtype=torch.float32, device=device)
+    return (sum_sq / numel).sqrt()
+
+
+def _chunks(params: list[torch.Tensor], max_numel: int) -> Iterable[list[torch.Tensor]]:
+    """Consecutive runs of ``params`` of at most ``max_numel`` elements (or one tensor)."""
+    chunk: list[torch.Tensor] = []
+    size = 0
+    for p in params:
+        if chunk and size + p.numel() > max_numel:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(p)
+        size += p.numel()
+    if chunk:
+        yield chunk
 
 
 def _shard_like(p: Any, value: torch.Tensor, key: str, dims: tuple[int, int] | None) -> Any:
