@@ -405,12 +405,10 @@ class EncDecIncremental:
         self.unembed = layers.StepUnembedding(model.shared.weight)
 
     def step(self, tokens: Tensor | None) -> Tensor:
-        model, device = self.model, self.memory.device
+        model = self.model
         prev = torch.full_like(self.ones, PAD_ID) if tokens is None else tokens[:, None].long()
         if self.cache is not None:
-            q_pos = torch.full((1, 1), self.t, dtype=torch.long, device=device)
-            k_pos = torch.arange(self.t + 1, device=device)[None, :]
-            bias = model.decoder.position_bias(q_pos, k_pos)
+            bias = self._step_bias(self.t)
             hidden = model.decoder(model.shared(prev), bias, self.memory, self.cross_bias, self.cache)
         else:
             self.history = torch.cat([self.history, prev], dim=1)
@@ -419,6 +417,17 @@ class EncDecIncremental:
             )
         self.t += 1
         return model.logits(hidden[:, -1], unembed=self.unembed)
+
+    def _step_bias(self, t: int) -> Tensor:
+        """Decoder self-attention bias ``[1, H, 1, t + 1]`` of step ``t``: a row of a
+        position-bias table computed once for 64 positions (doubling when a decode runs
+        longer), so steps do not re-bucket relative positions."""
+        table = getattr(self, "_bias_table", None)
+        if table is None or t >= table.shape[2]:
+            size = max(64, 2 * (t + 1))
+            pos = torch.arange(size, device=self.memory.device)[None, :]
+            table = self._bias_table = self.model.decoder.position_bias(pos, pos)
+        return table[:, :, t:t + 1, :t + 1]
 
     def reorder(self, rows: Tensor) -> None:
         self.history = self.history.index_select(0, rows)
