@@ -49,12 +49,6 @@ class CpuBackend(DataParallel):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)
 
-    def prepare(self, model: Any) -> Any:
-        model = model.to(self.device)
-        if self.config.compile:
-            model.compile()
-        return self.wrap(model)
-
     def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """numpy arrays -> tensors: integers become int64, floats float32, bools stay bool.
 

@@ -60,12 +60,6 @@ class CudaBackend(DataParallel):
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)  # also seeds every CUDA device
 
-    def prepare(self, model: Any) -> Any:
-        model = model.to(self.device)
-        if self.config.compile:
-            model.compile()
-        return self.wrap(model, device_ids=[self.device.index])
-
     def to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in batch.items():

@@ -186,7 +186,8 @@ def to_full_tensors(state: Any) -> Any:
 
 
 class DataParallel:
-    """Mixin for backends: rank, world size, process group, DDP wrapping, collectives."""
+    """Mixin for backends: device placement (and compile), rank, world size, process group,
+    DDP/FSDP wrapping, collectives. Backends using it have ``device`` and ``config``."""
 
     rank = 0
     world_size = 1
@@ -209,6 +210,16 @@ class DataParallel:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """``model`` on this backend's device, compiled in place when ``config.compile``
+        (``nn.Module.compile``: parameter names, hence checkpoints, stay the same), then
+        wrapped for the process group (DDP gets the device index on GPUs)."""
+        model = model.to(self.device)
+        if self.config.compile:
+            model.compile()
+        index = self.device.index
+        return self.wrap(model, device_ids=None if index is None else [index])
 
     def wrap(self, model: nn.Module, device_ids: list[int] | None = None) -> nn.Module:
         if not self.distributed:

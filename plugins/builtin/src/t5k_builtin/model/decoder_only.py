@@ -353,15 +353,8 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
         self.key_index = torch.arange(n, device=device)
         self.index = torch.full((1,), p, dtype=torch.long, device=device)
         self.out = torch.zeros(rows, max_length, dtype=torch.long, device=device)
-        if self.cache is not None:
-            for layer in self.cache:  # the prompt's keys/values, then room for the steps
-                kv = layer["self"]
-                filled = kv.pop("n")  # the prompt's rows of the dynamic cache's buffers
-                for name in ("k", "v"):
-                    x = kv[name][:, :, :filled]
-                    kv[name] = torch.cat([x, x.new_zeros(*x.shape[:2], max_length, x.shape[3])],
-                                         dim=2)
-                kv["index"], kv["length"] = self.index, n
+        if self.cache is not None:  # the prompt's keys/values, then room for the steps
+            Stack.make_static(self.cache, self.index, max_length)
 
     def step(self, tokens: Tensor | None) -> Tensor:
         model = self.model

@@ -403,6 +403,7 @@ class EncDecIncremental:
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
         self.unembed = layers.StepUnembedding(model.shared.weight)
+        self._bias_table: Tensor | None = None  # see _step_bias
 
     def step(self, tokens: Tensor | None) -> Tensor:
         model = self.model
@@ -422,7 +423,7 @@ class EncDecIncremental:
         """Decoder self-attention bias ``[1, H, 1, t + 1]`` of step ``t``: a row of a
         position-bias table computed once for 64 positions (doubling when a decode runs
         longer), so steps do not re-bucket relative positions."""
-        table = getattr(self, "_bias_table", None)
+        table = self._bias_table
         if table is None or t >= table.shape[2]:
             size = max(64, 2 * (t + 1))
             pos = torch.arange(size, device=self.memory.device)[None, :]

@@ -210,8 +210,8 @@ class Attention(nn.Module):
     ``memory`` is None, otherwise cross-attention from ``x`` to ``memory``. ``bias`` is the
     additive position-bias-plus-mask tensor. ``cache`` (a dict owned by the caller) holds
     keys/values for incremental decoding: self-attention appends the new keys/values of
-    ``x`` (into buffers with spare rows, :func:`_append`); cross-attention computes the memory's keys/values once and reuses them. A
-    *static* self-attention cache (:meth:`Stack.new_static_cache`: it holds ``"index"``)
+    ``x`` (into buffers with spare rows, :func:`_append`); cross-attention computes the
+    memory's keys/values once and reuses them. A *static* self-attention cache (:meth:`Stack.new_static_cache`: it holds ``"index"``)
     instead writes them into buffers of a fixed length at the key rows ``cache["index"]``
     (a device tensor) and attends over the whole buffer, so every decoding step has the
     same shapes (for XLA); ``bias`` must then mask the rows not written yet.
@@ -491,6 +491,19 @@ class Stack(nn.Module):
         at the key rows ``index`` (a device tensor the caller advances in place between
         steps); see :class:`Attention`. ``map_cache`` reorders it like the dynamic one."""
         return [{"self": {"index": index, "length": length}, "cross": {}} for _ in self.block]
+
+    @staticmethod
+    def make_static(cache: list[dict], index: Tensor, extra: int) -> None:
+        """Turn a dynamic cache (e.g. after a prompt's prefill) into a static one in place:
+        each block's filled self-attention rows followed by ``extra`` zero rows, written
+        from now on at the key rows ``index`` (see :meth:`new_static_cache`)."""
+        for layer in cache:
+            kv = layer["self"]
+            filled = kv.pop("n")  # the dynamic buffers' spare rows are dropped
+            for name in ("k", "v"):
+                x = kv[name][:, :, :filled]
+                kv[name] = torch.cat([x, x.new_zeros(*x.shape[:2], extra, x.shape[3])], dim=2)
+            kv["index"], kv["length"] = index, filled + extra
 
     @staticmethod
     def map_cache(cache: list[dict], fn: Callable[[Tensor], Tensor], part: str = "self") -> None:
