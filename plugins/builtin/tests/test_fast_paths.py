@@ -1,9 +1,9 @@
 """The performance paths compute what the plain formulas compute (issue: performance).
 
 Each fast path is compared with the straightforward torch expression it replaces:
-the fused cross-entropy / z-loss backward, the decoding-step unembedding layouts, the
-preallocated self-attention cache (including growth past its spare rows), the shared
-embedding lookup and the fused RMSNorm.
+the fused cross-entropy / z-loss backward, the decoding-step unembedding and linear
+layouts, the preallocated self-attention cache (including growth past its spare rows),
+the shared embedding lookup, the fused RMSNorm and the contiguous position bias.
 """
 
 from __future__ import annotations
@@ -51,6 +51,67 @@ def test_fused_cross_entropy_passes_gradcheck():
     weights = torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.5, 1.0]], dtype=torch.float64)
     assert torch.autograd.gradcheck(
         lambda x: SoftmaxCrossEntropy.apply(x, targets, weights), (logits,))
+
+
+def test_fused_cross_entropy_with_masked_vocab_columns():
+    """Padded-vocab columns are -inf (the model masks them): log-probabilities there are
+    -inf, their gradient exactly 0, and the losses equal the composed ops."""
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(2, 4, 12, generator=gen, dtype=torch.float64)
+    logits[..., 9:] = float("-inf")
+    targets = torch.randint(0, 9, (2, 4), generator=gen)
+    weights = torch.ones(2, 4, dtype=torch.float64)
+    a = logits.clone().requires_grad_()
+    b = logits.clone().requires_grad_()
+    ce_a, z_a = SoftmaxCrossEntropy.apply(a, targets, weights)
+    ce_b, z_b = _composed(b, targets, weights)
+    (ce_a + 0.1 * z_a).backward()
+    (ce_b + 0.1 * z_b).backward()
+    assert torch.allclose(ce_a, ce_b) and torch.allclose(z_a, z_b)
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    assert torch.all(a.grad[..., 9:] == 0)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 31, 128, 129, 300])
+@pytest.mark.parametrize("grad", [False, True])
+def test_few_row_linear_equals_f_linear(rows, grad):
+    """``layers.Linear``'s few-row layout (inference on CPU, 2-128 rows) gives F.linear's
+    values; with autograd it is F.linear itself, and gradients flow as usual."""
+    gen = torch.Generator().manual_seed(rows)
+    lin = layers.Linear(48, 80, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(80, 48, generator=gen))
+    x = torch.randn(rows, 1, 48, generator=gen, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = lin(x)
+    assert out.shape == (rows, 1, 80)
+    assert torch.allclose(out, F.linear(x, lin.weight), atol=1e-4)
+    few = not grad and rows in layers.FEW_ROWS
+    assert out.is_contiguous() != few  # the fast path returns the transposed view
+    if grad:
+        out.sum().backward()
+        assert torch.allclose(x.grad, lin.weight.sum(0).expand(rows, 1, 48), atol=1e-4)
+
+
+def test_few_row_linear_keeps_hooks_and_state_dict_names():
+    lin = layers.Linear(8, 4, bias=False)
+    assert isinstance(lin, torch.nn.Linear) and list(lin.state_dict()) == ["weight"]
+    seen = []
+    lin.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        lin(torch.randn(3, 8))
+    assert seen == [torch.Size([3, 4])]
+
+
+def test_position_bias_is_contiguous():
+    """The bias table read is contiguous, so the stack's bias-plus-mask sum is too (the
+    permuted embedding view made it channels-last and every layer copied it)."""
+    bias = layers.RelativePositionBias(32, 4, 128, bidirectional=True)
+    pos = torch.arange(6)[None]
+    table = bias(pos, pos)
+    assert table.shape == (1, 4, 6, 6) and table.is_contiguous()
+    visible = layers.visibility(torch.ones(3, 6), torch.ones(3, 6), causal=False)
+    assert (table + layers.mask_bias(visible)).is_contiguous()
 
 
 @pytest.mark.parametrize("rows", [1, 2, 7, 32, 64, 65, 130])
