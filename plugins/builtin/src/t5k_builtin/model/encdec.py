@@ -106,7 +106,9 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx: Any, logits: Tensor, targets: Tensor, weights: Tensor
+    ) -> tuple[Tensor, Tensor]:
         logp = torch.log_softmax(logits, dim=-1)
         index = targets[..., None]
         target_logp = logp.gather(-1, index).squeeze(-1)

@@ -247,10 +247,11 @@ class Attention(nn.Module):
     additive position-bias-plus-mask tensor. ``cache`` (a dict owned by the caller) holds
     keys/values for incremental decoding: self-attention appends the new keys/values of
     ``x`` (into buffers with spare rows, :func:`_append`); cross-attention computes the
-    memory's keys/values once and reuses them. A *static* self-attention cache (:meth:`Stack.new_static_cache`: it holds ``"index"``)
-    instead writes them into buffers of a fixed length at the key rows ``cache["index"]``
-    (a device tensor) and attends over the whole buffer, so every decoding step has the
-    same shapes (for XLA); ``bias`` must then mask the rows not written yet.
+    memory's keys/values once and reuses them. A *static* self-attention cache
+    (:meth:`Stack.new_static_cache`: it holds ``"index"``) instead writes them into
+    buffers of a fixed length at the key rows ``cache["index"]`` (a device tensor) and
+    attends over the whole buffer, so every decoding step has the same shapes (for XLA);
+    ``bias`` must then mask the rows not written yet.
     Block 0 of each stack also owns the stack's :class:`RelativePositionBias` as
     ``relative_attention_bias`` (Hugging Face naming).
     """
