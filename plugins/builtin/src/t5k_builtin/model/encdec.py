@@ -99,28 +99,24 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     of facts §1.7 shares the log-partition ``lse``), but the backward writes the logits'
     gradient once: ``softmax * w * (g_ce + 2 g_z lse)``, then ``-w g_ce`` at the
     targets, instead of separate logsumexp, gather (a zero-filled vocab-sized tensor) and
-    sum backwards. The forward is torch's fused ``log_softmax`` (one kernel; ``logsumexp``
-    makes two vocab-sized temporaries), ``lse`` is recovered at the targets as
-    ``logit - log_softmax``, and the backward's softmax is ``exp`` of the saved
-    log-probabilities, so memory is one vocab-sized tensor, as with the logits alone.
+    sum backwards. The vocab-sized softmax is recomputed from the saved logits rather than
+    stored, so memory is that of the logits alone.
     """
 
     @staticmethod
     def forward(
         ctx: Any, logits: Tensor, targets: Tensor, weights: Tensor
     ) -> tuple[Tensor, Tensor]:
-        logp = torch.log_softmax(logits, dim=-1)
-        index = targets[..., None]
-        target_logp = logp.gather(-1, index).squeeze(-1)
-        lse = logits.gather(-1, index).squeeze(-1) - target_logp
-        ctx.save_for_backward(logp, targets, weights, lse)
-        return -(target_logp * weights).sum(), (lse.square() * weights).sum()
+        lse = torch.logsumexp(logits, dim=-1)
+        target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
+        ctx.save_for_backward(logits, targets, weights, lse)
+        return ((lse - target_logit) * weights).sum(), (lse.square() * weights).sum()
 
     @staticmethod
     def backward(ctx: Any, g_ce: Tensor, g_z: Tensor) -> tuple[Tensor, None, None]:
-        logp, targets, weights, lse = ctx.saved_tensors
+        logits, targets, weights, lse = ctx.saved_tensors
         ce = weights * g_ce
-        grad = torch.exp(logp)
+        grad = torch.exp(logits - lse[..., None])
         grad.mul_((ce + 2.0 * g_z * lse * weights)[..., None])
         grad.scatter_add_(-1, targets[..., None], -ce[..., None])
         return grad, None, None
