@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from t5k_builtin.configs import EncDecConfig
-from t5k_builtin.model import layers
+from t5k_builtin.model import encdec, layers
 from t5k_builtin.model.encdec import EncDecArchitecture, SoftmaxCrossEntropy
 from t5kernel.api import BuildContext
 
@@ -70,6 +70,54 @@ def test_fused_cross_entropy_with_masked_vocab_columns():
     assert torch.allclose(ce_a, ce_b) and torch.allclose(z_a, z_b)
     assert torch.allclose(a.grad, b.grad, atol=1e-12)
     assert torch.all(a.grad[..., 9:] == 0)
+
+
+def _whole_tensor_gradient(logits, targets, weights, g_ce, g_z):
+    """The fused backward's formula on the whole tensor at once (no blocks)."""
+    lse = torch.logsumexp(logits, dim=-1)
+    ce = weights * g_ce
+    grad = torch.exp(logits - lse[..., None])
+    grad.mul_((ce + 2.0 * g_z * lse * weights)[..., None])
+    return grad.scatter_add_(-1, targets[..., None], -ce[..., None])
+
+
+@pytest.mark.parametrize("block", [1, 3, 5, 64])
+@pytest.mark.parametrize("shape", [(2, 7, 33), (1, 1, 33), (3, 5, 1000), (0, 4, 33)])
+def test_blockwise_cross_entropy_is_bitwise_the_whole_tensor_ops(monkeypatch, block, shape):
+    """Blocks of rows (here 1-64 rows, also not dividing the row count) give exactly the
+    bits of torch.logsumexp and of the backward's formula over the whole tensor, so the
+    block size can never change a training run."""
+    monkeypatch.setattr(encdec, "CE_BLOCK_ELEMENTS", block * shape[-1])
+    gen = torch.Generator().manual_seed(sum(shape) + block)
+    logits = torch.randn(*shape, generator=gen) * 7
+    logits[..., -3:] = float("-inf")
+    targets = torch.randint(0, shape[-1] - 3, shape[:-1], generator=gen)
+    weights = (torch.rand(shape[:-1], generator=gen) > 0.3).float()
+    assert torch.equal(encdec.blockwise_logsumexp(logits), torch.logsumexp(logits, -1))
+    a = logits.clone().requires_grad_()
+    ce, z = SoftmaxCrossEntropy.apply(a, targets, weights)
+    (0.25 * ce + 1e-4 * z).backward()
+    expected = _whole_tensor_gradient(logits, targets, weights, torch.tensor(0.25),
+                                      torch.tensor(1e-4))
+    assert torch.equal(a.grad, expected)
+
+
+def test_blockwise_cross_entropy_at_t5_vocab_size():
+    """At T5's padded 32,128 ids the default block is 32 rows: 40 rows run as 32 + 8, with
+    the same bits as the whole-tensor ops."""
+    assert encdec.CE_BLOCK_ELEMENTS // 32128 == 32
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(5, 8, 32128, generator=gen) * 4
+    logits[..., 32100:] = float("-inf")
+    targets = torch.randint(0, 32100, (5, 8), generator=gen)
+    weights = torch.ones(5, 8)
+    assert torch.equal(encdec.blockwise_logsumexp(logits), torch.logsumexp(logits, -1))
+    a = logits.clone().requires_grad_()
+    ce, z = SoftmaxCrossEntropy.apply(a, targets, weights)
+    (ce / 40 + 1e-4 * z).backward()
+    expected = _whole_tensor_gradient(logits, targets, weights, torch.tensor(1 / 40),
+                                      torch.tensor(1e-4))
+    assert torch.equal(a.grad, expected)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 31, 128, 129, 300])

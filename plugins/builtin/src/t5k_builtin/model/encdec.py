@@ -101,13 +101,23 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     targets, instead of separate logsumexp, gather (a zero-filled vocab-sized tensor) and
     sum backwards. The vocab-sized softmax is recomputed from the saved logits rather than
     stored, so memory is that of the logits alone.
+
+    Both directions run over blocks of :data:`CE_BLOCK_ELEMENTS` logits (32 rows at T5's
+    32k vocabulary): ``torch.logsumexp`` of the whole tensor makes two vocab-sized
+    temporaries, and ``exp(logits - lse)`` one more, each a fresh allocation whose pages
+    fault in on first write and that never stays in cache. Per block the temporaries are
+    small and reused, and the backward's subtract, exp and scale touch each block once
+    while it is in cache (tiny benchmark shape: forward 60 -> 23 ms, backward 92 -> 60
+    ms). The values are bit-for-bit those of the whole-tensor ops: a row's reduction does
+    not depend on how many rows share the call, and the rest is element-wise
+    (``test_fast_paths`` checks this against ``torch.logsumexp``).
     """
 
     @staticmethod
     def forward(
         ctx: Any, logits: Tensor, targets: Tensor, weights: Tensor
     ) -> tuple[Tensor, Tensor]:
-        lse = torch.logsumexp(logits, dim=-1)
+        lse = blockwise_logsumexp(logits)
         target_logit = logits.gather(-1, targets[..., None]).squeeze(-1)
         ctx.save_for_backward(logits, targets, weights, lse)
         return ((lse - target_logit) * weights).sum(), (lse.square() * weights).sum()
@@ -116,10 +126,50 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, g_ce: Tensor, g_z: Tensor) -> tuple[Tensor, None, None]:
         logits, targets, weights, lse = ctx.saved_tensors
         ce = weights * g_ce
-        grad = torch.exp(logits - lse[..., None])
-        grad.mul_((ce + 2.0 * g_z * lse * weights)[..., None])
+        scale = ce + 2.0 * g_z * lse * weights
+        grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
+        flat_logits, flat_grad = _rows(logits), grad.view(-1, logits.shape[-1])
+        flat_lse, flat_scale = lse.reshape(-1, 1), scale.reshape(-1, 1)
+        rows = _block_rows(flat_logits)
+        for start in range(0, flat_grad.shape[0], rows):
+            block = slice(start, start + rows)
+            out = flat_grad[block]
+            torch.sub(flat_logits[block], flat_lse[block], out=out)
+            out.exp_().mul_(flat_scale[block])
         grad.scatter_add_(-1, targets[..., None], -ce[..., None])
         return grad, None, None
+
+
+#: logits per block of :class:`SoftmaxCrossEntropy` (4 MiB of float32)
+CE_BLOCK_ELEMENTS = 1 << 20
+
+
+def _block_rows(flat: Tensor) -> int:
+    """Rows of ``flat`` (``[rows, vocab]``) per block: about :data:`CE_BLOCK_ELEMENTS`
+    elements on the CPU; all of them elsewhere (an accelerator's caching allocator has no
+    page faults to avoid, and every block would cost kernel launches or graph nodes)."""
+    if flat.device.type != "cpu":
+        return max(1, flat.shape[0])
+    return max(1, CE_BLOCK_ELEMENTS // max(1, flat.shape[-1]))
+
+
+def _rows(logits: Tensor) -> Tensor:
+    """``logits`` as ``[rows, vocab]`` (a view when contiguous)."""
+    return logits.reshape(-1, logits.shape[-1])
+
+
+def blockwise_logsumexp(logits: Tensor) -> Tensor:
+    """``torch.logsumexp(logits, -1)``, bit-for-bit, computed a block of rows at a time so
+    its vocab-sized temporaries stay small (see :class:`SoftmaxCrossEntropy`)."""
+    flat = _rows(logits)
+    out = torch.empty(flat.shape[0], dtype=logits.dtype, device=logits.device)
+    rows = _block_rows(flat)
+    if flat.shape[0] <= rows:
+        torch.logsumexp(flat, -1, out=out)
+    else:
+        for start in range(0, flat.shape[0], rows):
+            torch.logsumexp(flat[start:start + rows], -1, out=out[start:start + rows])
+    return out.view(logits.shape[:-1])
 
 
 class EncDecModel(nn.Module):
