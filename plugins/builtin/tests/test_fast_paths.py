@@ -174,6 +174,22 @@ def test_step_unembedding_equals_linear(rows):
     assert torch.allclose(unembed(hidden), out)  # the lazily made copy is reused
 
 
+@pytest.mark.parametrize("block", [7, 64, 4096])
+@pytest.mark.parametrize("rows", [2, 5, 64])
+def test_step_unembedding_blocks_give_the_same_bits(monkeypatch, block, rows):
+    """The few-row product in blocks of vocabulary rows (dividing 300 or not, or one
+    block) equals the single ``E @ h^T`` and is returned as its transposed view. (Not
+    always bit-for-bit: BLAS may pick another kernel for a 7-row block.)"""
+    monkeypatch.setattr(layers, "UNEMBED_BLOCK_ROWS", block)
+    gen = torch.Generator().manual_seed(block + rows)
+    weight = torch.randn(300, 48, generator=gen)
+    hidden = torch.randn(rows, 48, generator=gen)
+    out = layers.StepUnembedding(weight)(hidden)
+    assert torch.allclose(out, (weight @ hidden.t()).t(), atol=1e-5)
+    assert out.t().is_contiguous()  # the blocked few-row path ran
+    assert torch.allclose(out, F.linear(hidden, weight), atol=1e-5)
+
+
 def test_self_attention_cache_grows_past_its_spare_rows():
     """A decode longer than the 64 spare rows reallocates the buffers and keeps every
     earlier key/value: cached decoding equals re-running the decoder (no cache)."""
