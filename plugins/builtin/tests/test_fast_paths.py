@@ -102,6 +102,33 @@ def test_blockwise_cross_entropy_is_bitwise_the_whole_tensor_ops(monkeypatch, bl
     assert torch.equal(a.grad, expected)
 
 
+@settings(max_examples=60, deadline=None)
+@given(total=st.integers(0, 40), vocab=st.integers(1, 50), per_block=st.integers(1, 9))
+def test_row_blocks_cover_every_row_and_never_split_off_one(total, vocab, per_block):
+    """Blocks are consecutive, cover every row once, and hold two rows or more (a lone
+    row only when the tensor has one)."""
+    flat = torch.empty(total, vocab)
+    old = encdec.CE_BLOCK_ELEMENTS
+    try:
+        encdec.CE_BLOCK_ELEMENTS = per_block * vocab
+        blocks = encdec._row_blocks(flat)
+    finally:
+        encdec.CE_BLOCK_ELEMENTS = old
+    rows = [i for b in blocks for i in range(total)[b]]
+    assert rows == list(range(total))
+    assert all(b.stop - b.start >= 2 for b in blocks) or total <= 1
+
+
+def test_blockwise_logsumexp_at_a_large_vocab_keeps_the_bits(monkeypatch):
+    """At 250k ids a one-row reduction is split across threads (another summation order);
+    blocks of two rows with the one-row tail folded in keep the whole tensor's bits."""
+    monkeypatch.setattr(encdec, "CE_BLOCK_ELEMENTS", 2 * 250_000)  # 3 rows: 2 + tail 1
+    for seed in (2, 8):  # draws whose last row, reduced alone on 2 threads, differs
+        logits = torch.randn(3, 250_000, generator=torch.Generator().manual_seed(seed)) * 5
+        assert [(b.start, b.stop) for b in encdec._row_blocks(logits)] == [(0, 3)]
+        assert torch.equal(encdec.blockwise_logsumexp(logits), torch.logsumexp(logits, -1))
+
+
 def test_blockwise_cross_entropy_at_t5_vocab_size():
     """At T5's padded 32,128 ids the default block is 32 rows: 40 rows run as 32 + 8, with
     the same bits as the whole-tensor ops."""

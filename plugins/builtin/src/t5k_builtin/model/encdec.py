@@ -109,8 +109,9 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
     small and reused, and the backward's subtract, exp and scale touch each block once
     while it is in cache (tiny benchmark shape: forward 60 -> 23 ms, backward 92 -> 60
     ms). The values are bit-for-bit those of the whole-tensor ops: a row's reduction does
-    not depend on how many rows share the call, and the rest is element-wise
-    (``test_fast_paths`` checks this against ``torch.logsumexp``).
+    not depend on how many rows share the call (given at least two, see
+    :func:`_row_blocks`), and the rest is element-wise (``test_fast_paths`` checks this
+    against ``torch.logsumexp``).
     """
 
     @staticmethod
@@ -130,9 +131,7 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
         flat_logits, flat_grad = _rows(logits), grad.view(-1, logits.shape[-1])
         flat_lse, flat_scale = lse.reshape(-1, 1), scale.reshape(-1, 1)
-        rows = _block_rows(flat_logits)
-        for start in range(0, flat_grad.shape[0], rows):
-            block = slice(start, start + rows)
+        for block in _row_blocks(flat_logits):
             out = flat_grad[block]
             torch.sub(flat_logits[block], flat_lse[block], out=out)
             out.exp_().mul_(flat_scale[block])
@@ -144,13 +143,23 @@ class SoftmaxCrossEntropy(torch.autograd.Function):
 CE_BLOCK_ELEMENTS = 1 << 20
 
 
-def _block_rows(flat: Tensor) -> int:
-    """Rows of ``flat`` (``[rows, vocab]``) per block: about :data:`CE_BLOCK_ELEMENTS`
-    elements on the CPU; all of them elsewhere (an accelerator's caching allocator has no
-    page faults to avoid, and every block would cost kernel launches or graph nodes)."""
-    if flat.device.type != "cpu":
-        return max(1, flat.shape[0])
-    return max(1, CE_BLOCK_ELEMENTS // max(1, flat.shape[-1]))
+def _row_blocks(flat: Tensor) -> list[slice]:
+    """Row slices of ``flat`` (``[rows, vocab]``): about :data:`CE_BLOCK_ELEMENTS`
+    elements each on the CPU; one block elsewhere (an accelerator's caching allocator has
+    no page faults to avoid, and every block would cost kernel launches or graph nodes).
+
+    A block never holds a single row of a multi-row tensor: torch splits a one-output
+    reduction of 32k+ elements across threads (another summation order), while rows of a
+    multi-row reduction are each summed whole by one thread, as in the whole tensor.
+    """
+    total = flat.shape[0]
+    if flat.device.type != "cpu" or total <= 2:
+        return [slice(0, total)]
+    rows = max(2, CE_BLOCK_ELEMENTS // max(1, flat.shape[-1]))
+    starts = list(range(0, total, rows))
+    if total - starts[-1] == 1:  # fold a one-row tail into the block before it
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [total], strict=True)]
 
 
 def _rows(logits: Tensor) -> Tensor:
@@ -163,12 +172,8 @@ def blockwise_logsumexp(logits: Tensor) -> Tensor:
     its vocab-sized temporaries stay small (see :class:`SoftmaxCrossEntropy`)."""
     flat = _rows(logits)
     out = torch.empty(flat.shape[0], dtype=logits.dtype, device=logits.device)
-    rows = _block_rows(flat)
-    if flat.shape[0] <= rows:
-        torch.logsumexp(flat, -1, out=out)
-    else:
-        for start in range(0, flat.shape[0], rows):
-            torch.logsumexp(flat[start:start + rows], -1, out=out[start:start + rows])
+    for block in _row_blocks(flat):
+        torch.logsumexp(flat[block], -1, out=out[block])
     return out.view(logits.shape[:-1])
 
 
