@@ -20,9 +20,11 @@ def backend():
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    fill = torch.utils.deterministic.fill_uninitialized_memory
     yield CpuBackend(CpuBackendConfig(threads=1, deterministic=True), BuildContext())
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    torch.utils.deterministic.fill_uninitialized_memory = fill
 
 
 def test_protocol_and_settings(backend):
@@ -30,6 +32,9 @@ def test_protocol_and_settings(backend):
     assert backend.name == "cpu" and backend.device == torch.device("cpu")
     assert torch.get_num_threads() == 1
     assert torch.are_deterministic_algorithms_enabled()
+    # deterministic kernels, but no NaN fill of every torch.empty (a debugging aid that
+    # costs 1-3% of a training step)
+    assert not torch.utils.deterministic.fill_uninitialized_memory
     with backend.autocast():
         y = torch.nn.Linear(3, 2)(torch.ones(1, 3))
     assert y.dtype == torch.float32
