@@ -178,7 +178,10 @@ class RunConfig:
     # small untrained after a few hundred steps, and fine-tuning from fresh optimizer
     # state learns the copy-like demo tasks sooner; so the demo uses dropout 0, a short
     # pre-training at 1/sqrt(max(step, 1111)), fine-tuning at a constant 0.05 with
-    # reset_optimizer. Paper-scale runs keep the paper's settings (configs/).
+    # reset_optimizer. Fine-tuning runs 1,040 steps: its loss plateaus near 2 until the
+    # model learns to copy (step ~400-480, depending on the seed); measured at seeds 0-3,
+    # 520 steps beat every trivial baseline at seed 0 only, 1,040 steps at all four.
+    # Paper-scale runs keep the paper's settings (configs/).
     vocabulary: dict[str, Any] = _section("sentencepiece", size=1000, max_training_texts=20000)
     model: dict[str, Any] = _section(
         "encdec", num_layers=2, d_model=128, d_ff=512, d_kv=32, num_heads=4, dropout_rate=0.0
@@ -204,8 +207,8 @@ class RunConfig:
     )
     finetune: FinetuneConfig = field(
         default_factory=lambda: FinetuneConfig(
-            steps=520, batch_size=32, inputs_length=128, targets_length=64,
-            schedule={"name": "constant", "value": 0.05}, log_every=20, checkpoint_every=260,
+            steps=1040, batch_size=32, inputs_length=128, targets_length=64,
+            schedule={"name": "constant", "value": 0.05}, log_every=20, checkpoint_every=520,
             reset_optimizer=True,
         )
     )
