@@ -77,6 +77,23 @@ def test_embedded_split_is_stable_hash_without_overlap():
     )
 
 
+def test_embedded_docstrings_ignore_methods_a_library_adds(monkeypatch):
+    """transformers adds ``warning_once`` & co. to ``logging.Logger`` when imported: such
+    members must not enter the corpus, or it would depend on what the process imported."""
+    import logging
+
+    walk = embedded.source_documents.__wrapped__  # uncached
+    before = walk("docstrings", 1)
+
+    def warning_once(self, message):
+        """Log a warning only once for each distinct message, as a library adds it."""
+
+    warning_once.__module__ = "some_library.utils.logging"
+    monkeypatch.setattr(logging.Logger, "warning_once", warning_once, raising=False)
+    assert embedded.looks_like_prose(warning_once.__doc__)  # it would be a document
+    assert walk("docstrings", 1) == before
+
+
 @pytest.mark.slow
 def test_embedded_same_in_another_process_with_other_hash_seed():
     corpus = EmbeddedCorpus(EmbeddedCorpusConfig(), None)

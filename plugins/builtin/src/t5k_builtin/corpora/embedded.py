@@ -18,7 +18,9 @@ with single spaces. Code is dropped: doctest blocks (``>>>``), tables, grammar r
 (``::=``), and anything that does not read like sentences (see :func:`looks_like_prose`).
 Exact duplicates keep their first occurrence. The order is topics (sorted by key), then
 modules in list order, members sorted by name; so the content is a pure function of the
-Python version.
+Python version (and torch's, which replaces ``inspect.getfile``), whatever else the
+process imported: members another library added to or swapped into a module or class
+are skipped (see :func:`_docstring_texts`).
 
 The train/validation split is by a stable hash of the document text
 (``md5(text) % 100 < validation_percent`` -> validation), in the spirit of C4's split by
@@ -41,6 +43,7 @@ import importlib
 import inspect
 import io
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -205,6 +208,13 @@ def _own_doc(obj: Any) -> str | None:
 
 
 def _docstring_texts() -> Iterator[str]:
+    # Libraries patch the standard library when imported: ``import torch`` replaces
+    # ``inspect.getfile`` (torch.package), transformers adds methods to
+    # ``logging.Logger``. Foreign members are skipped below, but a replaced function's
+    # own docstring cannot be recovered, so torch (imported by every run anyway) is
+    # imported first: the walk then sees the same modules whatever the process imported.
+    import torch  # noqa: F401
+
     with warnings.catch_warnings():  # e.g. touching typing.io warns; the text is the same
         warnings.simplefilter("ignore")
         yield from _walk_modules()
@@ -231,6 +241,12 @@ def _walk_modules() -> Iterator[str]:
                 yield from _method_docs(obj)
 
 
+def _from_stdlib(obj: Any) -> bool:
+    """Whether ``obj`` was defined by the standard library (or has no ``__module__``)."""
+    module = getattr(obj, "__module__", None)
+    return not isinstance(module, str) or module.split(".")[0] in sys.stdlib_module_names
+
+
 def _method_docs(cls: type) -> Iterator[str]:
     for attr in sorted(vars(cls)):
         if attr.startswith("_"):
@@ -240,6 +256,8 @@ def _method_docs(cls: type) -> Iterator[str]:
             member = member.__func__
         elif isinstance(member, property):
             member = member.fget
+        if not _from_stdlib(member):
+            continue  # added to the class by a library (e.g. transformers' Logger methods)
         if inspect.isroutine(member):
             doc = _own_doc(member)
             if doc:
