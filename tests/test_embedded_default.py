@@ -23,5 +23,6 @@ def test_embedded_default_learns_and_beats_trivial_baselines(tmp_path):
     assert ev["demo_acceptability"]["accuracy"] > base["demo_acceptability"]["majority_target"]["accuracy"]
     for task, metric in (("demo_summarize", "rouge1"), ("demo_pig_latin", "bleu")):
         assert ev[task][metric] > base[task]["copy_input"][metric], task
-    # ~470 s alone on two cores (1,040 fine-tuning steps are ~440 s of it)
-    assert elapsed < 600, f"the embedded default took {elapsed:.0f}s (budget: 10 minutes)"
+    # 454-481 s measured on two cores (1,040 fine-tuning steps are ~440 s of it); the
+    # bound leaves room for a slower CI machine and catches a run that got much slower
+    assert elapsed < 720, f"the embedded default took {elapsed:.0f}s (budget: 12 minutes)"
