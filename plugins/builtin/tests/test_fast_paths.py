@@ -203,7 +203,7 @@ def test_step_unembedding_equals_linear(rows):
 
 @pytest.mark.parametrize("block", [7, 64, 4096])
 @pytest.mark.parametrize("rows", [2, 5, 64])
-def test_step_unembedding_blocks_give_the_same_bits(monkeypatch, block, rows):
+def test_step_unembedding_blocks_equal_the_single_product(monkeypatch, block, rows):
     """The few-row product in blocks of vocabulary rows (dividing 300 or not, or one
     block) equals the single ``E @ h^T`` and is returned as its transposed view. (Not
     always bit-for-bit: BLAS may pick another kernel for a 7-row block.)"""
