@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import io
+import platform
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
 
+from t5k_builtin.backends import heap
 from t5k_builtin.backends.cpu import CpuBackend
 from t5k_builtin.configs import CpuBackendConfig
 from t5kernel.api import Backend, BuildContext
@@ -25,6 +28,7 @@ def backend():
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
     torch.utils.deterministic.fill_uninitialized_memory = fill
+    heap.release_freed_memory()
 
 
 def test_protocol_and_settings(backend):
@@ -160,3 +164,47 @@ def test_compiled_run_matches_eager(tmp_path):
     [weights] = (compiled / "checkpoints").glob("step_4/*.safetensors")
     [reference] = (eager / "checkpoints").glob("step_4/*.safetensors")
     assert sorted(load_file(weights)) == sorted(load_file(reference))
+
+
+# ------------------------------------------------------------- keep_freed_memory
+glibc_only = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="mallopt / mallinfo2 are glibc's")
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _mmapped_bytes_for_a_64mb_tensor() -> int:
+    """How many bytes glibc holds in mmapped chunks while a fresh 64 MiB tensor lives,
+    beyond what it held before."""
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _Mallinfo2
+    before = mallinfo2().hblkhd
+    tensor = torch.ones(16 * 2**20)  # 64 MiB of float32, touched
+    during = mallinfo2().hblkhd
+    del tensor
+    return during - before
+
+
+@glibc_only
+def test_keep_freed_memory_serves_big_tensors_from_the_heap(backend):
+    # the backend (keep_freed_memory defaults to true) took glibc off mmap for big chunks
+    assert _mmapped_bytes_for_a_64mb_tensor() < 2**20
+    # glibc's default, which the measurement above would have caught: a fresh mapping
+    assert heap.release_freed_memory()
+    assert _mmapped_bytes_for_a_64mb_tensor() >= 64 * 2**20
+
+
+@glibc_only
+def test_keep_freed_memory_false_leaves_malloc_alone():
+    heap.release_freed_memory()
+    CpuBackend(CpuBackendConfig(threads=None, deterministic=False, keep_freed_memory=False),
+               BuildContext())
+    try:
+        assert _mmapped_bytes_for_a_64mb_tensor() >= 64 * 2**20
+    finally:
+        torch.use_deterministic_algorithms(False)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from t5k_builtin.backends import heap
 from t5k_builtin.backends.distributed import DataParallel
 from t5kernel.errors import ConfigError, DataError
 
@@ -31,6 +32,8 @@ class CpuBackend(DataParallel):
     fills every ``torch.empty`` with NaN (~750 fills per training step of the embedded
     default, 1-3% of its time), and no kernel here reads memory it did not write (a read of
     NaN-filled memory would have shown up as NaN losses or predictions).
+    ``keep_freed_memory`` -> :func:`t5k_builtin.backends.heap.keep_freed_memory` (glibc
+    stops mmapping and unmapping large tensors, which page-faulted every step afresh).
     """
 
     name = "cpu"
@@ -49,6 +52,8 @@ class CpuBackend(DataParallel):
             raise ConfigError(
                 "cpu backend: precision='bf16' needs a CPU with native bfloat16 "
                 "(AVX512-BF16 or AMX); this one has none, so use precision='fp32'")
+        if config.keep_freed_memory:
+            heap.keep_freed_memory()
         self.init_distributed("gloo", config.parallel)  # torchrun: one process per rank
 
     def seed(self, seed: int) -> None:
