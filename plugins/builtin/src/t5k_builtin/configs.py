@@ -742,9 +742,10 @@ class CpuBackendConfig:
     #: nn.Module.compile the model (torch.compile with inductor's C++ backend; the first
     #: steps compile, which takes minutes on a small CPU)
     compile: bool = False
-    #: glibc malloc keeps freed memory in the heap, so each step's large tensors reuse
-    #: pages instead of mapping fresh ones (backends/heap.py: t5-small training steps
-    #: 8-15% faster, peak RSS +3%); no effect under other C libraries
+    #: glibc malloc keeps freed memory in the heap, so each step's tensors above 32 MiB
+    #: reuse pages instead of mapping fresh ones (backends/heap.py: t5-small at
+    #: 8 x 512/114 7-8% faster per step, peak RSS 3-14% higher); no effect under other
+    #: C libraries
     keep_freed_memory: bool = True
 
     def __post_init__(self) -> None:
