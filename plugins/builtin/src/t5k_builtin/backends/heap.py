@@ -26,7 +26,7 @@ import platform
 #: ``mallopt`` parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-#: glibc's defaults for them, which :func:`release_freed_memory` restores
+#: glibc's default values for them, which :func:`release_freed_memory` sets again
 DEFAULT_TRIM_THRESHOLD = 128 * 1024
 DEFAULT_MMAP_MAX = 65536
 #: ``mallopt`` takes a C int: the heap's free top is returned only above 2 GiB
@@ -51,8 +51,10 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> bool:
-    """glibc's default behaviour again (large chunks mmapped, the heap's top trimmed), and
-    what the heap kept is returned to the system (``malloc_trim``)."""
+    """glibc's default values again (large chunks mmapped, the heap's top trimmed), and
+    what the heap kept is returned to the system (``malloc_trim``). Not quite a fresh
+    process: any ``mallopt`` call also freezes glibc's otherwise self-adjusting mmap
+    threshold at its current value."""
     if not _set(mmap_max=DEFAULT_MMAP_MAX, trim_threshold=DEFAULT_TRIM_THRESHOLD):
         return False
     ctypes.CDLL(None).malloc_trim(0)
