@@ -21,6 +21,7 @@ embedded default's, do not change. Other C libraries (macOS, musl) have no such 
 from __future__ import annotations
 
 import ctypes
+import functools
 import platform
 
 #: ``mallopt`` parameters (glibc's malloc.h)
@@ -33,16 +34,19 @@ DEFAULT_MMAP_MAX = 65536
 KEEP_TRIM_THRESHOLD = 2**31 - 1
 
 
-def _mallopt() -> ctypes._CFuncPtr | None:
-    """glibc's ``mallopt`` from the running process, or None under another C library."""
+@functools.cache
+def glibc() -> ctypes.CDLL | None:
+    """The running process's glibc (``mallopt`` typed), or None under another C library.
+
+    Cached: ``platform.libc_ver`` reads the interpreter's binary to tell."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        libc = ctypes.CDLL(None)
+        libc.mallopt.argtypes, libc.mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     except (OSError, AttributeError):
         return None
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt
+    return libc
 
 
 def keep_freed_memory() -> bool:
@@ -57,14 +61,14 @@ def release_freed_memory() -> bool:
     threshold at its current value."""
     if not _set(mmap_max=DEFAULT_MMAP_MAX, trim_threshold=DEFAULT_TRIM_THRESHOLD):
         return False
-    ctypes.CDLL(None).malloc_trim(0)
+    glibc().malloc_trim(0)
     return True
 
 
 def _set(mmap_max: int, trim_threshold: int) -> bool:
-    mallopt = _mallopt()
-    if mallopt is None:
+    libc = glibc()
+    if libc is None:
         return False
     # mallopt returns 1 on success, 0 on error
-    return bool(mallopt(M_MMAP_MAX, mmap_max)) and bool(
-        mallopt(M_TRIM_THRESHOLD, trim_threshold))
+    return bool(libc.mallopt(M_MMAP_MAX, mmap_max)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, trim_threshold))
