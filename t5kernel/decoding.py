@@ -128,6 +128,41 @@ class EnsembleDecoder:
 
 
 # ----------------------------------------------------------------------------- greedy
+#: vocabulary entries per block of :func:`argmax` (it needs a divisor of the vocabulary)
+ARGMAX_BLOCK = 128
+#: logits (rows x vocabulary) from which :func:`argmax` takes the blocked path
+ARGMAX_BLOCKED_MIN = 1 << 17
+
+
+def argmax(logits: Tensor) -> Tensor:
+    """``logits.argmax(-1)`` of ``[rows, vocab]`` logits, exactly: the first maximal index,
+    a NaN counting as maximal (torch's rule).
+
+    Why: torch's CPU argmax reduces (value, index) pairs one element at a time, ~10x
+    slower than ``amax``: 2.6 ms of a ~45 ms t5-small greedy step (32 rows x 32,128, our
+    step logits are column-major) against 0.2 ms here. The vocabulary is cut into blocks
+    of :data:`ARGMAX_BLOCK`; ``amax`` (vectorised) gives each block's maximum, the argmax
+    over those picks the first block holding the row's maximum (every earlier block's
+    maximum is smaller; ``amax`` propagates NaN as argmax ranks it), and an argmax over
+    that one block gives the index. Other devices, small logits and vocabularies that the
+    block does not divide take ``argmax`` itself.
+    """
+    if (logits.device.type != "cpu" or logits.dim() != 2
+            or logits.numel() < ARGMAX_BLOCKED_MIN or logits.shape[1] % ARGMAX_BLOCK):
+        return logits.argmax(-1)
+    rows, vocab = logits.shape
+    each_row = torch.arange(rows)
+    if rows > 1 and logits.t().is_contiguous():  # column-major: reduce down the columns
+        blocks = logits.t().view(vocab // ARGMAX_BLOCK, ARGMAX_BLOCK, rows)
+        first = blocks.amax(1).argmax(0)
+        within = blocks[first, :, each_row]
+    else:
+        blocks = logits.unflatten(-1, (vocab // ARGMAX_BLOCK, ARGMAX_BLOCK))
+        first = blocks.amax(-1).argmax(-1)
+        within = blocks[each_row, first]
+    return first * ARGMAX_BLOCK + within.argmax(-1)
+
+
 def greedy_search(
     decoder: IncrementalDecoder, batch_size: int, max_length: int, eos_id: int = 1,
     pad_id: int = 0, static_shapes: bool = False, sync: Callable[[], None] | None = None,
@@ -145,7 +180,7 @@ def greedy_search(
     tokens = None
     steps = 0
     for t in range(max_length):
-        nxt = decoder.step(tokens).argmax(-1)
+        nxt = argmax(decoder.step(tokens))
         if out is None:
             out = torch.full((batch_size, max_length), pad_id, dtype=torch.long, device=nxt.device)
             live = torch.arange(batch_size, device=nxt.device)

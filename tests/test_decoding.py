@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -311,3 +312,37 @@ def test_generate_passes_static_keywords_only_when_asked(beams):
     got = decoding.generate([new, new], batch, 6, num_beams=beams, static_shapes=True)
     assert new.seen == [{"static_shapes": True, "max_length": 6}] * 2
     assert torch.equal(got, want)
+
+
+# ----------------------------------------------------------------------------- argmax
+_SPECIAL = st.sampled_from([0.0, 1.0, -1.0, 2.5, float("inf"), float("-inf"), float("nan")])
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 6), blocks=st.integers(1, 5), seed=st.integers(0, 2**31 - 1),
+       specials=st.lists(st.tuples(st.integers(0, 10**6), _SPECIAL), max_size=12),
+       column_major=st.booleans(), tied=st.booleans())
+def test_argmax_is_torch_argmax(rows, blocks, seed, specials, column_major, tied):
+    """The blocked argmax returns torch's index bit-for-bit: ties (first index wins),
+    +-inf and NaN (ranked maximal, first NaN wins), in both memory layouts."""
+    vocab = 4 * blocks
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.randint(0, 3, (rows, vocab), generator=gen).float() if tied else \
+        torch.randn(rows, vocab, generator=gen)
+    flat = values.view(-1)
+    for where, value in specials:
+        flat[where % flat.numel()] = value
+    logits = values.t().contiguous().t() if column_major else values
+    with mock.patch.object(decoding, "ARGMAX_BLOCK", 4), \
+            mock.patch.object(decoding, "ARGMAX_BLOCKED_MIN", 1):
+        assert torch.equal(decoding.argmax(logits), values.argmax(-1))
+
+
+@pytest.mark.parametrize("shape", [(32, 32128), (1, 32128), (128, 4096), (4, 1000), (8, 8)])
+@pytest.mark.parametrize("column_major", [False, True])
+def test_argmax_at_model_shapes(shape, column_major):
+    """Real vocabulary sizes, one of them not a multiple of the block (plain argmax)."""
+    values = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    values[0, -1] = values[0].max()  # a tie with a later index
+    logits = values.t().contiguous().t() if column_major else values
+    assert torch.equal(decoding.argmax(logits), values.argmax(-1))
