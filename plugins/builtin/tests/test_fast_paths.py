@@ -237,6 +237,33 @@ def test_self_attention_cache_grows_past_its_spare_rows():
     assert cache["k"].shape[2] >= cache["n"]
 
 
+def test_gather_cache_copies_the_filled_rows_and_keeps_the_capacity():
+    """Reordering a dynamic self-attention cache gathers its filled key rows into buffers
+    of the same size; static and cross-attention caches are gathered whole."""
+    cache = [{"self": {}, "cross": {}}]
+    for n in (3, 2):
+        layers._append(cache[0]["self"], torch.randn(4, 2, n, 3), torch.randn(4, 2, n, 3))
+    cache[0]["cross"] = {"k": torch.randn(4, 2, 6, 3), "v": torch.randn(4, 2, 6, 3)}
+    static = [{"self": {"index": torch.tensor([2]), "length": 7,
+                        "k": torch.randn(4, 2, 7, 3), "v": torch.randn(4, 2, 7, 3)}}]
+    before = [{part: dict(kv) for part, kv in layer.items()} for layer in cache + static]
+    rows = torch.tensor([3, 3, 0, 1])
+    layers.Stack.gather_cache(cache, rows)
+    layers.Stack.gather_cache(cache, rows, part="cross")
+    layers.Stack.gather_cache(static, rows)
+    dynamic = cache[0]["self"]
+    assert dynamic["n"] == 5 and dynamic["k"].shape == before[0]["self"]["k"].shape
+    for name in ("k", "v"):
+        old = before[0]["self"][name]
+        assert torch.equal(dynamic[name][:, :, :5], old[rows][:, :, :5])
+        assert torch.equal(cache[0]["cross"][name], before[0]["cross"][name][rows])
+        assert torch.equal(static[0]["self"][name], before[1]["self"][name][rows])
+    tracked = {"k": torch.randn(2, 1, 4, 3, requires_grad=True), "n": 2}
+    tracked["v"] = tracked["k"] * 2
+    layers.Stack.gather_cache([{"self": tracked}], torch.tensor([1, 0]))  # autograd: whole
+    assert tracked["k"].grad_fn is not None and tracked["k"].shape == (2, 1, 4, 3)
+
+
 def test_one_embedding_lookup_equals_two():
     cfg = EncDecConfig(num_layers=1, d_model=8, d_ff=16, d_kv=4, num_heads=2)
     model = EncDecArchitecture(cfg, BuildContext(seed=1)).build(40)

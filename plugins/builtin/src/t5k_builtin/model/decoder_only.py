@@ -306,7 +306,7 @@ class DecoderOnlyIncremental:
         # rows stay within one example's group, whose prompt tensors are identical
         self.out = self.out.index_select(0, rows)
         if self.cache is not None:
-            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows))
+            Stack.gather_cache(self.cache, rows)
 
     def select(self, rows: Tensor) -> None:
         """Keep only ``rows``: the generated history, the cache and the prompt tensors."""

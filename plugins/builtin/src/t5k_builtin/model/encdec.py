@@ -490,7 +490,7 @@ class EncDecIncremental:
     def reorder(self, rows: Tensor) -> None:
         self.history = self.history.index_select(0, rows)
         if self.cache is not None:
-            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows))
+            Stack.gather_cache(self.cache, rows)
 
     def select(self, rows: Tensor) -> None:
         """Keep only ``rows``: every per-row tensor, including the encoder side."""
@@ -500,7 +500,7 @@ class EncDecIncremental:
         self.cross_bias = self.cross_bias.index_select(0, rows)
         self.ones = self.ones.index_select(0, rows)
         if self.cache is not None:
-            Stack.map_cache(self.cache, lambda x: x.index_select(0, rows), part="cross")
+            Stack.gather_cache(self.cache, rows, part="cross")
 
 
 class EncDecStaticIncremental(EncDecIncremental):

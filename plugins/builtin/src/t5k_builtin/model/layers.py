@@ -328,7 +328,7 @@ def _append(cache: dict[str, Any], k: Tensor, v: Tensor) -> tuple[Tensor, Tensor
     The cache holds preallocated buffers (``"k"``/``"v"``, with spare key rows) and the
     filled count ``"n"``: a decoding step writes one row in place instead of copying the
     whole history (``torch.cat``), and the buffers double when full. Reordering rows
-    (:meth:`Stack.map_cache`) maps the whole buffers, spare rows included.
+    (:meth:`Stack.gather_cache`) copies the filled rows into buffers of the same size.
     """
     used, n = int(cache.get("n", 0)), k.shape[2]
     if "k" not in cache or used + n > cache["k"].shape[2]:
@@ -343,6 +343,19 @@ def _append(cache: dict[str, Any], k: Tensor, v: Tensor) -> tuple[Tensor, Tensor
     cache["v"][:, :, used:used + n] = v
     cache["n"] = used + n
     return cache["k"][:, :, :used + n], cache["v"][:, :, :used + n]
+
+
+def _gather_rows(buffer: Tensor, rows: Tensor, filled: int | None) -> Tensor:
+    """``buffer.index_select(0, rows)`` where only key rows ``[:filled]`` (dim 2) count:
+    those are gathered straight into a buffer of the same shape, the rest left unset.
+    Under autograd (a decoder stepped with gradients on) the whole buffer is gathered:
+    ``out=`` records no gradient."""
+    tracked = buffer.requires_grad and torch.is_grad_enabled()
+    if filled is None or filled == buffer.shape[2] or tracked:
+        return buffer.index_select(0, rows)
+    out = buffer.new_empty((rows.numel(), *buffer.shape[1:]))
+    torch.index_select(buffer.detach()[:, :, :filled], 0, rows, out=out[:, :, :filled])
+    return out
 
 
 def _write_static(cache: dict[str, Any], k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -542,7 +555,7 @@ class Stack(nn.Module):
     def new_static_cache(self, index: Tensor, length: int) -> list[dict[str, dict]]:
         """Per-block cache whose self-attention keys/values go into ``length``-row buffers
         at the key rows ``index`` (a device tensor the caller advances in place between
-        steps); see :class:`Attention`. ``map_cache`` reorders it like the dynamic one."""
+        steps); see :class:`Attention`. ``gather_cache`` reorders it like the dynamic one."""
         return [{"self": {"index": index, "length": length}, "cross": {}} for _ in self.block]
 
     @staticmethod
@@ -559,9 +572,28 @@ class Stack(nn.Module):
             kv["index"], kv["length"] = index, filled + extra
 
     @staticmethod
+    def gather_cache(cache: list[dict], rows: Tensor, part: str = "self") -> None:
+        """Replace each block's ``part`` keys/values by their rows ``rows`` (beams
+        reordered, finished rows dropped).
+
+        A dynamic self-attention cache (:func:`_append`) copies only its filled key rows,
+        into new buffers of the same capacity: its spare rows hold nothing yet. Why: beam
+        search reorders every step, and the spare rows are most of the buffer early in a
+        decode (64 spare rows at step 1); copying them made the reorder ~30% of a t5-small
+        beam-4 decode. Static and cross-attention caches are copied whole.
+        """
+        for layer in cache:
+            kv = layer[part]
+            if "k" not in kv:
+                continue
+            filled = kv.get("n") if part == "self" else None
+            kv["k"], kv["v"] = (_gather_rows(kv[name], rows, filled) for name in ("k", "v"))
+
+    @staticmethod
     def map_cache(cache: list[dict], fn: Callable[[Tensor], Tensor], part: str = "self") -> None:
         """Replace each block's ``part`` ("self" or "cross") keys and values by ``fn`` of
-        them, e.g. a row gather when beams are reordered; empty entries are skipped."""
+        them (whole buffers), e.g. each row repeated for its beams; empty entries are
+        skipped."""
         for layer in cache:
             kv = layer[part]
             if "k" in kv:
