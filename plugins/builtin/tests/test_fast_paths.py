@@ -264,6 +264,32 @@ def test_gather_cache_copies_the_filled_rows_and_keeps_the_capacity():
     assert tracked["k"].grad_fn is not None and tracked["k"].shape == (2, 1, 4, 3)
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_cross_attention_shares_memory_rows_across_groups(n):
+    """Beams read their example's memory once: x with ``group`` rows per memory row equals
+    attending to the memory repeated per row (one query row, the decoding step, and
+    several, with a per-query bias)."""
+    cfg = EncDecConfig(num_layers=1, d_model=16, d_ff=32, d_kv=4, num_heads=2, dropout_rate=0.0)
+    attn = layers.Attention(cfg).eval()
+    gen = torch.Generator().manual_seed(0)
+    memory, x = torch.randn(3, 5, 16, generator=gen), torch.randn(6, n, 16, generator=gen)
+    visible = torch.rand(3, n, 5, generator=gen) > 0.3
+    visible[..., 0] = True
+    bias = layers.mask_bias(visible)
+    with torch.no_grad():
+        shared = attn(x, bias, memory=memory)
+        repeated = attn(x, bias.repeat_interleave(2, 0), memory=memory.repeat_interleave(2, 0))
+        cache = {}
+        attn(x, bias, memory=memory, cache=cache)  # the cache keeps the 3 memory rows
+        assert cache["k"].shape[0] == 3
+        assert torch.allclose(attn(x, bias, memory=memory, cache=cache), shared)
+    assert torch.allclose(shared, repeated, atol=1e-6)
+    with pytest.raises(ValueError, match="5 query rows cannot share a memory of 3 rows"):
+        attn(x[:5], bias, memory=memory)
+    with pytest.raises(ValueError, match="with a bias for 6 rows"):
+        attn(x, bias.repeat_interleave(2, 0), memory=memory)
+
+
 def test_one_embedding_lookup_equals_two():
     cfg = EncDecConfig(num_layers=1, d_model=8, d_ff=16, d_kv=4, num_heads=2)
     model = EncDecArchitecture(cfg, BuildContext(seed=1)).build(40)

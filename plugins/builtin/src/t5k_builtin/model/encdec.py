@@ -433,11 +433,13 @@ def static_decode_length(max_length: int | None) -> int:
 class EncDecIncremental:
     """Step-by-step decoder of :class:`EncDecModel` (the decoding.IncrementalDecoder).
 
-    The encoder runs once per example; its output is repeated for the ``num_beams`` rows
-    of each example. With ``use_cache`` each decoder layer keeps its self-attention
-    keys/values and computes the cross-attention keys/values once (identical across the
-    rows of one example, so :meth:`reorder` leaves them alone); each step then costs one
-    position. Without it the whole decoder re-runs over the history every step.
+    The encoder runs once per example. With ``use_cache`` each decoder layer keeps its
+    self-attention keys/values and computes the cross-attention keys/values once per
+    example: the ``num_beams`` consecutive rows of an example share them (the decoder's
+    rows outnumber ``memory``'s, :class:`~t5k_builtin.model.layers.Attention`), so
+    :meth:`reorder`, which moves rows within their example, leaves them alone; each step
+    then costs one position. Without the cache the whole decoder re-runs over the history
+    every step, over the encoder output repeated for each beam.
     """
 
     #: how the encoder input's all-padding columns are cut (the static variant buckets)
@@ -449,13 +451,15 @@ class EncDecIncremental:
         tokens, seg = self.cut_padding(
             batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
         memory, enc_seg = model.encode(tokens, seg)
-        if num_beams > 1:
+        #: decoder rows per row of ``memory``: the beams of one example
+        self.group = num_beams if use_cache else 1
+        if num_beams > 1 and not use_cache:
             memory = memory.repeat_interleave(num_beams, dim=0)
             enc_seg = enc_seg.repeat_interleave(num_beams, dim=0)
         self.model, self.memory, self.enc_seg = model, memory, enc_seg
-        rows, device = memory.shape[0], memory.device
+        rows, device = memory.shape[0] * self.group, memory.device
         self.ones = torch.ones(rows, 1, dtype=torch.long, device=device)
-        self.cross_bias = mask_bias(visibility(self.ones, enc_seg, causal=False))
+        self.cross_bias = mask_bias(visibility(self.ones[:memory.shape[0]], enc_seg, causal=False))
         self.cache = model.decoder.new_cache() if use_cache else None
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
@@ -493,14 +497,16 @@ class EncDecIncremental:
             Stack.gather_cache(self.cache, rows)
 
     def select(self, rows: Tensor) -> None:
-        """Keep only ``rows``: every per-row tensor, including the encoder side."""
+        """Keep only ``rows``: every per-row tensor, including the encoder side. With
+        beams, ``rows`` come in whole examples (``num_beams`` rows of one example each)."""
         self.reorder(rows)
-        self.memory = self.memory.index_select(0, rows)
-        self.enc_seg = self.enc_seg.index_select(0, rows)
-        self.cross_bias = self.cross_bias.index_select(0, rows)
+        examples = rows if self.group == 1 else rows.view(-1, self.group)[:, 0] // self.group
+        self.memory = self.memory.index_select(0, examples)
+        self.enc_seg = self.enc_seg.index_select(0, examples)
+        self.cross_bias = self.cross_bias.index_select(0, examples)
         self.ones = self.ones.index_select(0, rows)
         if self.cache is not None:
-            Stack.gather_cache(self.cache, rows, part="cross")
+            Stack.gather_cache(self.cache, examples, part="cross")
 
 
 class EncDecStaticIncremental(EncDecIncremental):
@@ -530,7 +536,7 @@ class EncDecStaticIncremental(EncDecIncremental):
         max_length: int,
     ) -> None:
         super().__init__(model, batch, num_beams, use_cache)
-        device, rows = self.memory.device, self.memory.shape[0]
+        device, rows = self.memory.device, self.ones.shape[0]
         self.index = torch.zeros(1, dtype=torch.long, device=device)
         if not use_cache:  # the whole history, re-run every step
             self.history = torch.zeros(rows, max_length, dtype=torch.long, device=device)

@@ -251,7 +251,9 @@ class Attention(nn.Module):
     (:meth:`Stack.new_static_cache`: it holds ``"index"``) instead writes them into
     buffers of a fixed length at the key rows ``cache["index"]`` (a device tensor) and
     attends over the whole buffer, so every decoding step has the same shapes (for XLA);
-    ``bias`` must then mask the rows not written yet.
+    ``bias`` must then mask the rows not written yet. Cross-attention ``memory`` may have
+    fewer rows than ``x``: each memory row then serves that many consecutive rows of
+    ``x`` (the beams of one example, :func:`_merge_groups`).
     Block 0 of each stack also owns the stack's :class:`RelativePositionBias` as
     ``relative_attention_bias`` (Hugging Face naming).
     """
@@ -302,10 +304,14 @@ class Attention(nn.Module):
                 k, v = k.contiguous(), v.contiguous()
                 cache["k"], cache["v"] = k, v
         bias = bias_as(bias, q.dtype)
+        b, _, n, _ = q.shape
+        group = 1
+        if k.shape[0] != b:  # memory rows shared by consecutive rows of x
+            q, bias, group = _merge_groups(q, bias, k.shape[0])
         # one query row (a decoding step): two small batched matmuls beat the fused
         # kernel's setup cost (measured 1.6-2.3x on CPU, e.g. 1.5 vs 2.4 ms for 32 rows x
         # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory traffic)
-        if self.dropout.active or not self.use_sdpa or q.shape[2] == 1:
+        if self.dropout.active or not self.use_sdpa or n == 1:
             scores = torch.matmul(q, k.transpose(-1, -2))
             if bias is not None:
                 scores = scores + bias
@@ -313,8 +319,34 @@ class Attention(nn.Module):
             out = torch.matmul(probs, v)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
-        b, _, n, _ = out.shape
-        return self.o(out.transpose(1, 2).reshape(b, n, self.num_heads * self.d_kv))
+        if group > 1:  # [b / group, H, group * n, d_kv] -> [b, n, H * d_kv]
+            out = out.view(b // group, self.num_heads, group, n, self.d_kv).permute(0, 2, 3, 1, 4)
+        else:
+            out = out.transpose(1, 2)
+        return self.o(out.reshape(b, n, self.num_heads * self.d_kv))
+
+
+def _merge_groups(
+    q: Tensor, bias: Tensor | None, memory_rows: int
+) -> tuple[Tensor, Tensor | None, int]:
+    """Queries ``[b, H, n, d_kv]`` whose memory has ``memory_rows`` rows, each shared by
+    ``group = b / memory_rows`` consecutive query rows (the beams of one example), as
+    ``[memory_rows, H, group * n, d_kv]`` (and the group): each memory row's keys/values
+    are then computed once and read once per step for the whole group (beam-4
+    cross-attention: 6.4 -> 2.4 ms per t5-small layer and step). ``bias`` is per memory
+    row: ``[memory_rows or 1, 1, n or 1, L]``."""
+    b, h, n, d = q.shape
+    if b % memory_rows or (bias is not None and bias.shape[0] not in (1, memory_rows)):
+        raise ValueError(
+            f"{b} query rows cannot share a memory of {memory_rows} rows"
+            + ("" if bias is None else f" with a bias for {bias.shape[0]} rows")
+            + ": the query rows must be a multiple of the memory rows, the bias per memory row"
+        )
+    group = b // memory_rows
+    q = q.view(memory_rows, group, h, n, d).transpose(1, 2).reshape(memory_rows, h, group * n, d)
+    if bias is not None and bias.shape[2] > 1:
+        bias = bias.repeat(1, 1, group, 1)
+    return q, bias, group
 
 
 #: spare key rows a self-attention cache gets at its first write (then it doubles)
