@@ -443,8 +443,9 @@ def main(argv: list[str] | None = None) -> None:
         args.configs = DEFAULT_CONFIGS[args.device]
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible to torch")
-    if (args.precision == "bf16" and args.device == "cpu"
-            and not torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+    from t5k_builtin.backends.cpu import bf16_supported
+
+    if args.precision == "bf16" and args.device == "cpu" and not bf16_supported():
         ap.error("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); "
                  "use --precision fp32")
     if args.threads:

@@ -132,6 +132,23 @@ def test_bf16_precision_needs_native_support():
     assert y.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("machine", ["x86_64", "AMD64"])
+def test_bf16_on_x86_needs_avx512_bf16_or_amx(monkeypatch, machine):
+    """Plain AVX512 is not native bf16 on x86 (oneDNN emulates it, 3x slower than
+    float32), even though oneDNN's check accepts it."""
+    from t5k_builtin.backends import cpu
+
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True),
+                                     (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert cpu.bf16_supported() is native
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "aarch64")  # oneDNN decides
+    assert cpu.bf16_supported() is True
+
+
 def test_precision_must_be_known():
     with pytest.raises(ConfigError, match="precision"):
         CpuBackendConfig(precision="fp16")
