@@ -57,6 +57,37 @@ ENSEMBLE_REDUCTIONS = ("mean_logit", "mean_prob")
 _NEG = -1.0e9
 
 
+# ------------------------------------------------------------------------ step logits
+#: elements per block of :func:`row_major`'s copy (512 KiB of float32: it stays in cache)
+ROW_MAJOR_BLOCK = 1 << 17
+
+
+def row_major(logits: Tensor) -> Tensor:
+    """``[rows, vocab]`` logits with each row contiguous (the same values).
+
+    Why: on CPU a decoder's step logits for 2-64 rows arrive column-major (the layout the
+    few-row output matmul is fastest in), and torch's ``log_softmax`` over such a tensor
+    takes a strided path: 15.5 ms at 64 x 32,128 against 1.8 ms for contiguous rows (the
+    same bits), and ``.contiguous()`` copies element by element across rows (7.8 ms).
+    Copying blocks of vocabulary columns that fit in cache takes 1.7 ms.
+    """
+    if logits.dim() != 2 or logits.device.type != "cpu" or logits.shape[0] < 2:
+        return logits
+    if logits.is_contiguous() or not logits.t().is_contiguous():
+        return logits
+    rows, vocab = logits.shape
+    out = logits.new_empty(rows, vocab)
+    width = max(1, ROW_MAJOR_BLOCK // rows)
+    for start in range(0, vocab, width):
+        out[:, start:start + width] = logits[:, start:start + width]
+    return out
+
+
+def log_probs(logits: Tensor) -> Tensor:
+    """Float32 ``log_softmax`` of step logits over the vocabulary (row-major first)."""
+    return torch.log_softmax(row_major(logits).float(), dim=-1)
+
+
 @runtime_checkable
 class IncrementalDecoder(Protocol):
     """One decoding session over a batch of ``B`` examples, ``K`` rows (beams) each.
@@ -105,7 +136,7 @@ class EnsembleDecoder:
         self.reduce = reduce
 
     def step(self, tokens: Tensor | None) -> Tensor:
-        logps = [torch.log_softmax(m.step(tokens).float(), dim=-1) for m in self.members]
+        logps = [log_probs(m.step(tokens)) for m in self.members]
         widths = {lp.shape[-1] for lp in logps}
         if len(widths) > 1:
             raise ConfigError(f"ensemble members disagree on the vocabulary width: {widths}")
@@ -250,7 +281,7 @@ def beam_search(
     state: _Beams | None = None
     tokens = None
     for i in range(max_length):
-        logp = torch.log_softmax(decoder.step(tokens).float(), dim=-1)
+        logp = log_probs(decoder.step(tokens))
         if state is None:
             state = _Beams(batch_size, k, max_length, pad_id, logp.device)
             column = torch.zeros(1, dtype=torch.long, device=logp.device)  # i, on the device

@@ -346,3 +346,21 @@ def test_argmax_at_model_shapes(shape, column_major):
     values[0, -1] = values[0].max()  # a tie with a later index
     logits = values.t().contiguous().t() if column_major else values
     assert torch.equal(decoding.argmax(logits), values.argmax(-1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 9), vocab=st.integers(1, 40), block=st.integers(1, 64),
+       column_major=st.booleans(), seed=st.integers(0, 2**31 - 1))
+def test_row_major_copies_column_major_logits(rows, vocab, block, column_major, seed):
+    """Column-major step logits come back row-contiguous with the same values (copied in
+    blocks of columns, the last one partial); anything else is returned as it is."""
+    values = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed))
+    logits = values.t().contiguous().t() if column_major else values
+    with mock.patch.object(decoding, "ROW_MAJOR_BLOCK", block):
+        out = decoding.row_major(logits)
+    assert torch.equal(out, values)
+    if column_major and rows > 1 and vocab > 1:
+        assert out.is_contiguous() and out.data_ptr() != logits.data_ptr()
+    else:
+        assert out is logits
+    assert torch.equal(decoding.log_probs(logits), torch.log_softmax(values, -1))
