@@ -364,3 +364,44 @@ def test_row_major_copies_column_major_logits(rows, vocab, block, column_major, 
     else:
         assert out is logits
     assert torch.equal(decoding.log_probs(logits), torch.log_softmax(values, -1))
+
+
+def _same(a, b):
+    return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(0.0), b.nan_to_num(0.0))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 4), blocks=st.integers(1, 12), n=st.integers(1, 6),
+       seed=st.integers(0, 2**31 - 1), tied=st.booleans(),
+       specials=st.lists(st.tuples(st.integers(0, 10**6), _SPECIAL), max_size=10))
+def test_topk_is_torch_topk(rows, blocks, n, seed, tied, specials):
+    """The blocked top-n has torch.topk's values bit for bit (ties, +-inf, NaN ranked
+    largest) at indices holding them; without ties, torch's indices too."""
+    width = 4 * blocks
+    n = min(n, blocks)
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 4, (rows, width), generator=gen).float() if tied else \
+        torch.randn(rows, width, generator=gen)
+    flat = scores.view(-1)
+    for where, value in specials:
+        flat[where % flat.numel()] = value
+    want_values, want_index = torch.topk(scores, n)
+    with mock.patch.object(decoding, "TOPK_BLOCK", 4), \
+            mock.patch.object(decoding, "TOPK_BLOCKED_MIN", 1):
+        values, index = decoding.topk(scores, n)
+    assert _same(values, want_values)
+    assert _same(scores.gather(1, index), values)
+    assert all(len(set(row)) == n for row in index.tolist())
+    for r in range(rows):
+        if len(set(scores[r].tolist())) == width and not scores[r].isnan().any():
+            assert torch.equal(index[r], want_index[r])
+
+
+def test_topk_at_beam_shapes():
+    """Beam-search shapes (examples x beams * 32,128 candidates, 2 * beams of them)."""
+    gen = torch.Generator().manual_seed(0)
+    for examples, beams in [(16, 4), (3, 2), (5, 1)]:
+        scores = torch.randn(examples, beams * 32128, generator=gen)
+        values, index = decoding.topk(scores, 2 * beams)
+        want_values, want_index = torch.topk(scores, 2 * beams)
+        assert torch.equal(values, want_values) and torch.equal(index, want_index)
