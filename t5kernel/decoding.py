@@ -71,9 +71,7 @@ def row_major(logits: Tensor) -> Tensor:
     same bits), and ``.contiguous()`` copies element by element across rows (7.8 ms).
     Copying blocks of vocabulary columns that fit in cache takes 1.7 ms.
     """
-    if logits.dim() != 2 or logits.device.type != "cpu" or logits.shape[0] < 2:
-        return logits
-    if logits.is_contiguous() or not logits.t().is_contiguous():
+    if logits.device.type != "cpu" or not _column_major(logits):
         return logits
     rows, vocab = logits.shape
     out = logits.new_empty(rows, vocab)
@@ -81,6 +79,12 @@ def row_major(logits: Tensor) -> Tensor:
     for start in range(0, vocab, width):
         out[:, start:start + width] = logits[:, start:start + width]
     return out
+
+
+def _column_major(logits: Tensor) -> bool:
+    """Whether 2-D ``logits`` run down their columns (and not along their rows too)."""
+    return (logits.dim() == 2 and logits.shape[0] > 1 and logits.t().is_contiguous()
+            and not logits.is_contiguous())
 
 
 def log_probs(logits: Tensor) -> Tensor:
@@ -183,7 +187,7 @@ def argmax(logits: Tensor) -> Tensor:
         return logits.argmax(-1)
     rows, vocab = logits.shape
     each_row = torch.arange(rows)
-    if rows > 1 and logits.t().is_contiguous():  # column-major: reduce down the columns
+    if _column_major(logits):  # reduce down the columns
         blocks = logits.t().view(vocab // ARGMAX_BLOCK, ARGMAX_BLOCK, rows)
         first = blocks.amax(1).argmax(0)
         within = blocks[first, :, each_row]

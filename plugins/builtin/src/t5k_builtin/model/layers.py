@@ -618,7 +618,7 @@ class Stack(nn.Module):
             kv = layer[part]
             if "k" not in kv:
                 continue
-            filled = kv.get("n") if part == "self" else None
+            filled = kv.get("n")  # only a dynamic self-attention cache counts its rows
             kv["k"], kv["v"] = (_gather_rows(kv[name], rows, filled) for name in ("k", "v"))
 
     @staticmethod
