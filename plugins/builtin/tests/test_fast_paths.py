@@ -312,3 +312,67 @@ def test_fused_rms_norm_equals_the_formula():
     assert torch.allclose(norm(x), expected, atol=1e-6)
     low = layers.RMSNorm(24).to(torch.bfloat16)  # the explicit path: float32 statistic
     assert low(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+def test_residual_adds_into_a_fresh_sublayer_output():
+    x, out = torch.randn(3, 5, 8), torch.randn(3, 5, 8)
+    expected = x + out
+    total = layers.residual(x, out, torch.nn.Identity())
+    assert total.data_ptr() == out.data_ptr() and torch.equal(total, expected)
+
+
+@pytest.mark.parametrize("case", ["producer hook", "global hook", "view", "bf16", "broadcast"])
+def test_residual_leaves_outputs_others_may_hold(case):
+    """Whenever something else may still read ``out`` (a hook kept it, it is a view of
+    another tensor) or the in-place add would change the result's dtype or shape, the
+    residual sum is a new tensor and ``out`` keeps its values."""
+    x, out, producer = torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.nn.Identity()
+    handle = None
+    if case == "producer hook":
+        handle = producer.register_forward_hook(lambda *args: None)
+    elif case == "global hook":
+        handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
+    elif case == "view":
+        out = torch.randn(8, 5, 3).transpose(0, 2)
+    elif case == "bf16":  # autocast: a bf16 linear output on the float32 residual stream
+        out = out.to(torch.bfloat16)
+    elif case == "broadcast":
+        out = torch.randn(3, 1, 8)
+    before = out.clone()
+    try:
+        total = layers.residual(x, out, producer)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert torch.equal(out, before)
+    assert total.dtype == torch.float32 and torch.equal(total, x + before)
+
+
+def test_in_place_residuals_keep_the_training_bits(monkeypatch):
+    """Loss and every gradient of a training step with dropout on are bit-for-bit those
+    of the plain ``x + out`` residuals (autograd accepts the in-place adds: none of the
+    overwritten outputs is saved for backward)."""
+    cfg = EncDecConfig(num_layers=2, d_model=16, d_ff=32, d_kv=4, num_heads=2,
+                       dropout_rate=0.2)
+    model = encdec.EncDecModel(cfg, 40).train()
+    gen = torch.Generator().manual_seed(1)
+    batch = {"encoder_input_tokens": torch.randint(2, 40, (3, 9), generator=gen),
+             "decoder_target_tokens": torch.randint(2, 40, (3, 6), generator=gen)}
+
+    def step():
+        torch.manual_seed(5)
+        loss = model(batch, return_logits=False).loss_sum
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad(set_to_none=True)
+        return loss.detach(), grads
+
+    adds = []
+    real = layers.residual
+    monkeypatch.setattr(layers, "residual", lambda x, out, *m: adds.append(1) or real(x, out, *m))
+    fast_loss, fast_grads = step()
+    assert len(adds) == 2 * 2 + 2 * 3  # every sublayer of both stacks went through it
+    monkeypatch.setattr(layers, "residual", lambda x, out, *m: x + out)
+    plain_loss, plain_grads = step()
+    assert torch.equal(fast_loss, plain_loss)
+    assert all(torch.equal(a, b) for a, b in zip(fast_grads, plain_grads, strict=True))
