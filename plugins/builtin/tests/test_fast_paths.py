@@ -321,7 +321,8 @@ def test_residual_adds_into_a_fresh_sublayer_output():
     assert total.data_ptr() == out.data_ptr() and torch.equal(total, expected)
 
 
-@pytest.mark.parametrize("case", ["producer hook", "global hook", "view", "bf16", "broadcast"])
+@pytest.mark.parametrize(
+    "case", ["producer hook", "global hook", "view", "alias", "bf16", "broadcast"])
 def test_residual_leaves_outputs_others_may_hold(case):
     """Whenever something else may still read ``out`` (a hook kept it, it is a view of
     another tensor) or the in-place add would change the result's dtype or shape, the
@@ -334,18 +335,20 @@ def test_residual_leaves_outputs_others_may_hold(case):
         handle = torch.nn.modules.module.register_module_forward_hook(lambda *args: None)
     elif case == "view":
         out = torch.randn(8, 5, 3).transpose(0, 2)
+    elif case == "alias":  # e.g. a custom sublayer that passes its input through
+        out = x
     elif case == "bf16":  # autocast: a bf16 linear output on the float32 residual stream
         out = out.to(torch.bfloat16)
     elif case == "broadcast":
         out = torch.randn(3, 1, 8)
-    before = out.clone()
+    before, x_before = out.clone(), x.clone()
     try:
         total = layers.residual(x, out, producer)
     finally:
         if handle is not None:
             handle.remove()
-    assert torch.equal(out, before)
-    assert total.dtype == torch.float32 and torch.equal(total, x + before)
+    assert torch.equal(out, before) and torch.equal(x, x_before)
+    assert total.dtype == torch.float32 and torch.equal(total, x_before + before)
 
 
 def test_in_place_residuals_keep_the_training_bits(monkeypatch):

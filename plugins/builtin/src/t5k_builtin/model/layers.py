@@ -471,12 +471,13 @@ def residual(x: Tensor, out: Tensor, *producers: nn.Module) -> Tensor:
     autograd allows the write. The out-of-place sum is kept when a forward hook on one of
     the ``producers`` (the modules whose output ``out`` is) or a global one may have kept
     a reference, when ``out`` is a view (the few-row layout of :class:`Linear`, whose
-    residual stream stays contiguous that way), when the add would broadcast or promote
-    (autocast: a bf16 ``out`` on a float32 stream), and for tensor subclasses.
+    residual stream stays contiguous that way) or ``x`` itself, when the add would broadcast
+    or promote (autocast: a bf16 ``out`` on a float32 stream), and for tensor subclasses.
     """
     if (
         type(out) is not Tensor
         or type(x) is not Tensor
+        or out is x
         or out._base is not None
         or not out.is_contiguous()
         or out.dtype != x.dtype
