@@ -3,7 +3,8 @@
 Each fast path is compared with the straightforward torch expression it replaces:
 the fused cross-entropy / z-loss backward, the decoding-step unembedding and linear
 layouts, the preallocated self-attention cache (including growth past its spare rows),
-the shared embedding lookup, the fused RMSNorm and the contiguous position bias.
+the shared embedding lookup, the fused RMSNorm, the contiguous position bias and the
+in-place residual adds.
 """
 
 from __future__ import annotations
