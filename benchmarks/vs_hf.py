@@ -19,8 +19,9 @@ process. Decoding inputs end in EOS and the EOS embedding row is zeroed, so ever
 decodes all new tokens on both sides (same work; see ``decode_vs_hf.py`` for early stops).
 
 ``--precision bf16`` runs both sides' forwards under bf16 autocast (refused on CPUs
-without native bf16); ``--compile`` compiles our model (``torch.compile``) for training:
-our best settings against transformers as users run it. ``--device cuda`` (GPU mode)
+without native bf16); ``--compile`` compiles our model (``torch.compile``) for training
+and, on CPU, decodes through compiled fixed-shape steps (``generate(..., compile=True)``;
+the warm-up iteration compiles): our best settings against transformers as users run it. ``--device cuda`` (GPU mode)
 defaults to T5-base pre-training shapes (128 x 512/114) in bf16 and adds model FLOP
 utilisation: model FLOPs (weight matmuls plus attention products, x3 for training) per
 second over the GPU's datasheet dense peak (``NOMINAL_PEAK``).
@@ -157,9 +158,10 @@ def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
 
 
 def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device,
-               precision: str = "fp32"):
+               precision: str = "fp32", compile: bool = False):
     """``{(impl, mode): closure}`` for greedy and beam-4 decoding of the same inputs
-    (under ``precision``'s autocast)."""
+    (under ``precision``'s autocast); ``compile``: ours through compiled static-shape
+    steps (``generate(..., compile=True)``)."""
     from decode_vs_hf import make_inputs
 
     from t5kernel import decoding
@@ -169,9 +171,10 @@ def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device,
     batch = {"encoder_input_tokens": ids, "encoder_segment_ids": seg}
     fns = {}
     if ours is not None:
-        fns["ours", "greedy"] = lambda: ours.generate(batch, new)
+        fast = {"compile": True} if compile else {}
+        fns["ours", "greedy"] = lambda: ours.generate(batch, new, **fast)
         fns["ours", "beam4"] = lambda: decoding.generate(
-            ours, batch, new, num_beams=BEAMS, alpha=0.6, length_penalty="hf")
+            ours, batch, new, num_beams=BEAMS, alpha=0.6, length_penalty="hf", **fast)
     if hf is not None:
         def theirs(beams: int):
             beam_args = dict(length_penalty=0.6, early_stopping=False) if beams > 1 else {}
@@ -267,6 +270,12 @@ def nominal_peak(device: torch.device, precision: str) -> float | None:
     return None
 
 
+def compiled_decoding(args) -> bool:
+    """``--compile`` decodes through compiled steps on CPU; on CUDA it compiles training
+    only (the GPU mode measures T5-base training, and its run must stay under 5 minutes)."""
+    return args.compile and args.device == "cpu"
+
+
 def same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
     from decode_vs_hf import _same
 
@@ -304,7 +313,7 @@ def time_worker(args, spec: dict) -> dict:
     ours, hf = build_pair(spec["dims"], VOCAB, seed=2, eos_scale=None)
     ours, hf = ours.to(device).eval(), hf.to(device).eval()
     drows, dlen, new = spec["decode"]
-    fns = decode_fns(ours, hf, spec["decode"], device, args.precision)
+    fns = decode_fns(ours, hf, spec["decode"], device, args.precision, compiled_decoding(args))
     matches = {}
     for mode, beams in (("greedy", 1), ("beam4", BEAMS)):
         pair = {k: v for k, v in fns.items() if k[1] == mode}
@@ -344,7 +353,8 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     for _ in range(args.steps):
         steps[impl]()
     model.eval()
-    for fn in decode_fns(*pair, spec["decode"], device, args.precision).values():
+    for fn in decode_fns(*pair, spec["decode"], device, args.precision,
+                         compiled_decoding(args)).values():
         fn()
     sync()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -426,7 +436,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="our dropout element-wise like transformers' (default: the paper's "
                     "masks broadcast over positions)")
     ap.add_argument("--compile", action="store_true",
-                    help="torch.compile our model for training (our best settings)")
+                    help="torch.compile our model for training and (CPU) decoding (our best "
+                    "settings)")
     ap.add_argument("--steps", type=int, default=5, help="timed iterations per measurement")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--quick", action="store_true",

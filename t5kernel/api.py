@@ -384,6 +384,11 @@ class Backend(Protocol):
     run in; ``step(loss, optimizer, parameters)`` does backward and the optimizer step;
     ``rng_state``/``set_rng_state`` capture every random generator the backend uses;
     ``sync()`` waits for queued device work (a no-op on CPU).
+
+    Optional attributes the run loop reads for evaluation decoding (absent = False):
+    ``static_shapes`` (fixed-shape decoding, ``sync`` once per step: graph-compiling
+    devices such as XLA) and ``compile_decoding`` (fixed shapes with the decoder step
+    through ``torch.compile``); see ``Runner.predict`` and :mod:`t5kernel.decoding`.
     """
 
     name: str

@@ -718,7 +718,10 @@ class Runner:
         per step) and chunks whose row count is ``eval.batch_size`` or a power of two below
         it (a small last chunk or evaluation set is not padded to the full batch): the
         chunk is filled up with copies of its last input (they end when it ends, so they
-        add no steps) whose outputs are dropped. The predictions are the same either way.
+        add no steps) whose outputs are dropped. A backend with ``compile_decoding = True``
+        gets the same chunks and ``decoding.generate(compile=True)`` (static shapes, the
+        decoder step through ``torch.compile``: one graph per chunk shape). The
+        predictions are the same either way.
         """
         import torch
 
@@ -729,8 +732,12 @@ class Runner:
         search = {"num_beams": int(cfg.eval.num_beams), "alpha": float(cfg.eval.alpha),
                   "length_penalty": str(cfg.eval.length_penalty),
                   "reduce": str(cfg.eval.ensemble_reduce)}
+        compiled = bool(getattr(comps.backend, "compile_decoding", False))
         static = bool(getattr(comps.backend, "static_shapes", False))
         fixed = {"static_shapes": True, "sync": comps.backend.sync} if static else {}
+        if compiled:
+            fixed["compile"] = True
+        static = static or compiled
         length, size = int(cfg.finetune.inputs_length), int(cfg.eval.batch_size)
         preds: list[str] = []
         with torch.no_grad(), comps.backend.autocast():
@@ -745,7 +752,7 @@ class Runner:
                 feats = comps.arch.features(chunk, length, 2, False)
                 feats = {k: v for k, v in feats.items() if k.startswith("encoder")}
                 feats = comps.backend.to_device(feats)
-                if len(models) == 1 and search["num_beams"] == 1:
+                if len(models) == 1 and search["num_beams"] == 1 and not compiled:
                     ids = models[0].generate(feats, int(cfg.eval.max_decode_length), **fixed)
                 else:
                     ids = decoding.generate(models, feats, int(cfg.eval.max_decode_length),

@@ -34,6 +34,22 @@ def test_greedy_eval_reproduces_the_runs_own_predictions(tiny_run, capsys):
     assert "evaluation: greedy" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+def test_compiled_decoding_reproduces_the_runs_own_predictions(tiny_run):
+    """``backend.compile_decoding=true``: evaluation decodes through compiled fixed-shape
+    steps (rows padded to a power of two) and predicts exactly what the eager run did."""
+    from torch._dynamo.utils import counters
+
+    final = max(int(p.name.split("_")[1]) for p in (tiny_run / "checkpoints").glob("step_*"))
+    ckpt = tiny_run / "checkpoints" / f"step_{final}"
+    counters.clear()
+    assert cli.main(["eval", str(tiny_run), "--checkpoint", str(ckpt), "--name", "compiled",
+                     "backend.compile_decoding=true"]) == 0
+    assert counters["stats"]["unique_graphs"] >= 1 and not counters["graph_break"]
+    got = predictions(tiny_run / "evals" / "compiled" / "predictions")
+    assert got == predictions(tiny_run / "predictions" / f"step_{final}")
+
+
 def test_beam_and_ensemble(tiny_run):
     steps = sorted(tiny_run.joinpath("checkpoints").glob("step_*"))
     assert len(steps) >= 2

@@ -164,6 +164,14 @@ def test_compile_keeps_parameter_names():
     assert model._compiled_call_impl is not None
 
 
+def test_compile_decoding_is_asked_for_through_the_backend():
+    """``compile_decoding`` becomes the backend attribute the run loop reads (off by
+    default: compiling costs tens of seconds per batch shape)."""
+    assert CpuBackend(CpuBackendConfig(), BuildContext()).compile_decoding is False
+    backend = CpuBackend(CpuBackendConfig(compile_decoding=True), BuildContext())
+    assert backend.compile_decoding is True
+
+
 @pytest.mark.slow
 def test_compiled_run_matches_eager(tmp_path):
     """``backend.compile=true`` through the whole run loop (training, checkpoints,

@@ -279,3 +279,74 @@ def test_static_decoder_keeps_its_shapes():
             dec.reorder(torch.tensor([1, 0, 2, 3, 5, 4]))
     with pytest.raises(ConfigError, match="max_length"):
         model.incremental_decoder(batch, 1, static_shapes=True)
+
+
+# ------------------------------------------------------------------ compiled steps
+@pytest.mark.slow
+@pytest.mark.parametrize("name,seed,eos", [("encdec", 4, 1.0), ("prefix_lm", 5, 0.4)])
+def test_compiled_steps_decode_like_eager(name, seed, eos):
+    """``generate(..., compile=True)`` (static shapes, the decoder step under
+    torch.compile) gives the eager dynamic decoder's ids, greedy and beam, and traces each
+    step as one whole graph (a graph break would silently run part of it eagerly)."""
+    from torch._dynamo.utils import counters
+
+    arch, model = build(name, seed=seed)
+    with torch.no_grad():
+        model.shared.weight[1] *= eos
+    batch = prompts(arch, n=4, seed=6)
+    counters.clear()
+    for beams in (1, 3):
+        want = model.generate(batch, 9, num_beams=beams)
+        got = model.generate(batch, 9, num_beams=beams, compile=True)
+        assert torch.equal(got, want), beams
+        assert torch.equal(model.generate(batch, 9, num_beams=beams, compile=True), want)
+    assert dict(counters["graph_break"]) == {}
+    assert counters["stats"]["unique_graphs"] == 2  # one per row count (4, 12), reused
+
+
+def test_compiled_decoder_is_made_once_and_stays_out_of_the_module_tree():
+    """The compiled wrapper is cached per module (so every batch reuses its graphs) but is
+    not a submodule: parameters, state-dict names and ``modules()`` are unchanged, and a
+    deep copy's wrapper compiles the copy's own decoder."""
+    import copy
+
+    from t5k_builtin.model import layers
+
+    _, model = build("encdec")
+    names, count = list(model.state_dict()), len(list(model.modules()))
+    compiled = layers.compiled_for_decoding(model.decoder)
+    assert layers.compiled_for_decoding(model.decoder) is compiled
+    assert compiled._orig_mod is model.decoder
+    assert list(model.state_dict()) == names and len(list(model.modules())) == count
+    layers.compiled_for_decoding(model, "decode")
+    twin = copy.deepcopy(model)
+    assert layers.compiled_for_decoding(twin.decoder)._orig_mod is twin.decoder
+    assert layers.compiled_for_decoding(twin, "decode") is not layers.compiled_for_decoding(
+        model, "decode")
+    import pickle
+
+    assert pickle.loads(pickle.dumps(model.decoder)).__dict__["_t5k_compiled"] == {}
+
+
+def test_compiled_decoding_needs_the_static_cached_decoder():
+    arch, model = build("encdec")
+    batch = prompts(arch)
+    with pytest.raises(ConfigError, match="use_cache=True"):
+        model.generate(batch, 4, compile=True, use_cache=False)
+    with pytest.raises(ConfigError, match="static_shapes=True"):
+        model.incremental_decoder(batch, 1, compile=True)
+
+
+def test_compiled_decoding_refuses_models_that_cannot_compile():
+    """A model whose incremental_decoder takes no ``compile`` gets a clear error, not a
+    TypeError from deep inside the search."""
+    arch, model = build("encdec")
+
+    class Plain(torch.nn.Module):
+        def incremental_decoder(self, batch, num_beams, use_cache, static_shapes=False,
+                                max_length=None):
+            return model.incremental_decoder(batch, num_beams, use_cache, static_shapes,
+                                             max_length)
+
+    with pytest.raises(ConfigError, match="Plain.incremental_decoder.*compile"):
+        decoding.generate(Plain(), prompts(arch), 4, compile=True)

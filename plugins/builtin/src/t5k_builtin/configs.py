@@ -742,6 +742,11 @@ class CpuBackendConfig:
     #: nn.Module.compile the model (torch.compile with inductor's C++ backend; the first
     #: steps compile, which takes minutes on a small CPU)
     compile: bool = False
+    #: evaluation decodes with fixed shapes through a torch.compile'd decoder step
+    #: (``decoding.generate(compile=True)``): the same predictions; ~1.2-1.3x faster
+    #: decoding at t5-small / tiny dims once compiled, which costs ~30-60 s per batch shape
+    #: (rows x encoder-width bucket), so it pays for long evaluations only
+    compile_decoding: bool = False
     #: glibc malloc keeps freed memory in the heap, so each step's tensors above 32 MiB
     #: reuse pages instead of mapping fresh ones (backends/heap.py: t5-small at
     #: 8 x 512/114 7-8% faster per step, peak RSS 3-14% higher); no effect under other

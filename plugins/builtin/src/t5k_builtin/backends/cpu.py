@@ -35,6 +35,8 @@ class CpuBackend(DataParallel):
     NaN-filled memory would have shown up as NaN losses or predictions).
     ``keep_freed_memory`` -> :func:`t5k_builtin.backends.heap.keep_freed_memory` (glibc
     stops mmapping and unmapping large tensors, which page-faulted every step afresh).
+    ``compile_decoding`` -> the attribute of that name, which asks the run loop for
+    compiled fixed-shape decoding in evaluation (``Runner.predict``).
     """
 
     name = "cpu"
@@ -55,6 +57,8 @@ class CpuBackend(DataParallel):
                 "(AVX512-BF16 or AMX); this one has none, so use precision='fp32'")
         if config.keep_freed_memory:
             heap.keep_freed_memory()
+        #: evaluation decodes through a compiled static-shape step (t5kernel.decoding)
+        self.compile_decoding = bool(config.compile_decoding)
         self.init_distributed("gloo", config.parallel)  # torchrun: one process per rank
 
     def seed(self, seed: int) -> None:

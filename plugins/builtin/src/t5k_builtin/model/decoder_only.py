@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model import layers
 from t5k_builtin.model.encdec import (
     PAD_ID,
     EncDecArchitecture,
@@ -203,21 +204,27 @@ class DecoderOnlyModel(EncDecModel):
         use_cache: bool = True,
         static_shapes: bool = False,
         max_length: int | None = None,
+        compile: bool = False,
     ) -> DecoderOnlyIncremental:
         """Continuation of ``[0, prompt...]`` (facts §5.4) as a decoding.IncrementalDecoder.
 
         The prompt is ``encoder_input_tokens`` (the inputs incl. EOS, right-padded).
         Generation (greedy or beam, :meth:`EncDecModel.generate`) returns only the
         generated ids. ``static_shapes`` (with the search's ``max_length``) gives the
-        fixed-shape :class:`DecoderOnlyStaticIncremental`.
+        fixed-shape :class:`DecoderOnlyStaticIncremental`, whose steps ``compile`` runs
+        through the compiled :meth:`run`
+        (:func:`~t5k_builtin.model.layers.compiled_for_decoding`).
         """
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        if compile and not (static_shapes and use_cache):
+            raise ConfigError("compile=True decodes with static_shapes=True and use_cache=True")
         if static_shapes:
             prompt, seg = bucket_padding(batch["encoder_input_tokens"].long(), seg)
             return DecoderOnlyStaticIncremental(
-                self, prompt, seg, num_beams, use_cache, static_decode_length(max_length))
+                self, prompt, seg, num_beams, use_cache, static_decode_length(max_length),
+                compile)
         prompt, seg = trim_padding(batch["encoder_input_tokens"].long(), seg)
         return DecoderOnlyIncremental(self, prompt, seg, num_beams, use_cache)
 
@@ -328,7 +335,8 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
     written at key row ``self.index`` (a 1-element device tensor, ``P + t`` at step
     ``t``), and each step attends over all ``n`` keys with those after it masked.
     Without the cache the whole ``n``-row sequence re-runs every step. Rows are never
-    dropped (no ``select``).
+    dropped (no ``select``). ``compile``: the cached steps run :meth:`DecoderOnlyModel.run`
+    (bias and stack) through ``torch.compile``, one graph per batch shape.
     """
 
     #: a fixed row count: the search never drops rows of a static decoder
@@ -342,8 +350,10 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
         num_beams: int,
         use_cache: bool,
         max_length: int,
+        compile: bool = False,
     ) -> None:
         super().__init__(model, prompt, seg, num_beams, use_cache)
+        self.run = layers.compiled_for_decoding(model, "run") if compile else model.run
         device, rows, p = self.tokens.device, self.ones.shape[0], self.p_len
         n = p + max_length
         gen_pos = self.last[:, None] + 1 + torch.arange(max_length, device=device)[None, :]
@@ -363,9 +373,9 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
         tokens = tokens[:, None].long()
         if self.cache is not None:
             q_pos = self.k_pos.index_select(1, self.index)
-            state = model.run(tokens, self.ones, q_pos, torch.zeros_like(self.ones), self.cache,
-                              self.k_seg, self.k_pos, self.k_region, self.index,
-                              self.key_index)[:, 0]
+            state = self.run(tokens, self.ones, q_pos, torch.zeros_like(self.ones), self.cache,
+                             self.k_seg, self.k_pos, self.k_region, self.index,
+                             self.key_index)[:, 0]
         else:
             self.out.index_copy_(1, self.index - self.p_len, tokens)
             full = torch.cat([self.tokens, self.out], dim=1)

@@ -321,16 +321,20 @@ class EncDecModel(nn.Module):
         use_cache: bool = True,
         static_shapes: bool = False,
         max_length: int | None = None,
+        compile: bool = False,
     ) -> EncDecIncremental:
         """A :class:`~t5kernel.decoding.IncrementalDecoder` over an unpacked batch;
         ``static_shapes`` (with the ``max_length`` of the search) gives the fixed-shape
-        :class:`EncDecStaticIncremental`."""
+        :class:`EncDecStaticIncremental`, whose steps ``compile`` runs through the
+        compiled decoder stack (:func:`~t5k_builtin.model.layers.compiled_for_decoding`)."""
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
+        if compile and not (static_shapes and use_cache):
+            raise ConfigError("compile=True decodes with static_shapes=True and use_cache=True")
         if static_shapes:
             return EncDecStaticIncremental(
-                self, batch, num_beams, use_cache, static_decode_length(max_length))
+                self, batch, num_beams, use_cache, static_decode_length(max_length), compile)
         return EncDecIncremental(self, batch, num_beams, use_cache)
 
     # ------------------------------------------------------------------ adapters
@@ -521,6 +525,12 @@ class EncDecStaticIncremental(EncDecIncremental):
     positions is computed once and step ``t`` gathers its query row with the device
     index. Without the cache the whole ``max_length`` history buffer re-runs every step.
     Rows are never dropped (no ``select``).
+
+    ``compile``: the cached steps run the decoder stack through ``torch.compile``
+    (:func:`~t5k_builtin.model.layers.compiled_for_decoding`): the fixed shapes make one
+    graph per batch shape, reused by every step after the first (which fills the caches:
+    eager, so that it needs no graph of its own). The encoder and the unembedding stay
+    eager (once per batch, and already at their BLAS rate).
     """
 
     cut_padding = staticmethod(bucket_padding)
@@ -534,8 +544,10 @@ class EncDecStaticIncremental(EncDecIncremental):
         num_beams: int,
         use_cache: bool,
         max_length: int,
+        compile: bool = False,
     ) -> None:
         super().__init__(model, batch, num_beams, use_cache)
+        self.stack = layers.compiled_for_decoding(model.decoder) if compile else model.decoder
         device, rows = self.memory.device, self.ones.shape[0]
         self.index = torch.zeros(1, dtype=torch.long, device=device)
         if not use_cache:  # the whole history, re-run every step
@@ -551,14 +563,17 @@ class EncDecStaticIncremental(EncDecIncremental):
         prev = torch.full_like(self.ones, PAD_ID) if tokens is None else tokens[:, None].long()
         if self.cache is not None:
             bias = self.bias.index_select(2, self.index)  # [1, H, 1, max_length]
-            hidden = model.decoder(model.shared(prev), bias, self.memory, self.cross_bias,
-                                   self.cache)[:, 0]
+            # step 0 fills the caches (a different graph): eager, so compiling makes one
+            stack = self.stack if self.t else model.decoder
+            hidden = stack(model.shared(prev), bias, self.memory, self.cross_bias,
+                           self.cache)[:, 0]
         else:
             self.history.index_copy_(1, self.index, prev)
             hidden = model.decode(self.history, self.memory, self.enc_seg,
                                   self.ones.expand_as(self.history))
             hidden = hidden.index_select(1, self.index)[:, 0]
         self.index += 1
+        self.t += 1
         return model.logits(hidden, unembed=self.unembed)
 
 

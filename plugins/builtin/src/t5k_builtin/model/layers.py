@@ -171,27 +171,61 @@ class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, state-dict names and hooks) that, for the few rows
     of a decoding step on CPU, computes ``(W @ x^T)^T``: the same products in the BLAS
     layout that measured fastest there (:data:`FEW_ROWS`). Anything else -- other
-    devices, more rows, autograd, autocast, ``torch.compile``, tensor subclasses such as
-    DTensor -- takes ``F.linear``. The result is then a transposed view, which the
-    following reshapes, element-wise ops and matmuls accept as it is.
+    devices, more rows, autograd, autocast, tensor subclasses such as DTensor -- takes
+    ``F.linear``. The result is then a transposed view, which the following reshapes,
+    element-wise ops and matmuls accept as it is. ``torch.compile`` traces the same layout
+    (inductor keeps the product as ``mm(W, x^T)``), so a compiled decoding step
+    (``generate(..., compile=True)``) gets it too: 1.2x faster there than ``F.linear``'s
+    layout at t5-small.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         weight = self.weight
         rows = x.numel() // x.shape[-1] if x.dim() >= 2 else 0
-        if (
-            rows not in FEW_ROWS
+        if (  # autograd first: a compiled training step then never guards on the rows
+            (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+            or rows not in FEW_ROWS
             or self.bias is not None
             or x.device.type != "cpu"
             or type(weight.data) is not Tensor
             or x.dtype != weight.dtype
-            or (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
             or torch.is_autocast_enabled("cpu")
-            or torch.compiler.is_compiling()
         ):
             return F.linear(x, weight, self.bias)
         flat = x.reshape(rows, x.shape[-1])
         return (weight @ flat.t()).t().view(*x.shape[:-1], weight.shape[0])
+
+
+class _CompiledCache(dict):
+    """A module's compiled wrappers. Never copied or pickled with it: a wrapper holds the
+    module it compiled, so a copy of the module would otherwise decode through the
+    original's weights; a copy compiles its own."""
+
+    def __reduce__(self) -> tuple:
+        return (type(self), ())
+
+    def __deepcopy__(self, memo: dict) -> _CompiledCache:
+        return type(self)()
+
+
+def compiled_for_decoding(module: nn.Module, method: str | None = None) -> Callable:
+    """``module`` (or its bound ``method``) under ``torch.compile`` for fixed-shape
+    decoding steps (``generate(..., compile=True)``), made once per module, method and
+    device type and kept on the module outside its submodules (``state_dict`` and
+    ``modules()`` are unchanged).
+
+    ``dynamic=False``: one graph per input shape, which static-shape decoding keeps to a
+    few (rows x encoder-width bucket x ``max_length``); past dynamo's recompile limit
+    further shapes run eagerly. On CPU inductor's C++ wrapper launches the kernels, which
+    removes most of the per-op Python cost that dominates a decoding step there.
+    """
+    cache = module.__dict__.setdefault("_t5k_compiled", _CompiledCache())
+    key = (next(module.parameters()).device.type, method)
+    if key not in cache:
+        options = {"cpp_wrapper": True} if key[0] == "cpu" else None
+        target = module if method is None else getattr(module, method)
+        cache[key] = torch.compile(target, dynamic=False, options=options)
+    return cache[key]
 
 
 # ------------------------------------------------------------------------ attention
