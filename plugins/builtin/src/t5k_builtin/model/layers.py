@@ -23,6 +23,7 @@ already contain both the relative position bias and the visibility mask (0 where
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -196,6 +197,11 @@ class Linear(nn.Linear):
         return (weight @ flat.t()).t().view(*x.shape[:-1], weight.shape[0])
 
 
+#: compiled graphs one decoding wrapper keeps (shapes: eval chunk rows x encoder width
+#: buckets x max_length; e.g. 6 row counts x 7 widths for batch 32 at inputs_length 512)
+DECODING_GRAPHS = 64
+
+
 class _CompiledCache(dict):
     """A module's compiled wrappers. Never copied or pickled with it: a wrapper holds the
     module it compiled, so a copy of the module would otherwise decode through the
@@ -215,16 +221,22 @@ def compiled_for_decoding(module: nn.Module, method: str | None = None) -> Calla
     ``modules()`` are unchanged).
 
     ``dynamic=False``: one graph per input shape, which static-shape decoding keeps to a
-    few (rows x encoder-width bucket x ``max_length``); past dynamo's recompile limit
-    further shapes run eagerly. On CPU inductor's C++ wrapper launches the kernels, which
-    removes most of the per-op Python cost that dominates a decoding step there.
+    few (rows x encoder-width bucket x ``max_length``). Each wrapper may hold
+    :data:`DECODING_GRAPHS` of them, counted apart from other compiles of the same code
+    (every ``Stack`` shares ``Stack.forward``'s), where torch supports that (2.10+;
+    before, dynamo's process-wide limit of 8 applies); past the limit further shapes run
+    eagerly, with the same results. On CPU inductor's C++ wrapper launches the kernels,
+    which removes most of the per-op Python cost that dominates a decoding step there.
     """
     cache = module.__dict__.setdefault("_t5k_compiled", _CompiledCache())
     key = (next(module.parameters()).device.type, method)
     if key not in cache:
         options = {"cpp_wrapper": True} if key[0] == "cpu" else None
         target = module if method is None else getattr(module, method)
-        cache[key] = torch.compile(target, dynamic=False, options=options)
+        limits = {}
+        if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+            limits = {"recompile_limit": DECODING_GRAPHS, "isolate_recompiles": True}
+        cache[key] = torch.compile(target, dynamic=False, options=options, **limits)
     return cache[key]
 
 
