@@ -289,7 +289,8 @@ def test_compiled_steps_decode_like_eager(name, seed, eos):
     torch.compile) gives the eager dynamic decoder's ids, greedy and beam, and traces each
     step as one whole graph (a graph break would silently run part of it eagerly). The
     wrapper keeps its own recompile budget: with dynamo's global limit at 1, both row
-    counts still compile (the limit is per wrapper since torch 2.10)."""
+    counts still compile (the limit is per wrapper where torch.compile takes
+    ``isolate_recompiles``)."""
     import inspect
 
     from torch._dynamo import config as dynamo_config

@@ -223,10 +223,11 @@ def compiled_for_decoding(module: nn.Module, method: str | None = None) -> Calla
     ``dynamic=False``: one graph per input shape, which static-shape decoding keeps to a
     few (rows x encoder-width bucket x ``max_length``). Each wrapper may hold
     :data:`DECODING_GRAPHS` of them, counted apart from other compiles of the same code
-    (every ``Stack`` shares ``Stack.forward``'s), where torch supports that (2.10+;
-    before, dynamo's process-wide limit of 8 applies); past the limit further shapes run
-    eagerly, with the same results. On CPU inductor's C++ wrapper launches the kernels,
-    which removes most of the per-op Python cost that dominates a decoding step there.
+    (every ``Stack`` shares ``Stack.forward``'s), where ``torch.compile`` takes
+    ``isolate_recompiles`` (2.13 does, 2.9 does not; without it dynamo's process-wide
+    limit of 8 applies); past the limit further shapes run eagerly, with the same
+    results. On CPU inductor's C++ wrapper launches the kernels, which removes most of
+    the per-op Python cost that dominates a decoding step there.
     """
     cache = module.__dict__.setdefault("_t5k_compiled", _CompiledCache())
     key = (next(module.parameters()).device.type, method)
