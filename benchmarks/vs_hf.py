@@ -21,10 +21,11 @@ decodes all new tokens on both sides (same work; see ``decode_vs_hf.py`` for ear
 ``--precision bf16`` runs both sides' forwards under bf16 autocast (refused on CPUs
 without native bf16); ``--compile`` compiles our model (``torch.compile``) for training
 and, on CPU, decodes through compiled fixed-shape steps (``generate(..., compile=True)``;
-the warm-up iteration compiles): our best settings against transformers as users run it. ``--device cuda`` (GPU mode)
-defaults to T5-base pre-training shapes (128 x 512/114) in bf16 and adds model FLOP
-utilisation: model FLOPs (weight matmuls plus attention products, x3 for training) per
-second over the GPU's datasheet dense peak (``NOMINAL_PEAK``).
+the warm-up iteration compiles): our best settings against transformers as users run
+it. ``--device cuda`` (GPU mode) defaults to T5-base pre-training shapes (128 x 512/114)
+in bf16 and adds model FLOP utilisation: model FLOPs (weight matmuls plus attention
+products, x3 for training) per second over the GPU's datasheet dense peak
+(``NOMINAL_PEAK``).
 
     python benchmarks/vs_hf.py                          # tiny and small, CPU, fp32
     python benchmarks/vs_hf.py --compile                # our best CPU settings

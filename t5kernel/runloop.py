@@ -737,14 +737,14 @@ class Runner:
         fixed = {"static_shapes": True, "sync": comps.backend.sync} if static else {}
         if compiled:
             fixed["compile"] = True
-        static = static or compiled
+        few_shapes = static or compiled  # both make one graph per chunk shape
         length, size = int(cfg.finetune.inputs_length), int(cfg.eval.batch_size)
         preds: list[str] = []
         with torch.no_grad(), comps.backend.autocast():
             for i in range(0, len(inputs), size):
                 texts = inputs[i: i + size]
                 real = len(texts)
-                if static:  # rows: a power of two up to eval.batch_size (few shapes)
+                if few_shapes:  # rows: a power of two up to eval.batch_size
                     rows = min(size, 1 << max(real - 1, 0).bit_length())
                     texts = texts + [texts[-1]] * (rows - real)
                 chunk = [data.encode_example({"inputs": s, "targets": ""}, vocab, length, 2)

@@ -42,6 +42,7 @@ from t5k_builtin.model.encdec import (
     EncDecArchitecture,
     EncDecModel,
     bucket_padding,
+    check_compiled_decoding,
     padded_vocab_size,
     parameter_counts,
     single_stack_blocks,
@@ -218,8 +219,7 @@ class DecoderOnlyModel(EncDecModel):
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
-        if compile and not (static_shapes and use_cache):
-            raise ConfigError("compile=True decodes with static_shapes=True and use_cache=True")
+        check_compiled_decoding(compile, static_shapes, use_cache)
         if static_shapes:
             prompt, seg = bucket_padding(batch["encoder_input_tokens"].long(), seg)
             return DecoderOnlyStaticIncremental(

@@ -330,8 +330,7 @@ class EncDecModel(nn.Module):
         seg = batch.get("encoder_segment_ids")
         if seg is not None and int(seg.max()) > 1:
             raise DataError("generate takes unpacked batches (encoder_segment_ids <= 1)")
-        if compile and not (static_shapes and use_cache):
-            raise ConfigError("compile=True decodes with static_shapes=True and use_cache=True")
+        check_compiled_decoding(compile, static_shapes, use_cache)
         if static_shapes:
             return EncDecStaticIncremental(
                 self, batch, num_beams, use_cache, static_decode_length(max_length), compile)
@@ -425,6 +424,13 @@ def bucket_padding(tokens: Tensor, segments: Tensor | None) -> tuple[Tensor, Ten
     if width == tokens.shape[1]:
         return tokens, segments
     return tokens[:, :width], None if segments is None else segments[:, :width]
+
+
+def check_compiled_decoding(compile: bool, static_shapes: bool, use_cache: bool) -> None:
+    """ConfigError unless a ``compile=True`` incremental decoder is the static cached one
+    (the only one whose steps keep their shapes, so that one graph serves them all)."""
+    if compile and not (static_shapes and use_cache):
+        raise ConfigError("compile=True decodes with static_shapes=True and use_cache=True")
 
 
 def static_decode_length(max_length: int | None) -> int:
