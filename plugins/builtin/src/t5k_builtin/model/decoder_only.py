@@ -261,11 +261,17 @@ class DecoderOnlyIncremental:
         last = p_seg.sum(1) - 1  # row index of each prompt's final token
         p_pos = torch.arange(tokens.shape[1], device=device)[None, :].expand(b, -1)
         cache = model.decoder.new_cache() if use_cache else None
-        unembed = StepUnembedding(model.shared.weight)  # see EncDecModel.logits
+        #: the model's packed weights (layers.PackedWeights) for the unembedding and, in
+        #: ``step_packs``, the stack's products during steps (None: no packing)
+        self.packs = layers.decoding_packs(model)
+        self.step_packs = self.packs if use_cache else None  # the reference stays plain
+        unembed = StepUnembedding(model.shared.weight, self.packs)  # see EncDecModel.logits
         first = None
         if cache is not None:
             hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
-            first = model.logits(hidden[torch.arange(b, device=device), last], unembed=unembed)
+            # unpacked: the steps' row count is the beams' (the packs keep one per weight)
+            first = model.logits(hidden[torch.arange(b, device=device), last],
+                                 unembed=StepUnembedding(model.shared.weight))
 
         def rep(x: Tensor) -> Tensor:
             return x.repeat_interleave(num_beams, dim=0) if num_beams > 1 else x
@@ -283,6 +289,10 @@ class DecoderOnlyIncremental:
         self.t = 0
 
     def step(self, tokens: Tensor | None) -> Tensor:
+        with layers.packed_step(self.step_packs):
+            return self._step(tokens)
+
+    def _step(self, tokens: Tensor | None) -> Tensor:
         model, device = self.model, self.tokens.device
         if tokens is None:
             if self.first is not None:
@@ -354,6 +364,8 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
     ) -> None:
         super().__init__(model, prompt, seg, num_beams, use_cache)
         self.run = layers.compiled_for_decoding(model, "run") if compile else model.run
+        if compile:  # the graph has its own layout; only the eager unembedding packs
+            self.step_packs = None
         device, rows, p = self.tokens.device, self.ones.shape[0], self.p_len
         n = p + max_length
         gen_pos = self.last[:, None] + 1 + torch.arange(max_length, device=device)[None, :]
@@ -366,10 +378,10 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
         if self.cache is not None:  # the prompt's keys/values, then room for the steps
             Stack.make_static(self.cache, self.index, max_length)
 
-    def step(self, tokens: Tensor | None) -> Tensor:
+    def _step(self, tokens: Tensor | None) -> Tensor:
         model = self.model
         if tokens is None:
-            return super().step(None)  # the prompt's own last position, as computed there
+            return super()._step(None)  # the prompt's own last position, as computed there
         tokens = tokens[:, None].long()
         if self.cache is not None:
             q_pos = self.k_pos.index_select(1, self.index)
