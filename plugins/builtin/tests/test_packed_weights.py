@@ -40,6 +40,11 @@ def test_rows_outside_the_packed_range_are_not_packed():
     for rows in (1, 2, 3, 257):
         assert packs.linear(torch.randn(rows, 8), weight) is None
     assert packs.linear(torch.randn(8, 8), weight.double()) is None
+
+    class Sharded(torch.Tensor):  # stands for DTensor & co: their products are their own
+        pass
+
+    assert packs.linear(torch.randn(8, 8), torch.nn.Parameter(weight.as_subclass(Sharded))) is None
     assert len(packs) == 0
 
 
@@ -139,3 +144,75 @@ def test_packs_stay_out_of_copies_and_go_with_training_mode():
     assert len(packs) > 0
     model.train()
     assert len(packs) == 0
+
+
+# ------------------------------------------------------------------- lean steps
+def _count_lean_steps(monkeypatch):
+    calls = []
+    real = layers._lean_step
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(layers, "_lean_step", counted)
+    return calls
+
+
+def _step_logits(model, batch, steps=6, num_beams=1, **kw):
+    dec = model.incremental_decoder(batch, num_beams, **kw)
+    tokens, out = None, []
+    with torch.no_grad():
+        for _ in range(steps):
+            logits = dec.step(tokens)
+            out.append(logits)
+            tokens = logits.argmax(-1)
+    return out
+
+
+@pytest.mark.parametrize("name", ["encdec", "encdec_shared", "encdec_half", "lm", "prefix_lm"])
+def test_lean_step_gives_the_modules_bits(name, monkeypatch):
+    """The lean decoding step (one function instead of the module tree) computes every
+    step's logits bit for bit as the modules do; a forward hook anywhere in the stack
+    hands the step back to the modules."""
+    arch, model = build(name, seed=3)
+    model.eval()
+    batch = prompts(arch, n=6, seed=5)
+    calls = _count_lean_steps(monkeypatch)
+    lean = _step_logits(model, batch)
+    assert len(calls) >= 5  # every cached step after the first (which fills the caches)
+    handle = model.decoder.block[-1].layer[-1].layer_norm.register_forward_hook(
+        lambda *args: None)
+    calls.clear()
+    plain = _step_logits(model, batch)
+    handle.remove()
+    assert calls == []
+    for a, b in zip(lean, plain, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_lean_step_steps_aside_where_the_modules_differ(monkeypatch):
+    """Adapters, a module in training mode, autograd, static caches and beams sharing
+    their example's memory all take the modules' path."""
+    arch, model = build("encdec", seed=3)
+    model.eval()
+    batch = prompts(arch, n=6, seed=5)
+    calls = _count_lean_steps(monkeypatch)
+    _step_logits(model, batch, num_beams=2)
+    _step_logits(model, batch, static_shapes=True, max_length=6)
+    assert calls == []
+    model.decoder.block[0].layer[1].dropout.train()
+    _step_logits(model, batch)
+    model.eval()
+    assert calls == []
+    dec = model.incremental_decoder(batch, 1)
+    tokens = dec.step(None).argmax(-1)  # fills the caches under autograd
+    dec.step(tokens)
+    assert calls == []
+    with torch.no_grad():
+        dec.step(tokens)
+    assert len(calls) == 1
+    model.decoder.block[1].add_adapter(model.config, 8)
+    calls.clear()
+    _step_logits(model, batch)
+    assert calls == []

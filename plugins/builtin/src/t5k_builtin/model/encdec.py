@@ -205,8 +205,9 @@ class EncDecModel(nn.Module):
         self.keep_logits = True
         #: decoding steps on CPU run the decoder's and the unembedding's products on
         #: MKL-packed copies of the weights (layers.PackedWeights: ~1.1x faster greedy
-        #: decoding at t5-small, for one more copy of those weights while in eval mode);
-        #: False decodes without the copies
+        #: decoding at t5-small, for one more copy of those weights while in eval mode)
+        #: and, where they apply, as one lean function (layers._lean_step); False decodes
+        #: through the modules without the copies
         self.pack_decoding_weights = True
 
     def train(self, mode: bool = True) -> EncDecModel:

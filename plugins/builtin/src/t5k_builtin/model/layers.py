@@ -277,7 +277,7 @@ class PackedWeights:
         if (entry is not None and entry[0]() is weight and entry[1] == stamp
                 and entry[2] // 2 < rows <= entry[2]):
             return entry[3], entry[2]
-        if rows not in PACKED_ROWS:
+        if rows not in PACKED_ROWS or type(weight.data) is not Tensor:  # e.g. DTensor
             return None
         pack = torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows)
         self._packs[id(weight)] = (weakref.ref(weight), stamp, rows, pack)
@@ -863,10 +863,94 @@ class Stack(nn.Module):
     ) -> Tensor:
         dtype = compute_dtype(embedded)
         self_bias, cross_bias = bias_as(self_bias, dtype), bias_as(cross_bias, dtype)
+        packs = None if torch.compiler.is_compiling() else _ACTIVE_PACKS.get()
+        if packs is not None and cache is not None and _lean_step_applies(
+                self, embedded, memory, cache):
+            return _lean_step(self, embedded, self_bias, cross_bias, cache, packs)
         x = self.dropout(embedded)
         for i, block in enumerate(self.block):
             x = block(x, self_bias, memory, cross_bias, None if cache is None else cache[i])
         return self.dropout(self.final_layer_norm(x))
+
+
+# ----------------------------------------------------------------------- lean step
+#: the module types a lean decoding step knows the exact forward of (subclasses may
+#: change it, so they take the modules)
+_LEAN_TYPES = frozenset()  # filled below, once the classes exist
+
+
+def _lean_step_applies(stack: Stack, embedded: Tensor, memory: Tensor | None,
+                       cache: list[dict]) -> bool:
+    """Whether :func:`_lean_step` computes exactly what ``stack``'s modules would: one
+    float32 position per row, no autograd or autocast, every module one of ours in eval
+    mode (so no dropout and no adapter) with no hooks, dynamic self-attention caches and,
+    with ``memory``, cross-attention keys/values already cached for each row."""
+    if (embedded.dim() != 3 or embedded.shape[1] != 1 or embedded.dtype != torch.float32
+            or torch.is_grad_enabled() or torch.is_autocast_enabled(embedded.device.type)
+            or _module._global_forward_pre_hooks or _module._global_forward_hooks):
+        return False
+    for m in stack.modules():
+        if (type(m) not in _LEAN_TYPES or m.training or m._forward_hooks
+                or m._forward_pre_hooks):
+            return False
+    if len(cache) != len(stack.block):
+        return False
+    for block, layer in zip(stack.block, cache, strict=True):
+        if len(block.layer) != 2 + (memory is not None) or "index" in layer["self"]:
+            return False
+        if memory is not None:
+            cross = layer["cross"]
+            if "k" not in cross or cross["k"].shape[0] != embedded.shape[0]:
+                return False
+    return True
+
+
+def _lean_step(stack: Stack, embedded: Tensor, self_bias: Tensor | None,
+               cross_bias: Tensor | None, cache: list[dict], packs: PackedWeights) -> Tensor:
+    """``stack(embedded, ...)`` for one decoding position, as the modules compute it (the
+    same ops on the same values, so the same bits) but without their per-call cost:
+    module dispatch, the layout checks of :class:`Linear` and :func:`residual`, 3-d
+    reshapes. That cost is ~15% of a t5-small greedy step on CPU (4-6 ms of 25-60).
+    Only under :func:`_lean_step_applies`; the products go through ``packs``."""
+    rows = embedded.shape[0]
+    x = embedded.view(rows, -1)
+
+    def linear(h: Tensor, module: Linear) -> Tensor:
+        out = packs.linear(h, module.weight)
+        return module(h) if out is None else out  # unpacked rows: the module's layout
+
+    def norm(h: Tensor, module: RMSNorm) -> Tensor:
+        return F.rms_norm(h, module.weight.shape, module.weight, module.eps)
+
+    def attend(att: Attention, h: Tensor, bias: Tensor | None, kv: dict) -> Tensor:
+        heads, d_kv = att.num_heads, att.d_kv
+        q = linear(h, att.q).view(rows, heads, 1, d_kv)
+        if "k" in kv and "n" not in kv:  # cross-attention: the memory's cached keys/values
+            k, v = kv["k"], kv["v"]
+        else:
+            k, v = _append(kv, linear(h, att.k).view(rows, heads, 1, d_kv),
+                           linear(h, att.v).view(rows, heads, 1, d_kv))
+        scores = torch.matmul(q, k.transpose(-1, -2))
+        if bias is not None:
+            scores = scores + bias
+        out = torch.matmul(torch.softmax(scores, dim=-1), v)
+        return linear(out.view(rows, heads * d_kv), att.o)
+
+    for block, layer in zip(stack.block, cache, strict=True):
+        sub = block.layer
+        x = x + attend(sub[0].SelfAttention, norm(x, sub[0].layer_norm), self_bias,
+                       layer["self"])
+        if len(sub) == 3:
+            x = x + attend(sub[1].EncDecAttention, norm(x, sub[1].layer_norm), cross_bias,
+                           layer["cross"])
+        ffn = sub[-1].DenseReluDense
+        x = x + linear(linear(norm(x, sub[-1].layer_norm), ffn.wi).relu_(), ffn.wo)
+    return norm(x, stack.final_layer_norm).view(rows, 1, -1)
+
+
+_LEAN_TYPES = frozenset({Stack, nn.ModuleList, Block, SelfAttentionLayer, CrossAttentionLayer,
+                         FeedForwardLayer, Attention, DenseReluDense, Linear, RMSNorm, Dropout,
+                         RelativePositionBias})
 
 
 # --------------------------------------------------------------------------- init
