@@ -179,26 +179,27 @@ def test_lean_step_gives_the_modules_bits(name, monkeypatch):
     model.eval()
     batch = prompts(arch, n=6, seed=5)
     calls = _count_lean_steps(monkeypatch)
-    lean = _step_logits(model, batch)
-    assert len(calls) >= 5  # every cached step after the first (which fills the caches)
-    handle = model.decoder.block[-1].layer[-1].layer_norm.register_forward_hook(
-        lambda *args: None)
-    calls.clear()
-    plain = _step_logits(model, batch)
-    handle.remove()
-    assert calls == []
-    for a, b in zip(lean, plain, strict=True):
-        assert torch.equal(a, b)
+    for beams in (1, 3):  # beams: rows share their example's cross-attention memory
+        calls.clear()
+        lean = _step_logits(model, batch, num_beams=beams)
+        assert len(calls) >= 5  # every cached step after the first (which fills caches)
+        handle = model.decoder.block[-1].layer[-1].layer_norm.register_forward_hook(
+            lambda *args: None)
+        calls.clear()
+        plain = _step_logits(model, batch, num_beams=beams)
+        handle.remove()
+        assert calls == []
+        for a, b in zip(lean, plain, strict=True):
+            assert torch.equal(a, b)
 
 
 def test_lean_step_steps_aside_where_the_modules_differ(monkeypatch):
-    """Adapters, a module in training mode, autograd, static caches and beams sharing
-    their example's memory all take the modules' path."""
+    """Adapters, a module in training mode, autograd and static caches take the
+    modules' path."""
     arch, model = build("encdec", seed=3)
     model.eval()
     batch = prompts(arch, n=6, seed=5)
     calls = _count_lean_steps(monkeypatch)
-    _step_logits(model, batch, num_beams=2)
     _step_logits(model, batch, static_shapes=True, max_length=6)
     assert calls == []
     model.decoder.block[0].layer[1].dropout.train()

@@ -884,7 +884,8 @@ def _lean_step_applies(stack: Stack, embedded: Tensor, memory: Tensor | None,
     """Whether :func:`_lean_step` computes exactly what ``stack``'s modules would: one
     float32 position per row, no autograd or autocast, every module one of ours in eval
     mode (so no dropout and no adapter) with no hooks, dynamic self-attention caches and,
-    with ``memory``, cross-attention keys/values already cached for each row."""
+    with ``memory``, cross-attention keys/values already cached (per row, or per example
+    for its beams)."""
     if (embedded.dim() != 3 or embedded.shape[1] != 1 or embedded.dtype != torch.float32
             or torch.is_grad_enabled() or torch.is_autocast_enabled(embedded.device.type)
             or _module._global_forward_pre_hooks or _module._global_forward_hooks):
@@ -898,10 +899,8 @@ def _lean_step_applies(stack: Stack, embedded: Tensor, memory: Tensor | None,
     for block, layer in zip(stack.block, cache, strict=True):
         if len(block.layer) != 2 + (memory is not None) or "index" in layer["self"]:
             return False
-        if memory is not None:
-            cross = layer["cross"]
-            if "k" not in cross or cross["k"].shape[0] != embedded.shape[0]:
-                return False
+        if memory is not None and "k" not in layer["cross"]:
+            return False
     return True
 
 
@@ -930,11 +929,16 @@ def _lean_step(stack: Stack, embedded: Tensor, self_bias: Tensor | None,
         else:
             k, v = _append(kv, linear(h, att.k).view(rows, heads, 1, d_kv),
                            linear(h, att.v).view(rows, heads, 1, d_kv))
+        group = 1
+        if k.shape[0] != rows:  # beams sharing their example's memory rows
+            q, bias, group = _merge_groups(q, bias, k.shape[0])
         scores = torch.matmul(q, k.transpose(-1, -2))
         if bias is not None:
             scores = scores + bias
         out = torch.matmul(torch.softmax(scores, dim=-1), v)
-        return linear(out.view(rows, heads * d_kv), att.o)
+        if group > 1:  # [rows / group, H, group, d_kv] -> [rows, H * d_kv]
+            out = out.view(rows // group, heads, group, 1, d_kv).permute(0, 2, 3, 1, 4)
+        return linear(out.reshape(rows, heads * d_kv), att.o)
 
     for block, layer in zip(stack.block, cache, strict=True):
         sub = block.layer
