@@ -919,6 +919,8 @@ def _lean_step(stack: Stack, embedded: Tensor, self_bias: Tensor | None,
         return module(h) if out is None else out  # unpacked rows: the module's layout
 
     def norm(h: Tensor, module: RMSNorm) -> Tensor:
+        if module.weight.dtype != torch.float32:  # RMSNorm's other branch
+            return module(h)
         return F.rms_norm(h, module.weight.shape, module.weight, module.eps)
 
     def attend(att: Attention, h: Tensor, bias: Tensor | None, kv: dict) -> Tensor:
