@@ -234,7 +234,7 @@ class DecoderOnlyModel(EncDecModel):
         return single_stack_blocks(self)
 
 
-class DecoderOnlyIncremental:
+class DecoderOnlyIncremental(layers.PackedSteps):
     """Step-by-step decoder of :class:`DecoderOnlyModel`.
 
     The prompt ``[0, prompt...]`` runs once per example as a block (fully visible for the
@@ -261,10 +261,7 @@ class DecoderOnlyIncremental:
         last = p_seg.sum(1) - 1  # row index of each prompt's final token
         p_pos = torch.arange(tokens.shape[1], device=device)[None, :].expand(b, -1)
         cache = model.decoder.new_cache() if use_cache else None
-        #: the model's packed weights (layers.PackedWeights) for the unembedding and, in
-        #: ``step_packs``, the stack's products during steps (None: no packing)
-        self.packs = layers.decoding_packs(model)
-        self.step_packs = self.packs if use_cache else None  # the reference stays plain
+        self.use_packs(model, use_cache)
         unembed = StepUnembedding(model.shared.weight, self.packs)  # see EncDecModel.logits
         first = None
         if cache is not None:
@@ -287,10 +284,6 @@ class DecoderOnlyIncremental:
         self.p_len = int(tokens.shape[1])
         self.out = torch.zeros(self.ones.shape[0], 0, dtype=torch.long, device=device)
         self.t = 0
-
-    def step(self, tokens: Tensor | None) -> Tensor:
-        with layers.packed_step(self.step_packs):
-            return self._step(tokens)
 
     def _step(self, tokens: Tensor | None) -> Tensor:
         model, device = self.model, self.tokens.device

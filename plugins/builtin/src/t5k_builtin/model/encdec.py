@@ -453,7 +453,7 @@ def static_decode_length(max_length: int | None) -> int:
     return int(max_length)
 
 
-class EncDecIncremental:
+class EncDecIncremental(layers.PackedSteps):
     """Step-by-step decoder of :class:`EncDecModel` (the decoding.IncrementalDecoder).
 
     The encoder runs once per example. With ``use_cache`` each decoder layer keeps its
@@ -486,16 +486,9 @@ class EncDecIncremental:
         self.cache = model.decoder.new_cache() if use_cache else None
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
-        #: the model's packed weights (layers.PackedWeights) for the unembedding and, in
-        #: ``step_packs``, the decoder's products (None: no packing)
-        self.packs = layers.decoding_packs(model)
-        self.step_packs = self.packs if use_cache else None  # the reference stays plain
+        self.use_packs(model, use_cache)
         self.unembed = layers.StepUnembedding(model.shared.weight, self.packs)
         self._bias_table: Tensor | None = None  # see _step_bias
-
-    def step(self, tokens: Tensor | None) -> Tensor:
-        with layers.packed_step(self.step_packs):
-            return self._step(tokens)
 
     def _step(self, tokens: Tensor | None) -> Tensor:
         model = self.model

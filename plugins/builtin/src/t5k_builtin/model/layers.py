@@ -197,16 +197,15 @@ class Linear(nn.Linear):
             or torch.is_autocast_enabled("cpu")
         ):
             return F.linear(x, weight, self.bias)
-        shape = (*x.shape[:-1], weight.shape[0])
+        shape, flat = (*x.shape[:-1], weight.shape[0]), x.reshape(rows, x.shape[-1])
         # a decoding step's packed weights (eager only: compiled steps trace the layout)
         packs = None if torch.compiler.is_compiling() else _ACTIVE_PACKS.get()
         if packs is not None:
-            out = packs.linear(x.reshape(rows, x.shape[-1]), weight)
+            out = packs.linear(flat, weight)
             if out is not None:
                 return out.view(shape)
         if rows not in FEW_ROWS:
             return F.linear(x, weight, self.bias)
-        flat = x.reshape(rows, x.shape[-1])
         return (weight @ flat.t()).t().view(shape)
 
 
@@ -270,14 +269,15 @@ class PackedWeights:
     def packed(self, weight: Tensor, rows: int) -> tuple[Tensor, int] | None:
         """``weight``'s pack for ``rows`` rows and the row count it was made for (which
         may be larger: pad to it), or None where packing does not apply."""
-        if weight.dtype != torch.float32 or weight.dim() != 2 or weight.device.type != "cpu":
+        if type(weight) is not nn.Parameter and type(weight) is not Tensor:  # e.g. DTensor
             return None
         stamp = (weight._version, weight.data_ptr())
         entry = self._packs.get(id(weight))
         if (entry is not None and entry[0]() is weight and entry[1] == stamp
                 and entry[2] // 2 < rows <= entry[2]):
-            return entry[3], entry[2]
-        if rows not in PACKED_ROWS or type(weight.data) is not Tensor:  # e.g. DTensor
+            return entry[3], entry[2]  # dtype and device were checked when it was packed
+        if (rows not in PACKED_ROWS or weight.dtype != torch.float32 or weight.dim() != 2
+                or weight.device.type != "cpu"):
             return None
         pack = torch.ops.mkl._mkl_reorder_linear_weight(weight.detach(), rows)
         self._packs[id(weight)] = (weakref.ref(weight), stamp, rows, pack)
@@ -327,6 +327,27 @@ def packed_step(packs: PackedWeights | None) -> Iterator[None]:
         yield
     finally:
         _ACTIVE_PACKS.reset(token)
+
+
+class PackedSteps:
+    """Base of the incremental decoders: :meth:`step` runs the decoder's ``_step`` under
+    :func:`packed_step` with ``step_packs``. :meth:`use_packs` sets ``packs`` (the model's,
+    for the unembedding) and ``step_packs`` (for the stack's products; None without a
+    cache, whose full re-runs stay the plain reference, and for compiled steps)."""
+
+    packs: PackedWeights | None = None
+    step_packs: PackedWeights | None = None
+
+    def use_packs(self, model: nn.Module, use_cache: bool) -> None:
+        self.packs = decoding_packs(model)
+        self.step_packs = self.packs if use_cache else None
+
+    def step(self, tokens: Tensor | None) -> Tensor:
+        with packed_step(self.step_packs):
+            return self._step(tokens)
+
+    def _step(self, tokens: Tensor | None) -> Tensor:
+        raise NotImplementedError
 
 
 #: compiled graphs one decoding wrapper keeps (shapes: eval chunk rows x encoder width
@@ -483,6 +504,12 @@ class Attention(nn.Module):
             elif cache is not None:  # contiguous once, not copied by every step's matmul
                 k, v = k.contiguous(), v.contiguous()
                 cache["k"], cache["v"] = k, v
+        return self.o(self.attend(q, k, v, bias))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None) -> Tensor:
+        """Attention of queries ``[b, H, n, d_kv]`` over keys/values ``[b or b / group,
+        H, L, d_kv]`` (fewer rows: each serves ``group`` consecutive query rows) as
+        ``[b, n, H * d_kv]``, before the output projection."""
         bias = bias_as(bias, q.dtype)
         b, _, n, _ = q.shape
         group = 1
@@ -503,7 +530,7 @@ class Attention(nn.Module):
             out = out.view(b // group, self.num_heads, group, n, self.d_kv).permute(0, 2, 3, 1, 4)
         else:
             out = out.transpose(1, 2)
-        return self.o(out.reshape(b, n, self.num_heads * self.d_kv))
+        return out.reshape(b, n, self.num_heads * self.d_kv)
 
 
 def _merge_groups(
@@ -874,11 +901,6 @@ class Stack(nn.Module):
 
 
 # ----------------------------------------------------------------------- lean step
-#: the module types a lean decoding step knows the exact forward of (subclasses may
-#: change it, so they take the modules)
-_LEAN_TYPES = frozenset()  # filled below, once the classes exist
-
-
 def _lean_step_applies(stack: Stack, embedded: Tensor, memory: Tensor | None,
                        cache: list[dict]) -> bool:
     """Whether :func:`_lean_step` computes exactly what ``stack``'s modules would: one
@@ -931,16 +953,7 @@ def _lean_step(stack: Stack, embedded: Tensor, self_bias: Tensor | None,
         else:
             k, v = _append(kv, linear(h, att.k).view(rows, heads, 1, d_kv),
                            linear(h, att.v).view(rows, heads, 1, d_kv))
-        group = 1
-        if k.shape[0] != rows:  # beams sharing their example's memory rows
-            q, bias, group = _merge_groups(q, bias, k.shape[0])
-        scores = torch.matmul(q, k.transpose(-1, -2))
-        if bias is not None:
-            scores = scores + bias
-        out = torch.matmul(torch.softmax(scores, dim=-1), v)
-        if group > 1:  # [rows / group, H, group, d_kv] -> [rows, H * d_kv]
-            out = out.view(rows // group, heads, group, 1, d_kv).permute(0, 2, 3, 1, 4)
-        return linear(out.reshape(rows, heads * d_kv), att.o)
+        return linear(att.attend(q, k, v, bias).view(rows, -1), att.o)
 
     for block, layer in zip(stack.block, cache, strict=True):
         sub = block.layer
@@ -954,6 +967,8 @@ def _lean_step(stack: Stack, embedded: Tensor, self_bias: Tensor | None,
     return norm(x, stack.final_layer_norm).view(rows, 1, -1)
 
 
+#: the module types a lean decoding step knows the exact forward of (subclasses may
+#: change it, so they take the modules)
 _LEAN_TYPES = frozenset({Stack, nn.ModuleList, Block, SelfAttentionLayer, CrossAttentionLayer,
                          FeedForwardLayer, Attention, DenseReluDense, Linear, RMSNorm, Dropout,
                          RelativePositionBias})
