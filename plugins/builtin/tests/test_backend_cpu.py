@@ -200,25 +200,30 @@ class _Mallinfo2(ctypes.Structure):
         "fordblks", "keepcost")]
 
 
-def _mmapped_bytes_for_a_64mb_tensor() -> int:
-    """How many bytes glibc holds in mmapped chunks while a fresh 64 MiB tensor lives,
-    beyond what it held before."""
+def _mmapped_bytes_for_a_big_tensor() -> tuple[int, int]:
+    """How many bytes glibc holds in mmapped chunks while a fresh tensor lives, beyond
+    what it held before, and the tensor's size: 64 MiB more than the heap's free bytes, so
+    that no free chunk left in the heap by earlier tests can serve it (a 64 MiB probe
+    flaked that way). Untouched (``empty``): where glibc serves it does not depend on
+    touching it, and the pages cost nothing."""
     mallinfo2 = heap.glibc().mallinfo2
     mallinfo2.restype = _Mallinfo2
-    before = mallinfo2().hblkhd
-    tensor = torch.ones(16 * 2**20)  # 64 MiB of float32, touched
+    before = mallinfo2()
+    size = 64 * 2**20 + before.fordblks
+    tensor = torch.empty(size, dtype=torch.uint8)
     during = mallinfo2().hblkhd
     del tensor
-    return during - before
+    return during - before.hblkhd, size
 
 
 @glibc_only
 def test_keep_freed_memory_serves_big_tensors_from_the_heap(backend):
     # the backend (keep_freed_memory defaults to true) took glibc off mmap for big chunks
-    assert _mmapped_bytes_for_a_64mb_tensor() < 2**20
+    assert _mmapped_bytes_for_a_big_tensor()[0] < 2**20
     # glibc's default, which the measurement above would have caught: a fresh mapping
     assert heap.release_freed_memory()
-    assert _mmapped_bytes_for_a_64mb_tensor() >= 64 * 2**20
+    mapped, size = _mmapped_bytes_for_a_big_tensor()
+    assert mapped >= size
 
 
 @glibc_only
@@ -227,4 +232,5 @@ def test_keep_freed_memory_false_leaves_malloc_alone():
     # threads=None and deterministic=False: the backend changes no other process setting
     CpuBackend(CpuBackendConfig(threads=None, deterministic=False, keep_freed_memory=False),
                BuildContext())
-    assert _mmapped_bytes_for_a_64mb_tensor() >= 64 * 2**20
+    mapped, size = _mmapped_bytes_for_a_big_tensor()
+    assert mapped >= size
