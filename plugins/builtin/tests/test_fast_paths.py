@@ -380,3 +380,115 @@ def test_in_place_residuals_keep_the_training_bits(monkeypatch):
     plain_loss, plain_grads = step()
     assert torch.equal(fast_loss, plain_loss)
     assert all(torch.equal(a, b) for a, b in zip(fast_grads, plain_grads, strict=True))
+
+
+# --------------------------------------------------- feed-forward dropout and ReLU
+def _feed_forward(broadcast: bool, p: float = 0.3) -> layers.DenseReluDense:
+    cfg = EncDecConfig(num_layers=1, d_model=8, d_ff=24, d_kv=4, num_heads=2,
+                       dropout_rate=p, dropout_broadcast=broadcast)
+    torch.manual_seed(0)
+    return layers.DenseReluDense(cfg).train()
+
+
+def _output_and_grads(ffn, forward, x):
+    """Output and gradients (input and parameters) under a non-uniform upstream gradient,
+    with the dropout mask drawn from a fixed seed."""
+    torch.manual_seed(3)
+    out = forward(x)
+    (out * torch.linspace(-2, 3, out.numel()).view_as(out)).sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in ffn.parameters()]
+    x.grad = None
+    ffn.zero_grad(set_to_none=True)
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_feed_forward_drops_before_the_relu_with_the_reference_bits(broadcast):
+    """``wo(relu(dropout(wi x)))`` (the order that keeps one hidden activation) gives the
+    output and every gradient of the reference order ``wo(dropout(relu(wi x)))`` bit for
+    bit: the mask is drawn from the same shape, so it is the same mask."""
+    ffn = _feed_forward(broadcast)
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    fast = _output_and_grads(ffn, ffn, x)
+    reference = _output_and_grads(
+        ffn, lambda x: ffn.wo(ffn.dropout(F.relu(ffn.wi(x)))), x)
+    assert fast[0].abs().sum() > 0 and (fast[0] != 0).any()
+    assert torch.equal(fast[0], reference[0])
+    assert all(torch.equal(a, b) for a, b in zip(fast[1], reference[1], strict=True))
+
+
+def test_feed_forward_keeps_one_hidden_activation_for_backward():
+    """Autograd holds a single ``[.., d_ff]`` tensor per feed-forward layer: the ReLU's
+    output, which is also ``wo``'s saved input (the reference order keeps the ReLU's
+    output and the dropout's as two tensors)."""
+    ffn = _feed_forward(True)
+    x = torch.randn(4, 6, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        ffn(x)
+    hidden = {t.untyped_storage().data_ptr() for t in saved if t.numel() == 4 * 6 * 24}
+    assert len(hidden) == 1
+
+
+def test_relu_from_output_passes_gradcheck_and_matches_autograd_on_ties():
+    """Eager, the backward is autograd's ``relu`` backward, zeros and non-finite upstream
+    gradients included."""
+    h = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: layers.ReLUFromOutput.apply(t.clone()), (h,))
+    h = torch.tensor([-1.0, 0.0, -0.0, 2.0, 3.0, -4.0], requires_grad=True)
+    g = torch.tensor([1.0, 2.0, 3.0, float("inf"), float("nan"), float("inf")])
+    layers.ReLUFromOutput.apply(h.clone()).backward(g)
+    ours = h.grad.clone()
+    h.grad = None
+    F.relu(h).backward(g)
+    assert torch.equal(ours.nan_to_num(7.0), h.grad.nan_to_num(7.0))
+
+
+def _saved_by_compiled_forward(module, x):
+    """dtypes of the tensors a compiled training forward saves for its backward, as
+    inductor partitions it (its decompositions, the min-cut partitioner) -- without
+    generating code -- and the input gradient of the compiled backward."""
+    from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
+    from torch._dynamo.backends.common import aot_autograd
+    from torch._inductor.decomposition import select_decomp_table
+
+    dtypes = []
+
+    def forward_compiler(gm, example_inputs):
+        outputs = gm.graph.find_nodes(op="output")[0].args[0]
+        dtypes.extend(n.meta["val"].dtype for n in outputs
+                      if isinstance(n, torch.fx.Node) and "val" in n.meta)
+        return make_boxed_func(gm)
+
+    backend = aot_autograd(fw_compiler=forward_compiler,
+                           bw_compiler=lambda gm, _: make_boxed_func(gm),
+                           partition_fn=min_cut_rematerialization_partition,
+                           decompositions=select_decomp_table())
+    torch._dynamo.reset()
+    try:
+        grads = _output_and_grads(module, torch.compile(module, backend=backend,
+                                                        fullgraph=True), x)
+    finally:
+        torch._dynamo.reset()
+    return dtypes, grads
+
+
+def test_compiled_feed_forward_saves_no_boolean_relu_mask():
+    """A compiled training step saves no boolean ReLU mask (inductor's CPU code writes
+    booleans ~10x slower than eager), and its gradients are the eager ones."""
+    ffn = _feed_forward(True)
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    dtypes, compiled = _saved_by_compiled_forward(ffn, x)
+    eager = _output_and_grads(ffn, ffn, x)
+    assert dtypes and torch.bool not in dtypes, dtypes
+    assert torch.equal(compiled[0], eager[0])
+    assert all(torch.equal(a, b) for a, b in zip(compiled[1], eager[1], strict=True))
+
+
+def test_cross_entropy_is_one_block_while_compiling(monkeypatch):
+    """Traced row blocks become one kernel selecting among per-block copies; compiled,
+    the cross-entropy runs over the whole tensor and inductor loops over the rows."""
+    flat = torch.zeros(64, 1 << 16)
+    assert len(encdec._row_blocks(flat)) > 1
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert encdec._row_blocks(flat) == [slice(0, 64)]

@@ -146,14 +146,16 @@ CE_BLOCK_ELEMENTS = 1 << 20
 def _row_blocks(flat: Tensor) -> list[slice]:
     """Row slices of ``flat`` (``[rows, vocab]``): about :data:`CE_BLOCK_ELEMENTS`
     elements each on the CPU; one block elsewhere (an accelerator's caching allocator has
-    no page faults to avoid, and every block would cost kernel launches or graph nodes).
+    no page faults to avoid, and every block would cost kernel launches or graph nodes)
+    and while compiling (inductor loops over the rows itself; traced blocks become one
+    kernel that selects among a copy per block, ~4x slower than the whole-tensor one).
 
     A block never holds a single row of a multi-row tensor: torch splits a one-output
     reduction of 32k+ elements across threads (another summation order), while rows of a
     multi-row reduction are each summed whole by one thread, as in the whole tensor.
     """
     total = flat.shape[0]
-    if flat.device.type != "cpu" or total <= 2:
+    if flat.device.type != "cpu" or total <= 2 or torch.compiler.is_compiling():
         return [slice(0, total)]
     rows = max(2, CE_BLOCK_ELEMENTS // max(1, flat.shape[-1]))
     starts = list(range(0, total, rows))
