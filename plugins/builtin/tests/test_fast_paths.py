@@ -3,8 +3,9 @@
 Each fast path is compared with the straightforward torch expression it replaces:
 the fused cross-entropy / z-loss backward, the decoding-step unembedding and linear
 layouts, the preallocated self-attention cache (including growth past its spare rows),
-the shared embedding lookup, the fused RMSNorm, the contiguous position bias and the
-in-place residual adds.
+the shared embedding lookup, the fused RMSNorm, the contiguous position bias (gathered
+from the transposed table), the in-place residual adds, the feed-forward layer's
+dropout-then-ReLU order and what a compiled training step saves for backward.
 """
 
 from __future__ import annotations
@@ -492,3 +493,24 @@ def test_cross_entropy_is_one_block_while_compiling(monkeypatch):
     assert len(encdec._row_blocks(flat)) > 1
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert encdec._row_blocks(flat) == [slice(0, 64)]
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_position_bias_gather_equals_the_embedding_lookup(rows):
+    """The bias gathered from the transposed table has the values, and gives the table the
+    gradient, of ``F.embedding(buckets, weight).permute(0, 3, 1, 2)`` bit for bit."""
+    bias = layers.RelativePositionBias(32, 4, 128, bidirectional=True)
+    with torch.no_grad():
+        bias.weight.normal_()
+    gen = torch.Generator().manual_seed(0)
+    positions = torch.randint(0, 300, (rows, 45), generator=gen)
+    upstream = torch.randn(rows, 4, 45, 45, generator=gen)
+    fast = bias(positions, positions)
+    fast.backward(upstream)
+    fast_grad, bias.weight.grad = bias.weight.grad, None
+    rel = positions[:, None, :] - positions[:, :, None]
+    buckets = layers.relative_position_bucket(rel, True, 32, 128)
+    reference = F.embedding(buckets, bias.weight).permute(0, 3, 1, 2)
+    reference.backward(upstream)
+    assert fast.is_contiguous() and torch.equal(fast, reference)
+    assert torch.equal(fast_grad, bias.weight.grad)

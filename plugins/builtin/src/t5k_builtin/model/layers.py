@@ -160,10 +160,15 @@ class RelativePositionBias(nn.Module):
             bidirectional = self.bidirectional
         rel = key_positions[:, None, :].long() - query_positions[:, :, None].long()
         buckets = relative_position_bucket(rel, bidirectional, self.num_buckets, self.max_distance)
-        # contiguous: the permuted view is channels-last-like, and the sum with the mask
-        # keeps that layout, so every layer's attention would copy (SDPA) or read it
-        # strided (the explicit path's ``scores + bias``)
-        return F.embedding(buckets, self.weight).permute(0, 3, 1, 2).contiguous()
+        # Gathered from the transposed table: ``[H, B, Lq, Lk]``, so for B = 1 the bias
+        # comes out contiguous with no copy. The values and the table's gradient are
+        # ``F.embedding(buckets, weight).permute(0, 3, 1, 2)``'s bit for bit (the backward
+        # accumulates the same terms in the same order), at half the time. Contiguous
+        # matters: a heads-last bias, summed with the mask, keeps that layout, so every
+        # layer's attention would copy it (SDPA) or read it strided -- as compiled
+        # training did before: inductor inlines the bias into each layer's softmax
+        # kernel, which then gathered the embedding's ``[L, L, H]`` output at stride H.
+        return self.weight.t()[:, buckets].transpose(0, 1).contiguous()
 
 
 # --------------------------------------------------------------------------- linear
