@@ -406,8 +406,9 @@ def _output_and_grads(ffn, forward, x):
 @pytest.mark.parametrize("broadcast", [True, False])
 def test_feed_forward_drops_before_the_relu_with_the_reference_bits(broadcast):
     """``wo(relu(dropout(wi x)))`` (the order that keeps one hidden activation) gives the
-    output and every gradient of the reference order ``wo(dropout(relu(wi x)))`` bit for
-    bit: the mask is drawn from the same shape, so it is the same mask."""
+    output and every gradient of the reference order ``wo(dropout(relu(wi x)))``
+    (``torch.equal``: bit for bit up to the sign of a zero gradient): the mask is drawn
+    from the same shape, so it is the same mask."""
     ffn = _feed_forward(broadcast)
     x = torch.randn(3, 5, 8, requires_grad=True)
     fast = _output_and_grads(ffn, ffn, x)
@@ -448,7 +449,7 @@ def test_relu_from_output_passes_gradcheck_and_matches_autograd_on_ties():
 def _saved_by_compiled_forward(module, x):
     """dtypes of the tensors a compiled training forward saves for its backward, as
     inductor partitions it (its decompositions, the min-cut partitioner) -- without
-    generating code -- and the input gradient of the compiled backward."""
+    generating code -- and the compiled module's output and gradients."""
     from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
     from torch._dynamo.backends.common import aot_autograd
     from torch._inductor.decomposition import select_decomp_table

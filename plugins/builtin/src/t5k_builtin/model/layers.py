@@ -678,7 +678,8 @@ class DenseReluDense(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # The dropout runs before the ReLU: ``relu(h * keep) == relu(h) * keep`` for the
         # non-negative scaled mask ``keep`` (the same mask, drawn from the same shape), so
-        # values and gradients are the reference's. What it buys: the ReLU's output is the
+        # values and gradients are the reference's (a dropped unit of positive ``h`` gets
+        # ``+0`` where the reference order gives ``g * 0``, possibly ``-0``). What it buys: the ReLU's output is the
         # tensor ``wo`` saves for its backward anyway, and the ReLU's backward needs only
         # that output, so a layer keeps one ``[.., d_ff]`` activation instead of two.
         h = self.dropout(self.wi(x))
@@ -695,7 +696,8 @@ class ReLUFromOutput(torch.autograd.Function):
     eager does: one ``[B, L, d_ff]`` mask cost a compiled tiny training step ~10% of its
     time. A float ``sign(out)`` is never cheaper to save than ``out``, which ``wo`` saves
     anyway, so it is recomputed in the backward kernel. The two backwards are equal for
-    finite gradients, except that a dropped unit may get ``-0`` instead of ``+0``.
+    finite gradients, except that an inactive unit may get ``-0`` instead of ``+0``; a
+    non-finite gradient there gives NaN instead of ``0``.
     """
 
     @staticmethod
