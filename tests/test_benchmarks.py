@@ -88,3 +88,106 @@ def test_model_flops_count_attention_products():
     import torch
 
     assert module.nominal_peak(torch.device("cpu"), "bf16") is None
+
+
+# ------------------------------------------------------------------ step_profile.py
+PROFILE_SCRIPT = ROOT / "benchmarks" / "step_profile.py"
+
+
+def _load_profile_module():
+    import importlib.util
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("step_profile", PROFILE_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("task", ["train", "greedy"])
+def test_step_profile_quick_run_splits_both_steps(tmp_path, task):
+    out = tmp_path / "profile.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "plugins" / "builtin" / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, str(PROFILE_SCRIPT), "--quick", "--configs", "tiny", "--task", task,
+         "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [cfg] = json.loads(out.read_text())["configs"]
+    module = _load_profile_module()
+    for impl in ("ours", "hf"):
+        side = cfg[impl]
+        cats = side["categories"]
+        assert set(cats) == set(module.CATEGORIES)
+        assert sum(c["share"] for c in cats.values()) == pytest.approx(1.0)
+        assert sum(c["seconds"] for c in cats.values()) == pytest.approx(side["step_s"])
+        # every step multiplies weights; the recorded shapes give its FLOP rate
+        assert cats["weight_matmuls"]["flops"] > 0 and cats["weight_matmuls"]["flops_per_s"] > 0
+        assert (cats["optimizer"]["share"] > 0) == (task == "train"), impl
+    assert cfg["ratio_ours_over_hf"] == pytest.approx(cfg["hf"]["step_s"] / cfg["ours"]["step_s"])
+    # the bound counts only our matmul categories, so it is at least the measured ratio
+    assert cfg["ratio_bound_weight_matmuls"] >= cfg["ratio_bound_matmuls"] >= cfg[
+        "ratio_ours_over_hf"]
+    assert "largest 'other' entries, ours" in proc.stdout
+
+
+def test_step_profile_counts_matmul_flops_from_recorded_shapes():
+    module = _load_profile_module()
+    assert module.matmul_flops("aten::mm", [[4, 3], [3, 5]]) == 2 * 4 * 3 * 5
+    assert module.matmul_flops("aten::mm", [[4, 3], [3, 5], [4, 5]]) == 2 * 4 * 3 * 5  # out=
+    assert module.matmul_flops("aten::addmm", [[5], [4, 3], [3, 5], [], []]) == 2 * 4 * 3 * 5
+    assert module.matmul_flops("aten::bmm", [[2, 4, 3], [2, 3, 5]]) == 2 * 2 * 4 * 3 * 5
+    assert module.matmul_flops("aten::bmm", [[2, 4, 3], [2, 3, 5], [2, 4, 5]]) == 240
+    assert module.matmul_flops("aten::baddbmm", [[2, 4, 5], [2, 4, 3], [2, 3, 5], [], []]) == 240
+    # packed linear: (input [m, k], packed buffer, weight [n, k], bias, rows)
+    assert module.matmul_flops("mkl::_mkl_linear", [[4, 3], [99], [5, 3], [], []]) == 120
+    assert module.matmul_flops("aten::mm", []) == 0  # shapes not recorded
+    assert module.matmul_flops("aten::relu", [[4, 3]]) == 0
+
+
+def test_step_profile_puts_ops_in_categories():
+    module = _load_profile_module()
+
+    class Event:
+        def __init__(self, name, parent=None):
+            self.name, self.cpu_parent = name, parent
+
+    step = Event("Optimizer.step#AdamW.step")
+    assert module.category(Event("aten::mul_", Event("aten::_foreach_mul_", step))) == "optimizer"
+    assert module.category(Event("aten::mm")) == "weight_matmuls"
+    assert module.category(Event("aoti_torch_cpu_mm_out")) == "weight_matmuls"
+    assert module.category(Event("aten::bmm")) == "attention_products"
+    assert module.category(Event("aten::_scaled_dot_product_flash_attention_for_cpu")) == \
+        "attention_products"
+    assert module.category(Event("aten::softmax")) == "other"
+
+
+def test_step_profile_refuses_unknown_configs_and_steps():
+    module = _load_profile_module()
+    with pytest.raises(SystemExit, match="allowed: tiny, small"):
+        module.main(["--configs", "base"])
+    with pytest.raises(SystemExit, match="--steps"):
+        module.main(["--steps", "0"])
+
+
+@pytest.mark.slow
+def test_step_profile_counts_compiled_decodings_gemms_as_matmuls(tmp_path):
+    """Compiled decoding calls its GEMMs from inductor's C++ wrapper; without kernel
+    profiling they would vanish into one "Call CompiledFxGraph" range in ``other``."""
+    out = tmp_path / "profile.json"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT), str(ROOT / "plugins" / "builtin" / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, str(PROFILE_SCRIPT), "--quick", "--compile", "--configs", "tiny",
+         "--task", "greedy", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [cfg] = json.loads(out.read_text())["configs"]
+    weights = cfg["ours"]["categories"]["weight_matmuls"]
+    assert weights["share_without_flops"] > 0  # the wrapper's aoti_torch_cpu_mm_out calls
+    assert not [name for name, _ in cfg["ours"]["top_other"] if "_mm_out" in name]
