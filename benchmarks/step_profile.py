@@ -170,7 +170,9 @@ def measure(name: str, args) -> dict:
         # name inductor's kernels, and the kernels its C++ wrapper (compiled decoding)
         # calls through ``aoti_torch_cpu_*`` shims, as profiler events: otherwise all of
         # them, GEMMs included, hide in one "Call CompiledFxGraph" range. Set before
-        # compiling; when no profiler runs, their recording costs nothing measurable.
+        # compiling. With no profiler running, each kernel call pays one callback check:
+        # the unprofiled ratios stayed within run-to-run noise (training 1.62/1.71 without
+        # it, 1.66/1.69 with it).
         from torch._inductor import config as inductor_config
 
         inductor_config.cpp.enable_kernel_profile = True
