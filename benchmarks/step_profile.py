@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import vs_hf  # noqa: E402  (this directory, inserted above)
 
 CATEGORIES = ("weight_matmuls", "attention_products", "optimizer", "other")
+#: the categories whose FLOPs are counted and whose time the bounds keep
+MATMUL_CATEGORIES = ("weight_matmuls", "attention_products")
 #: eager ops, and the shims through which inductor's C++ wrapper calls the same kernels
 WEIGHT_OPS = {"aten::mm", "aten::addmm", "mkl::_mkl_linear",
               "aoti_torch_cpu_mm_out", "aoti_torch_cpu_addmm_out"}
@@ -112,7 +114,7 @@ def breakdown(fn) -> dict:
             continue
         kind = category(event)
         secs[kind] += event.self_cpu_time_total / 1e6
-        if kind in ("weight_matmuls", "attention_products"):
+        if kind in MATMUL_CATEGORIES:
             counted = matmul_flops(event.name, event.input_shapes or [])
             flops[kind] += counted
             if not counted:
@@ -137,7 +139,7 @@ def side_report(step_s: float, parts: dict, peak: float) -> dict:
         secs = parts["seconds"][kind]
         entry = {"share": secs / profiled if profiled else 0.0,
                  "seconds": step_s * secs / profiled if profiled else 0.0}
-        if kind in ("weight_matmuls", "attention_products"):
+        if kind in MATMUL_CATEGORIES:
             # the rate of the calls whose shapes were recorded (C++-wrapper shims and
             # fused attention record none)
             counted = secs - parts["uncounted"][kind]
@@ -184,7 +186,7 @@ def measure(name: str, args) -> dict:
     sides = {impl: side_report(secs[impl], breakdown(fns[impl]), peak) for impl in fns}
     ours = sides["ours"]["categories"]
     hf_s = sides["hf"]["step_s"]
-    matmuls = ours["weight_matmuls"]["seconds"] + ours["attention_products"]["seconds"]
+    matmuls = sum(ours[kind]["seconds"] for kind in MATMUL_CATEGORIES)
     weights = ours["weight_matmuls"]["seconds"]
     return {"config": name, "task": args.task, "matmul_flops_per_s": peak, **sides,
             "ratio_ours_over_hf": hf_s / sides["ours"]["step_s"],

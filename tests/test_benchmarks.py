@@ -21,24 +21,30 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "vs_hf.py"
 
 
-def _load_module():
+def _load_module(script: Path = SCRIPT):
+    """A benchmark script as a module (its directory importable: it imports its siblings)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("vs_hf", SCRIPT)
+    sys.path.insert(0, str(script.parent))
+    spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_quick_run_reports_every_metric(tmp_path):
-    out = tmp_path / "vs_hf.json"
+def _run_script(script: Path, tmp_path: Path, *args: str, timeout: int = 120):
+    """Run a benchmark script in a child process with the project and the builtin plugin
+    importable, from ``tmp_path``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT), str(ROOT / "plugins" / "builtin" / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--configs", "tiny", "--json", str(out)],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
-    )
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True,
+                          text=True, env=env, timeout=timeout, cwd=tmp_path)
+
+
+def test_quick_run_reports_every_metric(tmp_path):
+    out = tmp_path / "vs_hf.json"
+    proc = _run_script(SCRIPT, tmp_path, "--quick", "--configs", "tiny", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["steps"] == 1
@@ -94,30 +100,14 @@ def test_model_flops_count_attention_products():
 PROFILE_SCRIPT = ROOT / "benchmarks" / "step_profile.py"
 
 
-def _load_profile_module():
-    import importlib.util
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("step_profile", PROFILE_SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("task", ["train", "greedy"])
 def test_step_profile_quick_run_splits_both_steps(tmp_path, task):
     out = tmp_path / "profile.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "plugins" / "builtin" / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(PROFILE_SCRIPT), "--quick", "--configs", "tiny", "--task", task,
-         "--json", str(out)],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
-    )
+    proc = _run_script(PROFILE_SCRIPT, tmp_path, "--quick", "--configs", "tiny", "--task", task,
+                       "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     [cfg] = json.loads(out.read_text())["configs"]
-    module = _load_profile_module()
+    module = _load_module(PROFILE_SCRIPT)
     for impl in ("ours", "hf"):
         side = cfg[impl]
         cats = side["categories"]
@@ -135,7 +125,7 @@ def test_step_profile_quick_run_splits_both_steps(tmp_path, task):
 
 
 def test_step_profile_counts_matmul_flops_from_recorded_shapes():
-    module = _load_profile_module()
+    module = _load_module(PROFILE_SCRIPT)
     assert module.matmul_flops("aten::mm", [[4, 3], [3, 5]]) == 2 * 4 * 3 * 5
     assert module.matmul_flops("aten::mm", [[4, 3], [3, 5], [4, 5]]) == 2 * 4 * 3 * 5  # out=
     assert module.matmul_flops("aten::addmm", [[5], [4, 3], [3, 5], [], []]) == 2 * 4 * 3 * 5
@@ -149,7 +139,7 @@ def test_step_profile_counts_matmul_flops_from_recorded_shapes():
 
 
 def test_step_profile_puts_ops_in_categories():
-    module = _load_profile_module()
+    module = _load_module(PROFILE_SCRIPT)
 
     class Event:
         def __init__(self, name, parent=None):
@@ -166,7 +156,7 @@ def test_step_profile_puts_ops_in_categories():
 
 
 def test_step_profile_refuses_unknown_configs_and_steps():
-    module = _load_profile_module()
+    module = _load_module(PROFILE_SCRIPT)
     with pytest.raises(SystemExit, match="allowed: tiny, small"):
         module.main(["--configs", "base"])
     with pytest.raises(SystemExit, match="--steps"):
@@ -178,14 +168,8 @@ def test_step_profile_counts_compiled_decodings_gemms_as_matmuls(tmp_path):
     """Compiled decoding calls its GEMMs from inductor's C++ wrapper; without kernel
     profiling they would vanish into one "Call CompiledFxGraph" range in ``other``."""
     out = tmp_path / "profile.json"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), str(ROOT / "plugins" / "builtin" / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(PROFILE_SCRIPT), "--quick", "--compile", "--configs", "tiny",
-         "--task", "greedy", "--json", str(out)],
-        capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
-    )
+    proc = _run_script(PROFILE_SCRIPT, tmp_path, "--quick", "--compile", "--configs", "tiny",
+                       "--task", "greedy", "--json", str(out), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [cfg] = json.loads(out.read_text())["configs"]
     weights = cfg["ours"]["categories"]["weight_matmuls"]

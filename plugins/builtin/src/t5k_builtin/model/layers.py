@@ -679,9 +679,10 @@ class DenseReluDense(nn.Module):
         # The dropout runs before the ReLU: ``relu(h * keep) == relu(h) * keep`` for the
         # non-negative scaled mask ``keep`` (the same mask, drawn from the same shape), so
         # values and gradients are the reference's (a dropped unit of positive ``h`` gets
-        # ``+0`` where the reference order gives ``g * 0``, possibly ``-0``). What it buys: the ReLU's output is the
-        # tensor ``wo`` saves for its backward anyway, and the ReLU's backward needs only
-        # that output, so a layer keeps one ``[.., d_ff]`` activation instead of two.
+        # ``+0`` where the reference order gives ``g * 0``, possibly ``-0``). What it buys:
+        # the ReLU's output is the tensor ``wo`` saves for its backward anyway, and the
+        # ReLU's backward needs only that output, so a layer keeps one ``[.., d_ff]``
+        # activation instead of two.
         h = self.dropout(self.wi(x))
         return self.wo(ReLUFromOutput.apply(h) if h.requires_grad else h.relu_())
 
