@@ -5,7 +5,8 @@ the fused cross-entropy / z-loss backward, the decoding-step unembedding and lin
 layouts, the preallocated self-attention cache (including growth past its spare rows),
 the shared embedding lookup, the fused RMSNorm, the contiguous position bias (gathered
 from the transposed table), the in-place residual adds, the feed-forward layer's
-dropout-then-ReLU order and what a compiled training step saves for backward.
+dropout-then-ReLU order, what a compiled training step saves for backward, and the
+attention dropout applied to the values.
 """
 
 from __future__ import annotations
@@ -515,3 +516,61 @@ def test_position_bias_gather_equals_the_embedding_lookup(rows):
     reference.backward(upstream)
     assert fast.is_contiguous() and torch.equal(fast, reference)
     assert torch.equal(fast_grad, bias.weight.grad)
+
+
+# ------------------------------------------------------------------ attention dropout
+def _attention_step(att, forward, x, bias, seed=7):
+    """Output and gradients (input, bias, parameters) of ``forward(x, bias)`` under a
+    non-uniform upstream gradient, the dropout drawn from ``seed``."""
+    torch.manual_seed(seed)
+    out = forward(x, bias)
+    (out * torch.linspace(-1, 2, out.numel()).view_as(out)).sum().backward()
+    grads = [x.grad.clone(), bias.grad.clone()] + [p.grad.clone() for p in att.parameters()]
+    x.grad = bias.grad = None
+    att.zero_grad(set_to_none=True)
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("broadcast", [True, False])
+@pytest.mark.parametrize("use_sdpa", [True, False])
+def test_attention_dropout_is_the_reference_dropout_on_the_probabilities(broadcast, use_sdpa):
+    """Attention with dropout on gives the output and gradients of the reference
+    ``o(dropout(softmax(q k^T + bias)) v)`` with the same mask: the paper's broadcast mask
+    (shared across queries) is applied to the values instead, which is the same product up
+    to rounding, and an element-wise mask still drops the probabilities."""
+    cfg = EncDecConfig(num_layers=1, d_model=16, d_ff=32, d_kv=4, num_heads=3,
+                       dropout_rate=0.3, dropout_broadcast=broadcast)
+    torch.manual_seed(0)
+    att = layers.Attention(cfg).train()
+    att.use_sdpa = use_sdpa
+    x = torch.randn(2, 7, 16, requires_grad=True)
+    bias = torch.randn(1, 3, 7, 7, requires_grad=True)
+
+    def reference(x, bias):
+        q, k, v = (att._heads(lin(x)) for lin in (att.q, att.k, att.v))
+        probs = att.dropout(torch.softmax(q @ k.mT + bias, dim=-1))
+        return att.o((probs @ v).transpose(1, 2).reshape(2, 7, 12))
+
+    fast = _attention_step(att, lambda x, bias: att(x, bias), x, bias)
+    slow = _attention_step(att, reference, x, bias)
+    without_dropout = _attention_step(att.eval(), lambda x, bias: att(x, bias), x, bias)
+    assert not torch.allclose(fast[0], without_dropout[0])  # the mask did drop something
+    torch.testing.assert_close(fast[0], slow[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast[1], slow[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_broadcast_attention_dropout_trains_through_the_fused_kernel(monkeypatch):
+    """With the paper's dropout on, a training step's attention still goes through
+    ``F.scaled_dot_product_attention`` (the memory-efficient kernel on CUDA); with
+    element-wise dropout it cannot."""
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    for broadcast, expected in ((True, 1), (False, 0)):
+        cfg = EncDecConfig(num_layers=1, d_model=16, d_ff=32, d_kv=4, num_heads=2,
+                           dropout_rate=0.1, dropout_broadcast=broadcast)
+        calls.clear()
+        layers.Attention(cfg).train()(torch.randn(2, 5, 16), None)
+        assert len(calls) == expected, broadcast

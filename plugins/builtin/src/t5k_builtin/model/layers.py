@@ -95,8 +95,15 @@ class Dropout(nn.Module):
             return F.dropout(x, self.p, training=True)
         shape = list(x.shape)
         shape[-2] = 1
-        keep = torch.empty(shape, device=x.device, dtype=x.dtype).bernoulli_(1.0 - self.p)
-        return x * keep.div_(1.0 - self.p)  # scale the small mask: one pass over x
+        return x * self.keep_mask(shape, x)  # the small mask is scaled: one pass over x
+
+    def keep_mask(self, shape: list[int] | tuple[int, ...], like: Tensor) -> Tensor:
+        """The broadcast mask of ``shape`` (axis -2 of size 1) as :meth:`forward` draws it:
+        Bernoulli(1 - p) keeps, already scaled by ``1/(1-p)``, on ``like``'s device and
+        dtype. Exposed so :meth:`Attention.attend` can apply an attention mask to the
+        values instead of the probabilities (the same draw, so the same mask)."""
+        keep = torch.empty(shape, device=like.device, dtype=like.dtype)
+        return keep.bernoulli_(1.0 - self.p).div_(1.0 - self.p)
 
 
 # ----------------------------------------------------------------- position buckets
@@ -474,8 +481,9 @@ class Attention(nn.Module):
         self.v = Linear(cfg.d_model, inner, bias=False)
         self.o = Linear(inner, cfg.d_model, bias=False)
         self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
-        #: use torch's fused attention when no attention dropout is active (same math:
-        #: float bias as attn_mask, scale 1.0); False forces the explicit matmul path
+        #: use torch's fused attention (same math: float bias as attn_mask, scale 1.0)
+        #: unless element-wise attention dropout is active; False forces the explicit
+        #: matmul path
         self.use_sdpa = True
         if has_relative_bias:
             self.relative_attention_bias = RelativePositionBias(
@@ -520,14 +528,28 @@ class Attention(nn.Module):
         group = 1
         if k.shape[0] != b:  # memory rows shared by consecutive rows of x
             q, bias, group = _merge_groups(q, bias, k.shape[0])
+        if self.dropout.active and self.dropout.broadcast:
+            # The paper's attention dropout shares its mask m [b, H, 1, Lk] across queries
+            # (facts §1.6), so it scales whole rows of V: (P * m) V == P (m^T * V), the
+            # same products up to rounding. Applied to V it costs a [b, H, Lk, d_kv]
+            # pass instead of two over [b, H, Lq, Lk] (forward and backward) and no
+            # dropped copy of P is kept; and the fused kernel below may then run. t5-small
+            # training on CPU: 1.10x (compiled) / 1.12x (eager) per step.
+            v = v * self.dropout.keep_mask((v.shape[0], v.shape[1], 1, v.shape[2]), v).mT
+            dropout = None
+        else:
+            dropout = self.dropout if self.dropout.active else None
         # one query row (a decoding step): two small batched matmuls beat the fused
         # kernel's setup cost (measured 1.6-2.3x on CPU, e.g. 1.5 vs 2.4 ms for 32 rows x
-        # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory traffic)
-        if self.dropout.active or not self.use_sdpa or n == 1:
+        # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory
+        # traffic; on CUDA with a bias that needs a gradient, the memory-efficient kernel)
+        if dropout is not None or not self.use_sdpa or n == 1:
             scores = torch.matmul(q, k.transpose(-1, -2))
             if bias is not None:
                 scores = scores + bias
-            probs = self.dropout(torch.softmax(scores.float(), dim=-1).to(v.dtype))
+            probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+            if dropout is not None:  # element-wise, as in Hugging Face
+                probs = dropout(probs)
             out = torch.matmul(probs, v)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
