@@ -12,7 +12,7 @@ one step of each (``torch.profiler``, self CPU time, shapes recorded) and splits
   required work, but shaped by the implementation (K = d_kv = 64 products run at a
   fraction of the matmul rate on CPUs);
 - ``optimizer``: everything under ``Optimizer.step`` / ``zero_grad`` (the same
-  ``torch.optim.AdamW`` on both sides);
+  fused ``torch.optim.AdamW`` on both sides);
 - ``other``: elementwise work, norms, softmax, compiled kernels, Python and dispatch.
 
 With ``--compile``, inductor's kernels are recorded by name

@@ -4,8 +4,8 @@ Both sides hold the same random T5 v1.0 weights (nothing downloaded). Per config
 
 - one timing process builds both models and alternates their iterations (ours, theirs,
   ours, ...) so drift in a shared machine's speed hits both alike: training tokens/s
-  (forward, loss, backward, ``torch.optim.AdamW`` step for both, so only the model
-  differs), greedy and beam-4 sequences/s with the cache (ours through
+  (forward, loss, backward, fused ``torch.optim.AdamW`` step for both, so only the model
+  differs; fused is transformers' ``Trainer`` default on torch >= 2.8), greedy and beam-4 sequences/s with the cache (ours through
   ``model.generate`` / ``t5kernel.decoding.generate`` as the run loop calls them, theirs
   through ``generate(num_beams=..., length_penalty=0.6)`` matching our ``"hf"`` length
   penalty), and whether the greedy ids are identical;
@@ -127,9 +127,11 @@ def autocast(device: torch.device, precision: str):
 def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
                 precision: str = "fp32"):
     """Closures doing one forward (under ``precision``'s autocast) + mean token loss +
-    backward + AdamW step each (``fused`` AdamW on CUDA, for both)."""
+    backward + AdamW step each: the fused AdamW, for both (transformers' ``Trainer``
+    default optimizer, ``adamw_torch_fused``, on torch >= 2.8; on CPU 5x faster than the
+    foreach one, 0.06 vs 0.31 s per t5-small step here)."""
     rows, li, lt = shape
-    fused = {"fused": True} if device.type == "cuda" else {}
+    fused = {"fused": True}
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randint(2, VOCAB, (rows, li), generator=gen).to(device)
     targets = torch.randint(2, VOCAB, (rows, lt), generator=gen).to(device)
@@ -480,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
               "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
               "precision": args.precision, "ours_compiled": args.compile,
               "ours_dropout": "element-wise" if args.elementwise_dropout else "broadcast",
-              "optimizer": "torch.optim.AdamW(lr=1e-4)", "configs": results}
+              "optimizer": "torch.optim.AdamW(lr=1e-4, fused=True)", "configs": results}
     if args.device == "cuda":
         report["gpu"] = torch.cuda.get_device_name(0)
     print_table(results)
