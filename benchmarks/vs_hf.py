@@ -5,10 +5,11 @@ Both sides hold the same random T5 v1.0 weights (nothing downloaded). Per config
 - one timing process builds both models and alternates their iterations (ours, theirs,
   ours, ...) so drift in a shared machine's speed hits both alike: training tokens/s
   (forward, loss, backward, fused ``torch.optim.AdamW`` step for both, so only the model
-  differs; fused is transformers' ``Trainer`` default on torch >= 2.8), greedy and beam-4 sequences/s with the cache (ours through
-  ``model.generate`` / ``t5kernel.decoding.generate`` as the run loop calls them, theirs
-  through ``generate(num_beams=..., length_penalty=0.6)`` matching our ``"hf"`` length
-  penalty), and whether the greedy ids are identical;
+  differs; fused is transformers' ``Trainer`` default on torch >= 2.8), greedy and
+  beam-4 sequences/s with the cache (ours through ``model.generate`` /
+  ``t5kernel.decoding.generate`` as the run loop calls them, theirs through
+  ``generate(num_beams=..., length_penalty=0.6)`` matching our ``"hf"`` length penalty),
+  and whether the greedy ids are identical;
 - one memory process per implementation runs the same work alone and reports its
   ``ru_maxrss`` (and CUDA peak), so one model's allocations cannot inflate the other's.
 
