@@ -23,8 +23,9 @@ shapes of the calls that have them) next to a timed ``2048^3`` ``torch.mm``. The
 headline bounds divide transformers' step time by ours *if only* our matmul categories
 cost anything (at their measured rates): no amount of work on the ``other`` and
 ``optimizer`` shares can beat ``ratio_bound_matmuls``, and only faster attention
-products or weight GEMMs (e.g. bf16 on a CPU with AMX) can raise it. Profiling adds overhead to both sides, so
-shares, not profiled seconds, are scaled to the unprofiled median step.
+products or weight GEMMs (e.g. bf16 on a CPU with AMX) can raise it. Profiling adds
+overhead to both sides, so shares, not profiled seconds, are scaled to the unprofiled
+median step.
 
     python benchmarks/step_profile.py --compile                    # tiny and small, training
     python benchmarks/step_profile.py --configs small --task greedy --compile

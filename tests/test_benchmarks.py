@@ -25,7 +25,8 @@ def _load_module(script: Path = SCRIPT):
     """A benchmark script as a module (its directory importable: it imports its siblings)."""
     import importlib.util
 
-    sys.path.insert(0, str(script.parent))
+    if str(script.parent) not in sys.path:
+        sys.path.insert(0, str(script.parent))
     spec = importlib.util.spec_from_file_location(script.stem, script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -392,15 +392,16 @@ def _feed_forward(broadcast: bool, p: float = 0.3) -> layers.DenseReluDense:
     return layers.DenseReluDense(cfg).train()
 
 
-def _output_and_grads(ffn, forward, x):
-    """Output and gradients (input and parameters) under a non-uniform upstream gradient,
-    with the dropout mask drawn from a fixed seed."""
+def _output_and_grads(module, forward, *inputs):
+    """Output and gradients (inputs, then ``module``'s parameters) of ``forward(*inputs)``
+    under a non-uniform upstream gradient, with the dropout mask drawn from a fixed seed."""
     torch.manual_seed(3)
-    out = forward(x)
-    (out * torch.linspace(-2, 3, out.numel()).view_as(out)).sum().backward()
-    grads = [x.grad.clone()] + [p.grad.clone() for p in ffn.parameters()]
-    x.grad = None
-    ffn.zero_grad(set_to_none=True)
+    out = forward(*inputs)
+    (out * torch.linspace(-2, 3, out.numel(), device=out.device).view_as(out)).sum().backward()
+    grads = [t.grad.clone() for t in inputs] + [p.grad.clone() for p in module.parameters()]
+    for t in inputs:
+        t.grad = None
+    module.zero_grad(set_to_none=True)
     return out.detach(), grads
 
 
@@ -519,18 +520,6 @@ def test_position_bias_gather_equals_the_embedding_lookup(rows):
 
 
 # ------------------------------------------------------------------ attention dropout
-def _attention_step(att, forward, x, bias, seed=7):
-    """Output and gradients (input, bias, parameters) of ``forward(x, bias)`` under a
-    non-uniform upstream gradient, the dropout drawn from ``seed``."""
-    torch.manual_seed(seed)
-    out = forward(x, bias)
-    (out * torch.linspace(-1, 2, out.numel(), device=out.device).view_as(out)).sum().backward()
-    grads = [x.grad.clone(), bias.grad.clone()] + [p.grad.clone() for p in att.parameters()]
-    x.grad = bias.grad = None
-    att.zero_grad(set_to_none=True)
-    return out.detach(), grads
-
-
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -558,9 +547,9 @@ def test_attention_dropout_is_the_reference_dropout_on_the_probabilities(
         probs = att.dropout(torch.softmax(q @ k.mT + bias, dim=-1))
         return att.o((probs @ v).transpose(1, 2).reshape(2, 7, 12))
 
-    fast = _attention_step(att, lambda x, bias: att(x, bias), x, bias)
-    slow = _attention_step(att, reference, x, bias)
-    without_dropout = _attention_step(att.eval(), lambda x, bias: att(x, bias), x, bias)
+    fast = _output_and_grads(att, lambda x, bias: att(x, bias), x, bias)
+    slow = _output_and_grads(att, reference, x, bias)
+    without_dropout = _output_and_grads(att.eval(), lambda x, bias: att(x, bias), x, bias)
     assert not torch.allclose(fast[0], without_dropout[0])  # the mask did drop something
     tol = dict(rtol=1e-5, atol=1e-6) if device == "cpu" else dict(rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast[0], slow[0], **tol)

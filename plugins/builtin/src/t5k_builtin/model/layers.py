@@ -536,20 +536,18 @@ class Attention(nn.Module):
             # dropped copy of P is kept; and the fused kernel below may then run. t5-small
             # training on CPU: 1.10x (compiled) / 1.12x (eager) per step.
             v = v * self.dropout.keep_mask((v.shape[0], v.shape[1], 1, v.shape[2]), v).mT
-            dropout = None
-        else:
-            dropout = self.dropout if self.dropout.active else None
+        elementwise_dropout = self.dropout.active and not self.dropout.broadcast
         # one query row (a decoding step): two small batched matmuls beat the fused
         # kernel's setup cost (measured 1.6-2.3x on CPU, e.g. 1.5 vs 2.4 ms for 32 rows x
         # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory
         # traffic; on CUDA with a bias that needs a gradient, the memory-efficient kernel)
-        if dropout is not None or not self.use_sdpa or n == 1:
+        if elementwise_dropout or not self.use_sdpa or n == 1:
             scores = torch.matmul(q, k.transpose(-1, -2))
             if bias is not None:
                 scores = scores + bias
             probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
-            if dropout is not None:  # element-wise, as in Hugging Face
-                probs = dropout(probs)
+            if elementwise_dropout:  # as in Hugging Face
+                probs = self.dropout(probs)
             out = torch.matmul(probs, v)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
