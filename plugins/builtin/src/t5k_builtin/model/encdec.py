@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from t5k_builtin.configs import EncDecConfig
 from t5k_builtin.model import layers
 from t5k_builtin.model.features import encdec_features, pack_examples
-from t5k_builtin.model.layers import Stack, init_weights, mask_bias, visibility
+from t5k_builtin.model.layers import Stack, flex_bias, init_weights, mask_bias, visibility
 from t5kernel import decoding
 from t5kernel.api import BlockInfo, BuildContext, ModelOutput
 from t5kernel.errors import ConfigError, DataError
@@ -211,6 +211,12 @@ class EncDecModel(nn.Module):
         #: and, where they apply, as one lean function (layers._lean_step); False decodes
         #: through the modules without the copies
         self.pack_decoding_weights = True
+        #: training attention runs through FlexAttention (layers.FlexBias): the position
+        #: bias is added inside the kernel and the segment masks become a block mask, so
+        #: no [B, H, L, L] bias or bias gradient is made. For CUDA with the model compiled
+        #: (its backward has no CPU kernel); evaluation and decoding keep the dense path.
+        #: Experimental: measured in benchmarks/vs_hf.py --flex-attention.
+        self.flex_attention = False
 
     def train(self, mode: bool = True) -> EncDecModel:
         """``nn.Module.train``; entering training mode also frees the packed decoding
@@ -236,9 +242,11 @@ class EncDecModel(nn.Module):
         segments = (tokens != PAD_ID).long() if segments is None else segments.long()
         index = _row_index(tokens)
         # explicit direction: the shared variant's encoder reads the decoder's table (§2)
-        bias = self.encoder.position_bias(index, index, bidirectional=True) + mask_bias(
-            visibility(segments, segments, causal=False)
-        )
+        position = self.encoder.position_bias(index, index, bidirectional=True)
+        if self._flex():
+            bias = flex_bias(position, segments, segments, causal=False)
+        else:
+            bias = position + mask_bias(visibility(segments, segments, causal=False))
         if embedded is None:
             embedded = self.shared(tokens)
         return self.encoder(embedded, bias), segments
@@ -258,13 +266,20 @@ class EncDecModel(nn.Module):
             segments = torch.ones_like(tokens)
         segments = segments.long()
         index = _row_index(tokens)
-        self_bias = self.decoder.position_bias(index, index) + mask_bias(
-            visibility(segments, segments, causal=True)
-        )
-        cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
+        position = self.decoder.position_bias(index, index)
+        if self._flex():
+            self_bias = flex_bias(position, segments, segments, causal=True)
+            cross_bias = flex_bias(None, segments, encoder_segments, causal=False)
+        else:
+            self_bias = position + mask_bias(visibility(segments, segments, causal=True))
+            cross_bias = mask_bias(visibility(segments, encoder_segments, causal=False))
         if embedded is None:
             embedded = self.shared(tokens)
         return self.decoder(embedded, self_bias, memory, cross_bias)
+
+    def _flex(self) -> bool:
+        """Whether this forward's attention goes through FlexAttention."""
+        return self.flex_attention and self.training
 
     def logits(self, hidden: Tensor, unembed: layers.StepUnembedding | None = None) -> Tensor:
         """Tied logits ``(h * d^-0.5) @ E^T`` in float32 (facts §1.7).

@@ -30,7 +30,7 @@ import math
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -445,9 +445,59 @@ def compute_dtype(x: Tensor) -> torch.dtype:
     return x.dtype
 
 
+class FlexBias(NamedTuple):
+    """A bias for FlexAttention (:func:`flex_bias`) in place of a dense one: the position
+    bias ``[1, H, Lq, Lk]`` (or None), added to each score in a ``score_mod``, and which
+    keys each query sees (segments, causality) as a ``BlockMask``. No ``[B, H, Lq, Lk]``
+    tensor is made, and no per-row bias gradient: the bias gradient is the ``[1, H, Lq,
+    Lk]`` one directly."""
+
+    position: Tensor | None
+    block_mask: Any
+
+
+def flex_bias(position: Tensor | None, query_segments: Tensor, key_segments: Tensor,
+              causal: bool) -> FlexBias:
+    """:class:`FlexBias` with the visibility of :func:`visibility` (same segment;
+    ``causal``: no later key), made once per stack and batch and shared by its layers."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    def visible(b, h, q, k):
+        seen = query_segments[b, q] == key_segments[b, k]
+        return seen & (k <= q) if causal else seen
+
+    rows, lq = query_segments.shape
+    mask = create_block_mask(visible, rows, None, lq, key_segments.shape[1],
+                             device=query_segments.device)
+    return FlexBias(position, mask)
+
+
+@functools.cache
+def _flex_kernel(device_type: str) -> Callable:
+    """FlexAttention, compiled on GPUs (its fused kernel; eager it is a slow reference);
+    eager elsewhere (its CPU backward does not exist, but its forward checks the math)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False) if device_type == "cuda" else flex_attention
+
+
+def flex_attend(q: Tensor, k: Tensor, v: Tensor, bias: FlexBias) -> Tensor:
+    """``softmax(q k^T + position, hidden keys excluded) v`` through FlexAttention."""
+    position = None if bias.position is None else bias.position.to(q.dtype)
+    score_mod = None
+    if position is not None:
+        def score_mod(score, b, h, qi, ki):
+            return score + position[0, h, qi, ki]
+    if torch.compiler.is_compiling():  # inside a compiled model: traced into its graph
+        from torch.nn.attention.flex_attention import flex_attention as kernel
+    else:
+        kernel = _flex_kernel(q.device.type)
+    return kernel(q, k, v, score_mod=score_mod, block_mask=bias.block_mask, scale=1.0)
+
+
 def bias_as(bias: Tensor | None, dtype: torch.dtype) -> Tensor | None:
     """``bias`` in ``dtype``, clamped so :data:`MASK_VALUE` stays finite (float16)."""
-    if bias is None or bias.dtype == dtype:
+    if bias is None or isinstance(bias, FlexBias) or bias.dtype == dtype:
         return bias
     return bias.clamp(min=torch.finfo(dtype).min).to(dtype)
 
@@ -537,6 +587,11 @@ class Attention(nn.Module):
             # training on CPU: 1.10x (compiled) / 1.12x (eager) per step.
             v = v * self.dropout.keep_mask((v.shape[0], v.shape[1], 1, v.shape[2]), v).mT
         elementwise_dropout = self.dropout.active and not self.dropout.broadcast
+        if isinstance(bias, FlexBias):
+            if elementwise_dropout:
+                raise ValueError("FlexAttention takes the paper's broadcast attention dropout "
+                                 "(dropout_broadcast=true) or none, not element-wise dropout")
+            return flex_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, -1)
         # one query row (a decoding step): two small batched matmuls beat the fused
         # kernel's setup cost (measured 1.6-2.3x on CPU, e.g. 1.5 vs 2.4 ms for 32 rows x
         # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory

@@ -1,0 +1,91 @@
+"""Training attention through FlexAttention (``EncDecModel.flex_attention``) computes the
+dense path's function: the position bias added in a ``score_mod``, segment and causal
+masks as a block mask. On CPU the forward is checked (FlexAttention has no CPU backward);
+the gradients on a GPU (skipped without one; run by benchmarks/gpu_check.sh)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_encdec import random_examples, tensors  # noqa: E402
+
+from t5k_builtin.configs import EncDecConfig
+from t5k_builtin.model.encdec import EncDecModel
+from t5k_builtin.model.features import encdec_features
+
+pytest.importorskip("torch.nn.attention.flex_attention")
+
+
+def _model_and_batch(pack: bool, dropout: float = 0.0, broadcast: bool = True, seed: int = 0):
+    torch.manual_seed(seed)
+    cfg = EncDecConfig(num_layers=2, d_model=32, d_ff=64, d_kv=8, num_heads=4,
+                       dropout_rate=dropout, dropout_broadcast=broadcast)
+    model = EncDecModel(cfg, 256).train()
+    with torch.no_grad():  # (built bare, the tables are zero) a bias large enough to matter
+        for stack in (model.encoder, model.decoder):
+            stack.relative_attention_bias.weight.normal_(0.0, 2.0)
+    rng = np.random.default_rng(seed)
+    feats = tensors(encdec_features(random_examples(rng, 6, 20, 6, 256), 32, 16, pack=pack))
+    return model, feats
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_flex_forward_equals_the_dense_path_on_cpu(pack):
+    model, batch = _model_and_batch(pack)
+    if pack:
+        assert int(batch["encoder_segment_ids"].max()) > 1  # several segments per row
+    else:
+        assert (batch["encoder_segment_ids"] == 0).any()  # padding to hide
+    with torch.no_grad():
+        dense = model(batch)
+        model.flex_attention = True
+        flex = model(batch)
+    torch.testing.assert_close(flex.logits, dense.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(flex.loss_sum, dense.loss_sum, rtol=1e-5, atol=1e-5)
+
+
+def test_flex_is_for_training_only_and_refuses_elementwise_dropout():
+    from t5k_builtin.model import layers
+
+    model, batch = _model_and_batch(pack=False, dropout=0.1, broadcast=False)
+    model.flex_attention = True
+    with pytest.raises(ValueError, match="element-wise dropout"):
+        model(batch)
+    calls = []
+    real = layers.flex_attend
+    layers.flex_attend = lambda *a: calls.append(1) or real(*a)
+    try:
+        with torch.no_grad():
+            model.eval()(batch)  # evaluation keeps the dense path
+    finally:
+        layers.flex_attend = real
+    assert calls == []
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_flex_gradients_equal_the_dense_path_on_cuda(pack):
+    """Every parameter's gradient (the relative-position tables' included: FlexAttention
+    differentiates through the captured position bias) matches the dense path's, with the
+    paper's broadcast dropout drawn from the same seed."""
+    model, batch = _model_and_batch(pack, dropout=0.1)
+    model.cuda()
+    batch = {k: v.cuda() for k, v in batch.items()}
+    grads = {}
+    tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
+    try:  # fp32 products on both paths (a cuda backend test may have left TF32 on)
+        for flex in (False, True):
+            model.flex_attention = flex
+            model.zero_grad(set_to_none=True)
+            torch.manual_seed(5)
+            out = model(batch)
+            (out.loss_sum / out.num_tokens).backward()
+            grads[flex] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    tables = [n for n in grads[True] if "relative_attention_bias" in n]
+    assert tables and all(grads[True][n].abs().sum() > 0 for n in tables)
+    for name, dense in grads[False].items():
+        torch.testing.assert_close(grads[True][name], dense, rtol=2e-4, atol=2e-5,
+                                   msg=lambda m, name=name: f"{name}: {m}")
