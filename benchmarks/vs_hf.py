@@ -26,12 +26,19 @@ the warm-up iteration compiles): our best settings against transformers as users
 it. ``--device cuda`` (GPU mode) defaults to T5-base pre-training shapes (128 x 512/114)
 in bf16 and adds model FLOP utilisation: model FLOPs (weight matmuls plus attention
 products, x3 for training) per second over the GPU's datasheet dense peak
-(``NOMINAL_PEAK``).
+(``NOMINAL_PEAK``). ``--train-only`` skips decoding (the GPU target is the training step);
+``--compile-mode`` passes a ``torch.compile`` mode (e.g. ``max-autotune-no-cudagraphs``);
+``--sdpa-backend`` restricts our training attention to one fused kernel (diagnostics: which
+of PyTorch's kernels serves T5's biased attention fastest on this GPU);
+``--flex-attention`` trains ours through FlexAttention (``EncDecModel.flex_attention``;
+CUDA, with ``--compile``).
+The timing process reports its training figures on stderr as soon as they are measured.
 
     python benchmarks/vs_hf.py                          # tiny and small, CPU, fp32
     python benchmarks/vs_hf.py --compile                # our best CPU settings
     python benchmarks/vs_hf.py --configs tiny --steps 5 --json vs_hf.json
     python benchmarks/vs_hf.py --device cuda --compile  # T5-base MFU in bf16 (< 5 min)
+    python benchmarks/vs_hf.py --device cuda --compile --train-only
     python benchmarks/vs_hf.py --quick                  # one step, tiny shapes (tests)
 
 transformers is a test-only dependency (``pip install -e ".[test]"``).
@@ -125,8 +132,20 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def sdpa_context(backend: str | None):
+    """``F.scaled_dot_product_attention`` restricted to ``backend`` (``SDPBackend`` name,
+    lower case), or left to PyTorch's choice."""
+    import contextlib
+
+    if not backend:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, backend.upper())])
+
+
 def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
-                precision: str = "fp32"):
+                precision: str = "fp32", sdpa_backend: str | None = None):
     """Closures doing one forward (under ``precision``'s autocast) + mean token loss +
     backward + AdamW step each: the fused AdamW, for both (transformers' ``Trainer``
     default optimizer, ``adamw_torch_fused``, on torch >= 2.8; on CPU 5x faster than the
@@ -141,9 +160,10 @@ def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
         opt = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
 
         def ours_step():
-            with autocast(device, precision):
-                out = ours(batch, return_logits=False)
-            (out.loss_sum / out.num_tokens).backward()
+            with sdpa_context(sdpa_backend):
+                with autocast(device, precision):
+                    out = ours(batch, return_logits=False)
+                (out.loss_sum / out.num_tokens).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         steps["ours"] = ours_step
@@ -279,6 +299,11 @@ def compiled_decoding(args) -> bool:
     return args.compile and args.device == "cpu"
 
 
+def compile_options(args) -> dict:
+    """``nn.Module.compile`` keywords: the ``--compile-mode`` if one was given."""
+    return {"mode": args.compile_mode} if args.compile_mode else {}
+
+
 def same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
     from decode_vs_hf import _same
 
@@ -298,9 +323,10 @@ def time_worker(args, spec: dict) -> dict:
     rows, li, lt = spec["train"]
     ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout,
                                                        broadcast=not args.elementwise_dropout))
+    ours.flex_attention = args.flex_attention
     if args.compile:
-        ours.compile()
-    steps = train_steps(ours, hf, spec["train"], device, args.precision)
+        ours.compile(**compile_options(args))
+    steps = train_steps(ours, hf, spec["train"], device, args.precision, args.sdpa_backend)
     secs, _ = alternate(steps, args.steps, warmup, sync)
     result: dict = {impl: {} for impl in ("ours", "hf")}
     train_flops = 3 * rows * (li * per_in + lt * per_tgt)
@@ -312,7 +338,15 @@ def time_worker(args, spec: dict) -> dict:
                             train_model_flops_per_s=model_flops / s)
         if nominal:
             result[impl]["train_mfu"] = model_flops / s / nominal
+    print("training: " + "; ".join(
+        f"{impl} {r['train_tokens_per_s']:.4g} tokens/s"
+        + (f", MFU {r['train_mfu']:.1%}" if "train_mfu" in r else "")
+        for impl, r in result.items()), file=sys.stderr, flush=True)
+    out = {"matmul_flops_per_s": peak, "matmul_size": matmul_size,
+           "nominal_peak_flops_per_s": nominal}
     del ours, hf, steps
+    if args.train_only:
+        return {**out, **result}
     ours, hf = build_pair(spec["dims"], VOCAB, seed=2, eos_scale=None)
     ours, hf = ours.to(device).eval(), hf.to(device).eval()
     drows, dlen, new = spec["decode"]
@@ -327,8 +361,7 @@ def time_worker(args, spec: dict) -> dict:
                                  f"{mode}_flops_per_s": work / s,
                                  f"{mode}_matmul_fraction": work / s / peak})
         matches[f"{mode}_ids_match"] = same_ids(outs["ours", mode], outs["hf", mode])
-    return {"matmul_flops_per_s": peak, "matmul_size": matmul_size,
-            "nominal_peak_flops_per_s": nominal, **matches, **result}
+    return {**out, **matches, **result}
 
 
 def memory_worker(args, spec: dict, impl: str) -> dict:
@@ -344,6 +377,7 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     torch.manual_seed(0)
     if impl == "ours":
         model = ours_model(spec["dims"], args.dropout, not args.elementwise_dropout)
+        model.flex_attention = args.flex_attention
         pair = (model, None)
     else:
         model = transformers.T5ForConditionalGeneration(hf_config(spec["dims"], args.dropout))
@@ -351,14 +385,15 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     model.to(device).train()
     zero_eos(model)  # every row decodes all new tokens, as in the timing process
     if args.compile and impl == "ours":
-        model.compile()
-    steps = train_steps(*pair, spec["train"], device, args.precision)
+        model.compile(**compile_options(args))
+    steps = train_steps(*pair, spec["train"], device, args.precision, args.sdpa_backend)
     for _ in range(args.steps):
         steps[impl]()
     model.eval()
-    for fn in decode_fns(*pair, spec["decode"], device, args.precision,
-                         compiled_decoding(args)).values():
-        fn()
+    if not args.train_only:
+        for fn in decode_fns(*pair, spec["decode"], device, args.precision,
+                             compiled_decoding(args)).values():
+            fn()
     sync()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "rss_after_imports_mb": base}
@@ -380,7 +415,11 @@ def run_child(args, *extra: str) -> dict:
            "--steps", str(args.steps), "--dropout", str(args.dropout),
            "--threads", str(args.threads), "--precision", args.precision, *extra]
     cmd += (["--quick"] * args.quick + ["--compile"] * args.compile
-            + ["--elementwise-dropout"] * args.elementwise_dropout)
+            + ["--elementwise-dropout"] * args.elementwise_dropout
+            + ["--train-only"] * args.train_only
+            + ["--compile-mode", args.compile_mode] * bool(args.compile_mode)
+            + ["--sdpa-backend", args.sdpa_backend] * bool(args.sdpa_backend)
+            + ["--flex-attention"] * args.flex_attention)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
 
 
@@ -410,7 +449,9 @@ def measure(args, name: str) -> dict:
             "train_shape": dict(zip(("rows", "inputs", "targets"), spec["train"], strict=True)),
             "decode_shape": dict(zip(("rows", "inputs", "new_tokens"), spec["decode"], strict=True)),
             "beams": BEAMS, "precision": args.precision, "ours_compiled": args.compile,
-            **timed, "ratio_ours_over_hf": ratio}
+            "compile_mode": args.compile_mode, "sdpa_backend": args.sdpa_backend,
+            "flex_attention": args.flex_attention, **timed,
+            "ratio_ours_over_hf": ratio}
 
 
 def print_table(results: list[dict]) -> None:
@@ -422,9 +463,10 @@ def print_table(results: list[dict]) -> None:
                 continue
             print(f"{r['config']:7} {k:24} {r['ours'][k]:12.4g} {r['hf'][k]:13.4g} "
                   f"{r['ratio_ours_over_hf'][k]:6.2f}x")
-        print(f"{r['config']:7} {r['precision']} matmul FLOP/s {r['matmul_flops_per_s']:.3g}; "
-              f"greedy ids match: {r['greedy_ids_match']}; "
-              f"beam-4 ids match: {r['beam4_ids_match']}")
+        print(f"{r['config']:7} {r['precision']} matmul FLOP/s {r['matmul_flops_per_s']:.3g}"
+              + ("" if "greedy_ids_match" not in r else
+                 f"; greedy ids match: {r['greedy_ids_match']}; "
+                 f"beam-4 ids match: {r['beam4_ids_match']}"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -441,6 +483,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile our model for training and (CPU) decoding (our best "
                     "settings)")
+    ap.add_argument("--compile-mode", default=None,
+                    choices=("default", "reduce-overhead", "max-autotune",
+                             "max-autotune-no-cudagraphs"),
+                    help="torch.compile mode for --compile (default: torch's default)")
+    ap.add_argument("--sdpa-backend", default=None,
+                    choices=("efficient_attention", "cudnn_attention", "flash_attention", "math"),
+                    help="restrict our training attention to this fused kernel (default: "
+                    "PyTorch's choice)")
+    ap.add_argument("--flex-attention", action="store_true",
+                    help="train ours through FlexAttention (CUDA, with --compile)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="measure training only, no decoding (the GPU mode's target)")
     ap.add_argument("--steps", type=int, default=5, help="timed iterations per measurement")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--quick", action="store_true",
@@ -451,6 +505,11 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.quick:
         args.steps = 1
+    if args.compile_mode and not args.compile:
+        ap.error("--compile-mode needs --compile")
+    if args.flex_attention and not (args.device == "cuda" and args.compile):
+        ap.error("--flex-attention needs --device cuda and --compile (FlexAttention has no "
+                 "CPU backward, and runs as a slow reference uncompiled)")
     if args.precision is None:
         args.precision = "bf16" if args.device == "cuda" else "fp32"
     if args.configs is None:
@@ -481,6 +540,7 @@ def main(argv: list[str] | None = None) -> None:
               "transformers": version("transformers"), "threads": torch.get_num_threads(),
               "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
               "precision": args.precision, "ours_compiled": args.compile,
+              "compile_mode": args.compile_mode, "train_only": args.train_only,
               "ours_dropout": "element-wise" if args.elementwise_dropout else "broadcast",
               "optimizer": "torch.optim.AdamW(lr=1e-4, fused=True)", "configs": results}
     if args.device == "cuda":

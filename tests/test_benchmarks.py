@@ -7,13 +7,16 @@ between t5kernel and transformers (same weights) fail here.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -176,3 +179,89 @@ def test_step_profile_counts_compiled_decodings_gemms_as_matmuls(tmp_path):
     weights = cfg["ours"]["categories"]["weight_matmuls"]
     assert weights["share_without_flops"] > 0  # the wrapper's aoti_torch_cpu_mm_out calls
     assert not [name for name, _ in cfg["ours"]["top_other"] if "_mm_out" in name]
+
+
+def test_step_profile_splits_gpu_kernels_by_the_op_that_launched_them():
+    """The GPU split (synthetic profiler events, as torch.profiler links them): kernels in
+    their launching op's category, unclaimed kernel time and GPU idle time in ``other``,
+    a range's device-side span (a user annotation) not counted over its kernels."""
+    module = _load_module(PROFILE_SCRIPT)
+    cpu, gpu = torch.autograd.DeviceType.CPU, torch.autograd.DeviceType.CUDA
+    Kernel = collections.namedtuple("Kernel", "name device duration")  # durations in us
+
+    class Event:
+        def __init__(self, name, device=cpu, kernels=(), parent=None, shapes=None, us=0,
+                     span=False):
+            self.name, self.device_type, self.kernels = name, device, list(kernels)
+            self.is_user_annotation = span
+            self.cpu_parent, self.input_shapes = parent, shapes
+            self.time_range = types.SimpleNamespace(elapsed_us=lambda: us)
+
+    step = Event("Optimizer.step#AdamW.step")
+    events = [
+        Event("aten::mm", kernels=[Kernel("sm90_gemm", 0, 300)], shapes=[[64, 32], [32, 16]]),
+        Event("aten::bmm", kernels=[Kernel("sm90_gemm", 0, 100)], shapes=[[2, 8, 4], [2, 4, 8]]),
+        Event("aten::_efficient_attention_backward", kernels=[Kernel("fmha_bwd", 0, 200)]),
+        Event("aten::_fused_adamw_", kernels=[Kernel("multi_tensor_apply", 0, 50)], parent=step),
+        Event("aten::add", kernels=[Kernel("elementwise", 0, 40)]),
+        Event("sm90_gemm", gpu, us=400), Event("fmha_bwd", gpu, us=200),
+        Event("multi_tensor_apply", gpu, us=50), Event("elementwise", gpu, us=40),
+        Event("triton_poi_fused_add_0", gpu, us=60),  # launched by no op: inductor's
+        # inductor's range around its graph, and the range's span on the GPU
+        Event("## Call CompiledFxGraph abc ##", kernels=[Kernel("## Call CompiledFxGraph abc ##",
+                                                                0, 700)]),
+        Event("## Call CompiledFxGraph abc ##", gpu, us=700, span=True),
+    ]
+    parts = module.split_kernels(events, wall=0.001)
+    secs = parts["seconds"]
+    assert secs["weight_matmuls"] == pytest.approx(300e-6)
+    assert secs["attention_products"] == pytest.approx(300e-6)
+    assert secs["optimizer"] == pytest.approx(50e-6)
+    other = dict(parts["top_other"])
+    assert other["triton_poi_fused_add_0"] == pytest.approx(60e-6)
+    assert other["elementwise"] == pytest.approx(40e-6)
+    assert other[module.GPU_IDLE] == pytest.approx(1000e-6 - 750e-6)
+    assert secs["other"] == pytest.approx(60e-6 + 40e-6 + 250e-6)
+    assert sum(secs.values()) == pytest.approx(0.001)  # wall = kernels + idle
+    assert parts["flops"]["weight_matmuls"] == 2 * 64 * 32 * 16
+    assert parts["flops"]["attention_products"] == 2 * 2 * 8 * 4 * 8
+    assert parts["uncounted"]["attention_products"] == pytest.approx(200e-6)  # fused: no FLOPs
+    top = {(kind, name): t for kind, name, t in parts["top_kernels"]}
+    assert top["weight_matmuls", "sm90_gemm"] == pytest.approx(300e-6)
+    assert top["attention_products", "sm90_gemm"] == pytest.approx(100e-6)
+    assert top["other", "triton_poi_fused_add_0"] == pytest.approx(60e-6)
+    assert not any(name.startswith("##") for _, name in top)
+
+
+# ------------------------------------------------------------- attention_kernels.py
+ATTENTION_SCRIPT = ROOT / "benchmarks" / "attention_kernels.py"
+
+
+def test_attention_kernels_quick_run_checks_the_bias_gradient(tmp_path):
+    """On CPU the math kernel is checked against float64 (bias gradient included) and the
+    kernels that do not run there are reported as refused, not left out."""
+    out = tmp_path / "attention.json"
+    proc = _run_script(ATTENTION_SCRIPT, tmp_path, "--device", "cpu", "--quick",
+                       "--kernels", "auto,math,efficient_attention", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {(r["layout"], r["kernel"]): r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {(layout, k) for layout in ("shared", "per-row")
+                         for k in ("auto", "math", "efficient_attention")}
+    for layout in ("shared", "per-row"):
+        math = rows[layout, "math"]
+        assert math["correct"] and set(math["errors"]) == {"out", "dq", "dk", "dv", "dpos"}
+        assert max(math["errors"].values()) < 1e-5  # fp32 on CPU
+        assert math["seconds"] > 0
+        assert rows[layout, "auto"]["chosen"] == "math"
+        assert "error" in rows[layout, "efficient_attention"]  # a CUDA kernel
+
+
+def test_attention_kernels_flags_a_wrong_bias_gradient():
+    module = _load_module(ATTENTION_SCRIPT)
+
+    def no_bias_gradient(t):  # attends with the bias, but lets no gradient reach it
+        return torch.softmax(t["q"] @ t["k"].mT + module.bias_of(t).detach(), -1) @ t["v"]
+    errors = module.check(no_bias_gradient, module.QUICK_SHAPE, "per-row",
+                          torch.device("cpu"), torch.float32)
+    assert errors["out"] < 1e-5 and errors["dq"] < 1e-5
+    assert errors["dpos"] == float("inf")  # no gradient at all: flagged, not skipped
