@@ -16,6 +16,7 @@
 #            kernel time goes (matmuls, attention, optimizer, other kernels, GPU idle)
 #   flex     the train stage with our attention through FlexAttention
 #            (EncDecModel.flex_attention, experimental)
+#   flexprofile the profile stage with FlexAttention
 #   decode   benchmarks/vs_hf.py's GPU mode in full: training again, then greedy and
 #            beam-4 decoding
 # JSON results and the log go to $OUT (the device tool's output folder) when it is set.
@@ -27,7 +28,7 @@ PY=${PYTHON:-python3}
 OUT=${OUT:-.}
 export PYTHONUNBUFFERED=1
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(train tests attention profile flex decode)
+[ ${#stages[@]} -eq 0 ] && stages=(train tests attention profile flex flexprofile decode)
 failed=0
 
 stage() {  # stage NAME SECONDS COMMAND...: run COMMAND under a time limit, report
@@ -60,9 +61,12 @@ for s in "${stages[@]}"; do
         --json "$OUT/profile_cuda_train.json" ;;
     flex) stage flex 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
         --train-only --flex-attention --json "$OUT/vs_hf_cuda_train_flex.json" ;;
+    flexprofile) stage flexprofile 240 "$PY" benchmarks/step_profile.py --device cuda \
+        --compile --flex-attention --json "$OUT/profile_cuda_train_flex.json" ;;
     decode) stage decode 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
         --json "$OUT/vs_hf_cuda.json" ;;
-    *) echo "unknown stage '$s'; stages: train tests attention profile flex decode"; exit 2 ;;
+    *) echo "unknown stage '$s'; stages: train tests attention profile flex flexprofile decode"
+       exit 2 ;;
     esac
 done
 exit $failed

@@ -247,6 +247,7 @@ def task_fns(task: str, spec: dict, args) -> dict:
     device = torch.device(args.device)
     if task == "train":
         ours, hf = (m.to(device) for m in vs_hf.train_pair(spec["dims"], args.dropout))
+        ours.flex_attention = args.flex_attention
         if args.compile:
             ours.compile()
         return vs_hf.train_steps(ours, hf, spec["train"], device, args.precision)
@@ -323,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="autocast for both sides (default: fp32 on cpu, bf16 on cuda)")
     ap.add_argument("--task", choices=TASKS, default="train")
     ap.add_argument("--compile", action="store_true", help="our best CPU settings, as in vs_hf.py")
+    ap.add_argument("--flex-attention", action="store_true",
+                    help="train ours through FlexAttention (as vs_hf.py; CUDA, --compile)")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per side (median)")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=None)
@@ -333,6 +336,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("--device cuda: no CUDA device is visible to torch")
     if args.precision is None:
         args.precision = "bf16" if args.device == "cuda" else "fp32"
+    if args.flex_attention and not (args.device == "cuda" and args.compile
+                                    and args.task == "train"):
+        raise SystemExit("--flex-attention is for --device cuda --compile --task train")
     if args.precision == "bf16" and args.device == "cpu":
         raise SystemExit("--precision bf16 is for --device cuda (vs_hf.py measures CPU bf16)")
     names = [n.strip() for n in (args.configs or vs_hf.DEFAULT_CONFIGS[args.device]).split(",")
@@ -356,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         args.json.write_text(json.dumps(
             {"torch": torch.__version__, "threads": torch.get_num_threads(),
              "device": args.device, "precision": args.precision,
+             "flex_attention": args.flex_attention,
              "gpu": torch.cuda.get_device_name(0) if args.device == "cuda" else None,
              "task": args.task, "ours_compiled": args.compile, "steps": args.steps,
              "quick": args.quick, "configs": results}, indent=1))
