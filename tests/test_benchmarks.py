@@ -67,6 +67,29 @@ def test_quick_run_reports_every_metric(tmp_path):
     assert "train_tokens_per_s" in proc.stdout  # the table
 
 
+def test_train_only_run_skips_decoding_and_reports_training_early(tmp_path):
+    out = tmp_path / "vs_hf.json"
+    proc = _run_script(SCRIPT, tmp_path, "--quick", "--configs", "tiny", "--train-only",
+                       "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["train_only"] is True
+    [cfg] = report["configs"]
+    for impl in ("ours", "hf"):
+        assert cfg[impl]["train_tokens_per_s"] > 0 and cfg[impl]["peak_rss_mb"] > 0
+        assert not any(key.startswith(("greedy", "beam4")) for key in cfg[impl]), impl
+    assert "greedy_ids_match" not in cfg
+    assert "training: ours" in proc.stderr  # printed as soon as measured
+
+
+def test_flex_attention_and_compile_mode_need_their_settings():
+    module = _load_module()
+    with pytest.raises(SystemExit):  # FlexAttention has no CPU backward
+        module.main(["--quick", "--compile", "--flex-attention"])
+    with pytest.raises(SystemExit):
+        module.main(["--quick", "--compile-mode", "max-autotune"])
+
+
 def test_unknown_config_is_refused():
     with pytest.raises(SystemExit):
         _load_module().main(["--configs", "huge"])
