@@ -20,6 +20,8 @@
 #   decode   benchmarks/vs_hf.py's GPU mode in full: training again, then greedy and
 #            beam-4 decoding
 # JSON results and the log go to $OUT (the device tool's output folder) when it is set.
+# On an offline GPU machine without our packages, carry the wheels of
+# benchmarks/gpu_wheels.sh and install them first (see there).
 #   bash benchmarks/gpu_check.sh                  (from anywhere; torch with CUDA installed)
 #   bash benchmarks/gpu_check.sh train profile    (some stages)
 set -uo pipefail
