@@ -45,6 +45,31 @@ def test_flex_forward_equals_the_dense_path_on_cpu(pack):
     torch.testing.assert_close(flex.loss_sum, dense.loss_sum, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["encdec_shared", "encdec_half", "lm"])
+def test_flex_in_the_other_architectures(name):
+    """The shared-stack and half-depth encoder-decoders take the same path (forward equal
+    to their dense one); the decoder-only models refuse it instead of ignoring it."""
+    from test_beam import build
+
+    _, model = build(name, seed=2)
+    with torch.no_grad():
+        model.decoder.relative_attention_bias.weight.normal_(0.0, 2.0)
+    _, feats = _model_and_batch(pack=False)
+    batch = dict(feats)
+    if name == "lm":
+        model.train().flex_attention = True
+        with pytest.raises(NotImplementedError, match="encoder-decoder models"):
+            model({"decoder_target_tokens": batch["decoder_target_tokens"]})
+        return
+    batch = {k: v.clamp(max=199) if k.endswith("tokens") else v for k, v in batch.items()}
+    model.train()
+    with torch.no_grad():
+        dense = model(batch)
+        model.flex_attention = True
+        flex = model(batch)
+    torch.testing.assert_close(flex.logits, dense.logits, rtol=1e-5, atol=1e-5)
+
+
 def test_flex_is_for_training_only_and_refuses_elementwise_dropout():
     from t5k_builtin.model import layers
 

@@ -182,6 +182,10 @@ class DecoderOnlyModel(EncDecModel):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: Mapping[str, Tensor], return_logits: bool | None = None):
+        if self._flex():
+            raise NotImplementedError(
+                "flex_attention covers the encoder-decoder models (encdec, encdec_shared, "
+                "encdec_half); lm and prefix_lm train through the dense path")
         targets = batch["decoder_target_tokens"].long()
         seg = batch.get("decoder_segment_ids")
         packed = seg is not None and int(seg.max()) > 1
