@@ -59,21 +59,15 @@ def make_inputs(shape, layout: str, device, dtype, seed: int = 0) -> dict:
     t["pos"] = torch.randn(1, h, n, n, generator=gen).to(device, dtype)
     t["mask"] = t["segments"] = None
     if layout == "per-row":
-        from t5k_builtin.model.layers import mask_bias, visibility
+        from t5k_builtin.model.layers import bias_as, mask_bias, visibility
 
         pad = torch.arange(b) * (n // 4) // max(b - 1, 1)
         segments = (torch.arange(n)[None, :] < (n - pad)[:, None]).long().to(device)
         t["segments"] = segments
-        t["mask"] = bias_cast(mask_bias(visibility(segments, segments, causal=False)), dtype)
+        t["mask"] = bias_as(mask_bias(visibility(segments, segments, causal=False)), dtype)
     for name in ("q", "k", "v", "pos"):
         t[name].requires_grad_(True)
     return t
-
-
-def bias_cast(bias, dtype):
-    from t5k_builtin.model.layers import bias_as
-
-    return bias_as(bias, dtype)
 
 
 def bias_of(t: dict):

@@ -173,32 +173,26 @@ def split_kernels(events, wall: float) -> dict:
     spans = {e.name for e in events if e.device_type == gpu and getattr(e, "is_user_annotation",
                                                                         False)}
     per_kernel: dict[tuple[str, str], float] = {}  # (category, kernel name) -> seconds
-    secs = dict.fromkeys(CATEGORIES, 0.0)
     flops = dict.fromkeys(CATEGORIES, 0)
     uncounted = dict.fromkeys(CATEGORIES, 0.0)
-    other: dict[str, float] = {}
-    claimed: dict[str, float] = {}  # kernel seconds claimed by ops, per kernel name
     for event in events:
-        if event.device_type != cpu or not getattr(event, "kernels", None):
+        if event.device_type != cpu:
             continue
-        kind = category(event)
-        kernels = [kernel for kernel in event.kernels if kernel.name not in spans]
-        for kernel in kernels:
-            claimed[kernel.name] = claimed.get(kernel.name, 0.0) + kernel.duration / 1e6
-            key = (kind, kernel.name)
-            per_kernel[key] = per_kernel.get(key, 0.0) + kernel.duration / 1e6
+        kernels = [k for k in getattr(event, "kernels", ()) if k.name not in spans]
         if not kernels:
             continue
-        ksecs = sum(kernel.duration for kernel in kernels) / 1e6
-        secs[kind] += ksecs
+        kind = category(event)
+        for kernel in kernels:
+            per_kernel[kind, kernel.name] = (per_kernel.get((kind, kernel.name), 0.0)
+                                             + kernel.duration / 1e6)
         if kind in MATMUL_CATEGORIES:
             counted = matmul_flops(event.name, event.input_shapes or [])
             flops[kind] += counted
             if not counted:
-                uncounted[kind] += ksecs
-        elif kind == "other":
-            for kernel in kernels:
-                other[kernel.name] = other.get(kernel.name, 0.0) + kernel.duration / 1e6
+                uncounted[kind] += sum(kernel.duration for kernel in kernels) / 1e6
+    claimed: dict[str, float] = {}  # kernel seconds that ops claimed, per kernel name
+    for (_, name), t in per_kernel.items():
+        claimed[name] = claimed.get(name, 0.0) + t
     busy: dict[str, float] = {}  # all device seconds, per kernel name
     for event in events:
         if event.device_type == gpu and event.name not in spans:
@@ -206,9 +200,11 @@ def split_kernels(events, wall: float) -> dict:
     for name, total in busy.items():
         unclaimed = total - claimed.get(name, 0.0)
         if unclaimed > 1e-9:
-            other[name] = other.get(name, 0.0) + unclaimed
-            secs["other"] += unclaimed
             per_kernel["other", name] = per_kernel.get(("other", name), 0.0) + unclaimed
+    secs = dict.fromkeys(CATEGORIES, 0.0)
+    for (kind, _), t in per_kernel.items():
+        secs[kind] += t
+    other = {name: t for (kind, name), t in per_kernel.items() if kind == "other"}
     other[GPU_IDLE] = max(0.0, wall - sum(busy.values()))
     secs["other"] += other[GPU_IDLE]
     top = sorted(other.items(), key=lambda kv: -kv[1])[:TOP_OTHER]
@@ -247,9 +243,7 @@ def task_fns(task: str, spec: dict, args) -> dict:
     device = torch.device(args.device)
     if task == "train":
         ours, hf = (m.to(device) for m in vs_hf.train_pair(spec["dims"], args.dropout))
-        ours.flex_attention = args.flex_attention
-        if args.compile:
-            ours.compile()
+        vs_hf.prepare_ours(ours, args.compile, args.flex_attention)
         return vs_hf.train_steps(ours, hf, spec["train"], device, args.precision)
     from decode_vs_hf import build_pair
 
@@ -276,8 +270,8 @@ def measure(name: str, args) -> dict:
     warmup = int(args.compile) + (not args.quick)  # compiling takes a step or two
     sync = vs_hf.sync_fn(device)
     secs, _ = vs_hf.alternate(fns, args.steps, warmup, sync)
-    size = 256 if args.quick else (8192 if device.type == "cuda" else 2048)
-    peak = vs_hf.matmul_flops(device, size, sync, precision=args.precision)
+    peak = vs_hf.matmul_flops(device, vs_hf.matmul_size(device, args.quick), sync,
+                              precision=args.precision)
     sides = {impl: side_report(secs[impl], breakdown(fns[impl], device, secs[impl]), peak)
              for impl in fns}
     ours = sides["ours"]["categories"]

@@ -299,9 +299,18 @@ def compiled_decoding(args) -> bool:
     return args.compile and args.device == "cpu"
 
 
-def compile_options(args) -> dict:
-    """``nn.Module.compile`` keywords: the ``--compile-mode`` if one was given."""
-    return {"mode": args.compile_mode} if args.compile_mode else {}
+def prepare_ours(model, compile: bool, flex: bool = False, mode: str | None = None):
+    """Our model with ``--flex-attention`` applied, compiled (in ``mode``, if given) when
+    ``compile``."""
+    model.flex_attention = flex
+    if compile:
+        model.compile(**({"mode": mode} if mode else {}))
+    return model
+
+
+def matmul_size(device: torch.device, quick: bool) -> int:
+    """The side of the square ``mm`` timed as this machine's matmul rate."""
+    return 256 if quick else (8192 if device.type == "cuda" else 2048)
 
 
 def same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -317,15 +326,13 @@ def time_worker(args, spec: dict) -> dict:
     device, sync = torch.device(args.device), sync_fn(torch.device(args.device))
     warmup = 0 if args.quick else 1 + int(args.compile)  # compiling takes a step or two
     per_in, per_tgt = flops(spec["dims"])
-    matmul_size = 256 if args.quick else (8192 if device.type == "cuda" else 2048)
-    peak = matmul_flops(device, matmul_size, sync, precision=args.precision)
+    size = matmul_size(device, args.quick)
+    peak = matmul_flops(device, size, sync, precision=args.precision)
     nominal = nominal_peak(device, args.precision)
     rows, li, lt = spec["train"]
     ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout,
                                                        broadcast=not args.elementwise_dropout))
-    ours.flex_attention = args.flex_attention
-    if args.compile:
-        ours.compile(**compile_options(args))
+    prepare_ours(ours, args.compile, args.flex_attention, args.compile_mode)
     steps = train_steps(ours, hf, spec["train"], device, args.precision, args.sdpa_backend)
     secs, _ = alternate(steps, args.steps, warmup, sync)
     result: dict = {impl: {} for impl in ("ours", "hf")}
@@ -342,7 +349,7 @@ def time_worker(args, spec: dict) -> dict:
         f"{impl} {r['train_tokens_per_s']:.4g} tokens/s"
         + (f", MFU {r['train_mfu']:.1%}" if "train_mfu" in r else "")
         for impl, r in result.items()), file=sys.stderr, flush=True)
-    out = {"matmul_flops_per_s": peak, "matmul_size": matmul_size,
+    out = {"matmul_flops_per_s": peak, "matmul_size": size,
            "nominal_peak_flops_per_s": nominal}
     del ours, hf, steps
     if args.train_only:
@@ -377,15 +384,14 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     torch.manual_seed(0)
     if impl == "ours":
         model = ours_model(spec["dims"], args.dropout, not args.elementwise_dropout)
-        model.flex_attention = args.flex_attention
         pair = (model, None)
     else:
         model = transformers.T5ForConditionalGeneration(hf_config(spec["dims"], args.dropout))
         pair = (None, model)
     model.to(device).train()
     zero_eos(model)  # every row decodes all new tokens, as in the timing process
-    if args.compile and impl == "ours":
-        model.compile(**compile_options(args))
+    if impl == "ours":
+        prepare_ours(model, args.compile, args.flex_attention, args.compile_mode)
     steps = train_steps(*pair, spec["train"], device, args.precision, args.sdpa_backend)
     for _ in range(args.steps):
         steps[impl]()

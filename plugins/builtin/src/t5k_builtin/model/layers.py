@@ -591,12 +591,12 @@ class Attention(nn.Module):
             if elementwise_dropout:
                 raise ValueError("FlexAttention takes the paper's broadcast attention dropout "
                                  "(dropout_broadcast=true) or none, not element-wise dropout")
-            return flex_attend(q, k, v, bias).transpose(1, 2).reshape(b, n, -1)
+            out = flex_attend(q, k, v, bias)
         # one query row (a decoding step): two small batched matmuls beat the fused
         # kernel's setup cost (measured 1.6-2.3x on CPU, e.g. 1.5 vs 2.4 ms for 32 rows x
         # 8 heads x 128 keys); several query rows: the fused kernel (2x less memory
         # traffic; on CUDA with a bias that needs a gradient, the memory-efficient kernel)
-        if elementwise_dropout or not self.use_sdpa or n == 1:
+        elif elementwise_dropout or not self.use_sdpa or n == 1:
             scores = torch.matmul(q, k.transpose(-1, -2))
             if bias is not None:
                 scores = scores + bias
