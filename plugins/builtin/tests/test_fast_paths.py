@@ -557,17 +557,61 @@ def test_attention_dropout_is_the_reference_dropout_on_the_probabilities(
         torch.testing.assert_close(a, b, **tol)
 
 
-def test_broadcast_attention_dropout_trains_through_the_fused_kernel(monkeypatch):
-    """With the paper's dropout on, a training step's attention still goes through
-    ``F.scaled_dot_product_attention`` (the memory-efficient kernel on CUDA); with
-    element-wise dropout it cannot."""
-    calls = []
+def _count_sdpa(monkeypatch) -> list:
+    calls: list = []
     real = F.scaled_dot_product_attention
     monkeypatch.setattr(F, "scaled_dot_product_attention",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_broadcast_attention_dropout_keeps_the_fused_kernel(monkeypatch):
+    """With the paper's dropout on, attention still goes through
+    ``F.scaled_dot_product_attention`` wherever the fused kernel is used (the
+    memory-efficient kernel in CUDA training; here the CPU without autograd, since CPU
+    training takes the explicit path, next test); with element-wise dropout it cannot."""
+    calls = _count_sdpa(monkeypatch)
     for broadcast, expected in ((True, 1), (False, 0)):
         cfg = EncDecConfig(num_layers=1, d_model=16, d_ff=32, d_kv=4, num_heads=2,
                            dropout_rate=0.1, dropout_broadcast=broadcast)
         calls.clear()
-        layers.Attention(cfg).train()(torch.randn(2, 5, 16), None)
+        with torch.no_grad():
+            layers.Attention(cfg).train()(torch.randn(2, 5, 16), None)
         assert len(calls) == expected, broadcast
+
+
+@pytest.mark.parametrize("cross", [False, True])
+def test_cpu_training_attention_is_the_fused_kernels_math(monkeypatch, cross):
+    """On the CPU with autograd recording, attention takes the explicit matmul-softmax
+    path (faster there than torch's fused kernels, see ``layers._cpu_autograd``) and gives
+    SDPA's output and gradients: self-attention with a bias that needs a gradient, and
+    cross-attention with a mask that does not."""
+    cfg = EncDecConfig(num_layers=1, d_model=16, d_ff=32, d_kv=4, num_heads=3,
+                       dropout_rate=0.0)
+    torch.manual_seed(0)
+    att = layers.Attention(cfg).train()
+    x = torch.randn(2, 7, 16, requires_grad=True)
+    if cross:
+        memory = torch.randn(2, 5, 16, requires_grad=True)
+        visible = torch.rand(2, 7, 5) > 0.3
+        visible[..., 0] = True  # every query sees a key
+        bias = layers.mask_bias(visible)
+
+        def forward(x, memory):
+            return att(x, bias, memory)
+        inputs = (x, memory)
+    else:
+        bias = torch.randn(1, 3, 7, 7, requires_grad=True)
+
+        def forward(x, bias):
+            return att(x, bias)
+        inputs = (x, bias)
+    calls = _count_sdpa(monkeypatch)
+    explicit = _output_and_grads(att, forward, *inputs)
+    assert not calls
+    monkeypatch.setattr(layers, "_cpu_autograd", lambda *a: False)
+    fused = _output_and_grads(att, forward, *inputs)
+    assert calls
+    torch.testing.assert_close(explicit[0], fused[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(explicit[1], fused[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
