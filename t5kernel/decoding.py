@@ -260,6 +260,57 @@ def greedy_search(
 
 
 # ------------------------------------------------------------------------ beam search
+#: vocabulary entries per block of :func:`row_topk` (it needs a divisor of the vocabulary)
+TOPK_BLOCK = 128
+#: elements (rows x vocabulary) from which :func:`row_topk` takes the blocked path
+TOPK_BLOCKED_MIN = 1 << 17
+
+
+def row_topk(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """``torch.topk(x, n)`` over the rows of 2-D ``x``: the same values, largest first, and
+    their indices (which of several equal values is taken is unspecified, as in torch).
+
+    Why: torch's CPU ``topk`` over 32k-wide rows is ~10x slower than a vectorised ``amax``
+    over them. Here the vocabulary is cut into blocks of :data:`TOPK_BLOCK`: each block's
+    maximum (``amax``), the ``n`` blocks with the largest maxima, then a ``topk`` over
+    those blocks' entries alone. That is exact: a block holding one of the ``n`` largest
+    values has a maximum at least that large, and at most ``n`` blocks can have one
+    larger than the ``n``-th largest value; a block whose maximum ties it holds a value
+    just as large. NaN ranks largest in both ``amax`` and ``topk``. Other devices, small
+    inputs and vocabularies the block does not divide take ``torch.topk`` itself.
+    """
+    rows, vocab = x.shape
+    per_block = TOPK_BLOCK
+    if (x.device.type != "cpu" or x.numel() < TOPK_BLOCKED_MIN or vocab % per_block
+            or n * per_block >= vocab):
+        return torch.topk(x, n)
+    num_blocks = vocab // per_block
+    blocks = x.contiguous().view(rows * num_blocks, per_block)
+    best = torch.topk(blocks.view(rows, num_blocks, per_block).amax(-1), n).indices
+    first = torch.arange(rows, device=x.device)[:, None] * num_blocks
+    entries = blocks.index_select(0, (best + first).view(-1)).view(rows, n * per_block)
+    values, where = torch.topk(entries, n)
+    return values, torch.take_along_dim(best, where // per_block, 1) * per_block + where % per_block
+
+
+def beam_candidates(logp: Tensor, alive_lp: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The ``n`` best continuations of each example's beams: ``torch.topk`` over
+    ``logp[b, k, V] + alive_lp[b, k, None]`` flattened to ``[b, k * V]``, as values and
+    flat indices ``beam * V + token``.
+
+    The best ``n`` of an example are among the best ``n`` of each beam, and adding the
+    beam's score is monotonic, so each beam's row is cut to its ``n`` best log-probs
+    (:func:`row_topk`) before the scores are added: the same sums, bit for bit, without
+    a ``[b, k * V]`` temporary (beam-4 at tiny: 12-15 ms -> ~2.5 ms per step on CPU).
+    """
+    b, k, vocab = logp.shape
+    values, tokens = row_topk(logp.reshape(b * k, vocab), min(n, vocab))
+    width = values.shape[-1]
+    scores = (values.view(b, k, width) + alive_lp[:, :, None]).view(b, k * width)
+    top, pick = torch.topk(scores, n)
+    return top, torch.take_along_dim(tokens.view(b, k * width), pick, 1) + (pick // width) * vocab
+
+
 def beam_search(
     decoder: IncrementalDecoder,
     batch_size: int,
@@ -299,8 +350,7 @@ def beam_search(
             column = torch.zeros(1, dtype=torch.long, device=logp.device)  # i, on the device
         b, vocab, device = state.live.numel(), logp.shape[-1], logp.device
         state.steps = i + 1
-        cand = (logp.view(b, k, vocab) + state.alive_lp[:, :, None]).view(b, k * vocab)
-        top_lp, top_idx = torch.topk(cand, 2 * k)
+        top_lp, top_idx = beam_candidates(logp.view(b, k, vocab), state.alive_lp, 2 * k)
         src = top_idx // vocab  # [b, 2K] source beam
         tok = top_idx % vocab
         top_seq = torch.take_along_dim(state.seq, src[:, :, None], dim=1)

@@ -364,3 +364,66 @@ def test_row_major_copies_column_major_logits(rows, vocab, block, column_major, 
     else:
         assert out is logits
     assert torch.equal(decoding.log_probs(logits), torch.log_softmax(values, -1))
+
+
+# ------------------------------------------------------------------------------ top-k
+def _assert_same_topk(x: torch.Tensor, got: tuple, want: tuple) -> None:
+    """Equal values (NaN where torch has NaN), and indices that are distinct per row and
+    point at those values: which of several equal values is taken is unspecified."""
+    exact = dict(rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(got[0], want[0], **exact)
+    torch.testing.assert_close(x.gather(-1, got[1]), got[0], **exact)
+    assert all(len(set(row)) == len(row) for row in got[1].tolist())
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 6), blocks=st.integers(2, 9), n=st.integers(1, 5),
+       seed=st.integers(0, 2**31 - 1), tied=st.booleans(),
+       specials=st.lists(st.tuples(st.integers(0, 10**6), _SPECIAL), max_size=12))
+def test_row_topk_is_torch_topk(rows, blocks, n, seed, tied, specials):
+    """The blocked top-k gives torch's values, sorted, for ties, +-inf and NaN (ranked
+    largest); with distinct values the indices too."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 3, (rows, 4 * blocks), generator=gen).float() if tied else \
+        torch.randn(rows, 4 * blocks, generator=gen)
+    for where, value in specials:
+        x.view(-1)[where % x.numel()] = value
+    with mock.patch.object(decoding, "TOPK_BLOCK", 4), \
+            mock.patch.object(decoding, "TOPK_BLOCKED_MIN", 1):
+        got = decoding.row_topk(x, n)
+    want = torch.topk(x, n)
+    _assert_same_topk(x, got, want)
+    if not tied and not specials:
+        assert torch.equal(got[1], want[1])
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.integers(1, 4), beams=st.integers(1, 4), blocks=st.integers(2, 9),
+       seed=st.integers(0, 2**31 - 1), tied=st.booleans())
+def test_beam_candidates_are_the_top_of_all_beams(batch, beams, blocks, seed, tied):
+    """Each beam cut to its best before the beam scores are added: the values (bit for
+    bit) and, without ties, the indices of one top-k over every beam's continuations."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, beams, 4 * blocks)
+    logp = (torch.randint(-3, 0, shape, generator=gen).float() if tied
+            else torch.randn(shape, generator=gen).log_softmax(-1))
+    alive = torch.randn(batch, beams, generator=gen)
+    alive[:, 1:] -= 1e9 * (seed % 2)  # the first step's lone live beam
+    flat = (logp + alive[:, :, None]).view(batch, -1)
+    n = min(2 * beams, flat.shape[-1])
+    with mock.patch.object(decoding, "TOPK_BLOCK", 4), \
+            mock.patch.object(decoding, "TOPK_BLOCKED_MIN", 1):
+        got = decoding.beam_candidates(logp, alive, n)
+    want = torch.topk(flat, n)
+    _assert_same_topk(flat, got, want)
+    if not tied:
+        assert torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("shape", [(128, 32128), (32, 32128), (8, 1000)])
+def test_row_topk_at_model_shapes(shape):
+    """Real vocabulary sizes (the last not a multiple of the block: plain topk)."""
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    x[:, -28:] = float("-inf")  # padded vocabulary columns
+    got, want = decoding.row_topk(x, 8), torch.topk(x, 8)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
