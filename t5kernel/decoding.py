@@ -171,6 +171,14 @@ class EnsembleDecoder:
 
 
 # ----------------------------------------------------------------------------- greedy
+def _blockable(x: Tensor, block: int, minimum: int) -> bool:
+    """Whether ``[rows, vocab]`` ``x`` takes a blocked vocabulary reduction (:func:`argmax`,
+    :func:`row_topk`): on the CPU, at least ``minimum`` elements, ``block`` divides the
+    vocabulary."""
+    return (x.device.type == "cpu" and x.dim() == 2 and x.numel() >= minimum
+            and x.shape[1] % block == 0)
+
+
 #: vocabulary entries per block of :func:`argmax` (it needs a divisor of the vocabulary)
 ARGMAX_BLOCK = 128
 #: logits (rows x vocabulary) from which :func:`argmax` takes the blocked path
@@ -190,8 +198,7 @@ def argmax(logits: Tensor) -> Tensor:
     that one block gives the index. Other devices, small logits and vocabularies that the
     block does not divide take ``argmax`` itself.
     """
-    if (logits.device.type != "cpu" or logits.dim() != 2
-            or logits.numel() < ARGMAX_BLOCKED_MIN or logits.shape[1] % ARGMAX_BLOCK):
+    if not _blockable(logits, ARGMAX_BLOCK, ARGMAX_BLOCKED_MIN):
         return logits.argmax(-1)
     rows, vocab = logits.shape
     each_row = torch.arange(rows)
@@ -281,8 +288,7 @@ def row_topk(x: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """
     rows, vocab = x.shape
     per_block = TOPK_BLOCK
-    if (x.device.type != "cpu" or x.numel() < TOPK_BLOCKED_MIN or vocab % per_block
-            or n * per_block >= vocab):
+    if not _blockable(x, per_block, TOPK_BLOCKED_MIN) or n * per_block >= vocab:
         return torch.topk(x, n)
     num_blocks = vocab // per_block
     blocks = x.contiguous().view(rows * num_blocks, per_block)

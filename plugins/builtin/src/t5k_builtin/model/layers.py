@@ -532,8 +532,8 @@ class Attention(nn.Module):
         self.o = Linear(inner, cfg.d_model, bias=False)
         self.dropout = Dropout(cfg.dropout_rate, cfg.dropout_broadcast)
         #: use torch's fused attention (same math: float bias as attn_mask, scale 1.0)
-        #: unless element-wise attention dropout is active; False forces the explicit
-        #: matmul path
+        #: unless element-wise attention dropout is active or autograd records on the CPU
+        #: (:func:`_cpu_autograd`); False forces the explicit matmul path
         self.use_sdpa = True
         if has_relative_bias:
             self.relative_attention_bias = RelativePositionBias(
