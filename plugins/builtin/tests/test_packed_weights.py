@@ -1,6 +1,6 @@
-"""Decoding steps on MKL-packed weights (layers.PackedWeights): the same products as
-``F.linear`` up to float rounding, the same ids as unpacked decoding for every
-architecture, packs that follow weight changes and never travel with copies."""
+"""Decoding steps on packed weights (layers.PackedWeights, MKL's or oneDNN's packs):
+the same products as ``F.linear`` up to float rounding, the same ids as unpacked decoding
+for every architecture, packs that follow weight changes and never travel with copies."""
 
 from __future__ import annotations
 
@@ -9,29 +9,77 @@ import pickle
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from t5k_builtin.model import layers
 
 pytestmark = pytest.mark.skipif(
-    not layers.mkl_packing_available(), reason="this torch has no MKL packed GEMM")
+    not layers.pack_kernels_available(), reason="this torch has no packed GEMM")
 
 from test_beam import build, prompts  # noqa: E402
 
+KERNELS = [pytest.param(k, marks=pytest.mark.skipif(
+    k not in layers.pack_kernels_available(), reason=f"this torch has no {k} packs"))
+    for k in layers.PACK_KERNELS]
 
-def _close(a, b):
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+def _close(out, x, weight):
+    """``out`` is ``x @ weight^T`` up to the rounding of some order of summation: within
+    ``K * u * (|x| @ |weight|^T)`` of the exact product (``u``: ``out``'s unit roundoff,
+    the fp32 accumulator's for bf16 inputs plus bf16's rounding of the result)."""
+    exact = x.double() @ weight.double().t()
+    scale = x.double().abs() @ weight.double().abs().t()
+    bound = x.shape[1] * torch.finfo(torch.float32).eps * scale
+    if out.dtype == torch.bfloat16:
+        bound = bound + torch.finfo(torch.bfloat16).eps * exact.abs()
+    assert out.shape == exact.shape
+    assert ((out.double() - exact).abs() <= bound).all(), (out.double() - exact).abs().max()
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("rows,d_in,d_out", [(4, 32, 48), (32, 512, 512), (129, 64, 2048),
                                              (256, 96, 40)])
-def test_packed_product_equals_f_linear(rows, d_in, d_out):
+def test_packed_product_equals_f_linear(kernel, rows, d_in, d_out):
     torch.manual_seed(rows)
     weight, x = torch.randn(d_out, d_in), torch.randn(rows, d_in)
-    packs = layers.PackedWeights()
+    packs = layers.PackedWeights(kernel)
     out = packs.linear(x, weight)
-    assert out.shape == (rows, d_out) and out.is_contiguous()
-    _close(out, F.linear(x, weight))
+    assert out.shape == (rows, d_out) and out.is_contiguous() and out.dtype == torch.float32
+    assert packs.packed(weight, rows)[0] == kernel
+    _close(out, x, weight)
+    # the same check fails for a wrong product (the bound is not vacuous)
+    with pytest.raises(AssertionError):
+        _close(out, x, weight + 1e-2 * torch.randn_like(weight))
+
+
+def test_auto_takes_an_available_kernel_and_remembers_it():
+    torch.manual_seed(3)
+    weight, x = torch.randn(64, 48), torch.randn(16, 48)
+    packs = layers.PackedWeights()
+    _close(packs.linear(x, weight), x, weight)
+    chosen = packs.packed(weight, 16)[0]
+    assert chosen in layers.pack_kernels_available()
+    assert chosen == layers.fastest_pack_kernel(64, 48, 16, torch.get_num_threads())
+
+
+def test_unknown_kernel_is_refused_with_the_allowed_ones():
+    with pytest.raises(ValueError, match="'fast'.*'auto', 'mkl', 'onednn'"):
+        layers.PackedWeights("fast")
+
+
+@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
+def test_bf16_products_pack_through_onednn(weight_dtype):
+    """A bf16 product -- of bf16 weights, or autocast's of fp32 weights cast to bf16 --
+    runs on a oneDNN pack of the bf16 weight, in whatever mode the packs were made."""
+    torch.manual_seed(4)
+    weight = torch.randn(384, 256).to(weight_dtype)
+    x = torch.randn(32, 256).bfloat16()
+    for kernel in ("auto", *layers.pack_kernels_available()):
+        packs = layers.PackedWeights(kernel)
+        out = packs.linear(x, weight)
+        assert out.dtype == torch.bfloat16 and packs.packed(weight, 32, torch.bfloat16)[0] == "onednn"
+        _close(out, x, weight.bfloat16())
+    assert packs.linear(x.float(), weight.bfloat16()) is None  # no fp32 product of bf16
 
 
 def test_rows_outside_the_packed_range_are_not_packed():
@@ -48,21 +96,23 @@ def test_rows_outside_the_packed_range_are_not_packed():
     assert len(packs) == 0
 
 
-def test_fewer_rows_reuse_the_pack_padded_until_half():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_fewer_rows_reuse_the_pack_until_half(kernel):
     """A greedy search drops finished rows: down to just over half of the pack's rows the
-    pack is reused (zero-padded rows in, their outputs dropped), below that it repacks."""
+    pack is reused (MKL's zero-padded, oneDNN's as they are), below that it repacks."""
     torch.manual_seed(0)
-    weight, packs = torch.randn(64, 32), layers.PackedWeights()
+    weight, packs = torch.randn(64, 32), layers.PackedWeights(kernel)
     packs.linear(torch.randn(16, 32), weight)
-    pack = packs.packed(weight, 16)[0]
+    pack = packs.packed(weight, 16)[1]
     for rows in (16, 12, 9):
         x = torch.randn(rows, 32)
-        _close(packs.linear(x, weight), F.linear(x, weight))
-        assert packs.packed(weight, rows) == (pack, 16)
+        _close(packs.linear(x, weight), x, weight)
+        found = packs.packed(weight, rows)
+        assert found[1] is pack and found[2] == 16
     x = torch.randn(8, 32)
-    _close(packs.linear(x, weight), F.linear(x, weight))
-    assert packs.packed(weight, 8)[1] == 8
-    assert packs.packed(weight, 16)[1] == 16  # more rows than the pack: repacked
+    _close(packs.linear(x, weight), x, weight)
+    assert packs.packed(weight, 8)[2] == 8
+    assert packs.packed(weight, 16)[2] == 16  # more rows than the pack: repacked
 
 
 def test_packs_follow_changes_to_their_weight():
@@ -74,11 +124,11 @@ def test_packs_follow_changes_to_their_weight():
     with torch.no_grad():
         packs.linear(x, linear.weight)
         linear.weight.add_(1.0)
-        _close(packs.linear(x, linear.weight), F.linear(x, linear.weight))
+        _close(packs.linear(x, linear.weight), x, linear.weight)
         linear.load_state_dict({"weight": torch.randn(24, 32)})
-        _close(packs.linear(x, linear.weight), F.linear(x, linear.weight))
+        _close(packs.linear(x, linear.weight), x, linear.weight)
         linear.weight.data = torch.randn(24, 32)
-        _close(packs.linear(x, linear.weight), F.linear(x, linear.weight))
+        _close(packs.linear(x, linear.weight), x, linear.weight)
 
 
 def test_linear_packs_only_inside_a_packed_step():
@@ -91,11 +141,29 @@ def test_linear_packs_only_inside_a_packed_step():
         with layers.packed_step(packs):
             packed = linear(x)
         assert len(packs) == 1 and packed.is_contiguous() and not plain.is_contiguous()
-        _close(packed, plain)
+        _close(packed.view(8, 24), x.view(8, 32), linear.weight)
         with layers.packed_step(packs):  # autograd takes F.linear, unpacked
             with torch.enable_grad():
                 linear.weight.requires_grad_(True)
                 assert linear(x).grad_fn is not None
+
+
+@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+def test_linear_under_autocast_packs_autocasts_product():
+    """Under CPU bf16 autocast a decoding step's product is autocast's (bf16 operands,
+    bf16 result) from a bf16 pack made once; outside a packed step autocast's own."""
+    torch.manual_seed(5)
+    linear, packs = layers.Linear(64, 48, bias=False), layers.PackedWeights()
+    x = torch.randn(16, 1, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = linear(x)
+        assert len(packs) == 0 and want.dtype == torch.bfloat16
+        with layers.packed_step(packs):
+            got = linear(x)
+    assert got.dtype == torch.bfloat16 and len(packs) == 1
+    assert packs.packed(linear.weight, 16, torch.bfloat16)[0] == "onednn"
+    _close(got.view(16, 48), x.view(16, 64).bfloat16(), linear.weight.bfloat16())
+    torch.testing.assert_close(got, want)
 
 
 # (arch, seed, EOS row scale): rows end at several steps while >= 4 rows go on
@@ -103,8 +171,9 @@ PACKED_CASES = [("encdec", 4, 1.0), ("encdec_shared", 5, 1.0), ("encdec_half", 6
                 ("lm", 2, 0.5), ("prefix_lm", 2, 0.5)]
 
 
+@pytest.mark.parametrize("kernel", [True, *KERNELS])
 @pytest.mark.parametrize("name,seed,eos", PACKED_CASES)
-def test_packed_decoding_gives_the_unpacked_ids(name, seed, eos):
+def test_packed_decoding_gives_the_unpacked_ids(name, seed, eos, kernel):
     """Greedy (rows dropped as they end, so the packs are padded and rebuilt) and beam
     search decode the same ids with and without packing, and the packs were used."""
     arch, model = build(name, seed=seed)
@@ -117,7 +186,7 @@ def test_packed_decoding_gives_the_unpacked_ids(name, seed, eos):
         model.pack_decoding_weights = False
         want = model.generate(batch, 9, num_beams=beams)
         assert len(model.__dict__.get("_t5k_packed", ())) == 0
-        model.pack_decoding_weights = True
+        model.pack_decoding_weights = kernel
         got = model.generate(batch, 9, num_beams=beams)
         assert torch.equal(got, want), beams
         # the decoder's products and the unembedding ran on packs
@@ -217,3 +286,32 @@ def test_lean_step_steps_aside_where_the_modules_differ(monkeypatch):
     calls.clear()
     _step_logits(model, batch)
     assert calls == []
+
+
+@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+@pytest.mark.parametrize("name", ["encdec", "lm"])
+def test_packed_decoding_under_autocast_gives_autocasts_logits(name):
+    """Decoding steps under CPU bf16 autocast: the products of the decoder and the
+    unembedding run on bf16 packs and every step's logits are autocast's unpacked ones up
+    to bf16 rounding (fed the same tokens: in bf16 a near-tie may flip an argmax)."""
+    arch, model = build(name, seed=7)
+    model.eval()
+    batch = prompts(arch, n=16, seed=4)
+    tokens = torch.randint(
+        2, model.shared.weight.shape[0], (16, 6), generator=torch.Generator().manual_seed(0))
+
+    def logits(pack):
+        model.pack_decoding_weights = pack
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            dec, out = model.incremental_decoder(batch, 1), []
+            out.append(dec.step(None))
+            for t in tokens.t():
+                out.append(dec.step(t))
+        return torch.stack(out).float()
+
+    want, got = logits(False), logits(True)
+    assert torch.equal(want.isinf(), got.isinf())  # the padded vocabulary's -inf
+    want, got = want[want.isfinite()], got[want.isfinite()]
+    packs = model.__dict__["_t5k_packed"]._packs
+    assert sum(dtype == torch.bfloat16 for _, dtype in packs) > len(model.decoder.block)
+    assert (got - want).norm() < 0.02 * want.norm()  # bf16's rounding, compounded
