@@ -6,7 +6,7 @@ configuration, one process builds both models exactly as ``vs_hf.py`` does (same
 shapes, optimizer, ``--compile`` meaning), times their steps alternately, then profiles
 one step of each (``torch.profiler``, self CPU time, shapes recorded) and splits it into:
 
-- ``weight_matmuls``: ``mm`` / ``addmm`` / MKL packed ``linear`` -- the model's weight
+- ``weight_matmuls``: ``mm`` / ``addmm`` / MKL's or oneDNN's (packed) ``linear`` -- the model's weight
   products, the FLOPs every implementation must do;
 - ``attention_products``: ``bmm`` / ``baddbmm`` and fused attention (SDPA) -- also
   required work, but shaped by the implementation (K = d_kv = 64 products run at a
@@ -59,7 +59,7 @@ CATEGORIES = ("weight_matmuls", "attention_products", "optimizer", "other")
 #: the categories whose FLOPs are counted and whose time the bounds keep
 MATMUL_CATEGORIES = ("weight_matmuls", "attention_products")
 #: eager ops, and the shims through which inductor's C++ wrapper calls the same kernels
-WEIGHT_OPS = {"aten::mm", "aten::addmm", "mkl::_mkl_linear",
+WEIGHT_OPS = {"aten::mm", "aten::addmm", "mkl::_mkl_linear", "mkldnn::_linear_pointwise",
               "aoti_torch_cpu_mm_out", "aoti_torch_cpu_addmm_out"}
 ATTENTION_OPS = {"aten::bmm", "aten::baddbmm", "aoti_torch_cpu_bmm_out",
                  "aoti_torch_cpu_baddbmm_out"}
@@ -100,6 +100,9 @@ def matmul_flops(name: str, shapes: list) -> int:
             return 2 * m * k * n
         if name == "mkl::_mkl_linear":  # (input, packed weight, weight [n, k], ...)
             (m, k), (n, _) = dims[0], dims[2]
+            return 2 * m * k * n
+        if name == "mkldnn::_linear_pointwise":  # (input [m, k], (packed) weight [n, k], ...)
+            (m, k), (n, _) = dims[0], dims[1]
             return 2 * m * k * n
         if name == "aten::addmm":
             (m, k), (_, n) = dims[1:3]
@@ -333,8 +336,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.flex_attention and not (args.device == "cuda" and args.compile
                                     and args.task == "train"):
         raise SystemExit("--flex-attention is for --device cuda --compile --task train")
-    if args.precision == "bf16" and args.device == "cpu":
-        raise SystemExit("--precision bf16 is for --device cuda (vs_hf.py measures CPU bf16)")
+    from t5k_builtin.backends.cpu import bf16_supported
+
+    if args.precision == "bf16" and args.device == "cpu" and not bf16_supported():
+        raise SystemExit("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 / "
+                         "AMX); use --precision fp32")
     names = [n.strip() for n in (args.configs or vs_hf.DEFAULT_CONFIGS[args.device]).split(",")
              if n.strip()]
     allowed = list(vs_hf.CONFIGS) if args.device == "cuda" else [

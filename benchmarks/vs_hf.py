@@ -20,7 +20,9 @@ process. Decoding inputs end in EOS and the EOS embedding row is zeroed, so ever
 decodes all new tokens on both sides (same work; see ``decode_vs_hf.py`` for early stops).
 
 ``--precision bf16`` runs both sides' forwards under bf16 autocast (refused on CPUs
-without native bf16); ``--compile`` compiles our model (``torch.compile``) for training
+without native bf16); ``--hf-precision`` gives transformers a precision of its own (e.g.
+ours in bf16 against transformers as users run it, in fp32; the FLOP/s fractions are
+then of the timed ``mm`` in ours' precision); ``--compile`` compiles our model (``torch.compile``) for training
 and, on CPU, decodes through compiled fixed-shape steps (``generate(..., compile=True)``;
 the warm-up iteration compiles): our best settings against transformers as users run
 it. ``--device cuda`` (GPU mode) defaults to T5-base pre-training shapes (128 x 512/114)
@@ -145,11 +147,14 @@ def sdpa_context(backend: str | None):
 
 
 def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
-                precision: str = "fp32", sdpa_backend: str | None = None):
+                precision: str = "fp32", sdpa_backend: str | None = None,
+                hf_precision: str | None = None):
     """Closures doing one forward (under ``precision``'s autocast) + mean token loss +
     backward + AdamW step each: the fused AdamW, for both (transformers' ``Trainer``
     default optimizer, ``adamw_torch_fused``, on torch >= 2.8; on CPU 5x faster than the
-    foreach one, 0.06 vs 0.31 s per t5-small step here)."""
+    foreach one, 0.06 vs 0.31 s per t5-small step here). ``hf_precision``: transformers'
+    autocast, if not ``precision``."""
+    hf_precision = hf_precision or precision
     rows, li, lt = shape
     gen = torch.Generator().manual_seed(0)
     inputs = torch.randint(2, VOCAB, (rows, li), generator=gen).to(device)
@@ -171,7 +176,7 @@ def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
         hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, fused=True)
 
         def hf_step():
-            with autocast(device, precision):
+            with autocast(device, hf_precision):
                 loss = hf(input_ids=inputs, labels=targets).loss
             loss.backward()
             hf_opt.step()
@@ -181,10 +186,11 @@ def train_steps(ours, hf, shape: tuple[int, int, int], device: torch.device,
 
 
 def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device,
-               precision: str = "fp32", compile: bool = False):
+               precision: str = "fp32", compile: bool = False, hf_precision: str | None = None):
     """``{(impl, mode): closure}`` for greedy and beam-4 decoding of the same inputs
     (under ``precision``'s autocast); ``compile``: ours through compiled static-shape
-    steps (``generate(..., compile=True)``)."""
+    steps (``generate(..., compile=True)``); ``hf_precision``: transformers' autocast, if
+    not ``precision``."""
     from decode_vs_hf import make_inputs
 
     from t5kernel import decoding
@@ -209,12 +215,13 @@ def decode_fns(ours, hf, shape: tuple[int, int, int], device: torch.device,
         fns["hf", "greedy"] = lambda: theirs(1)
         fns["hf", "beam4"] = lambda: theirs(BEAMS)
 
-    def under_autocast(fn):
+    def under_autocast(fn, precision):
         def run():
             with autocast(device, precision):
                 return fn()
         return run
-    return {key: under_autocast(fn) for key, fn in fns.items()}
+    precisions = {"ours": precision, "hf": hf_precision or precision}
+    return {key: under_autocast(fn, precisions[key[0]]) for key, fn in fns.items()}
 
 
 def zero_eos(model) -> None:
@@ -333,7 +340,8 @@ def time_worker(args, spec: dict) -> dict:
     ours, hf = (m.to(device) for m in train_pair(spec["dims"], args.dropout,
                                                        broadcast=not args.elementwise_dropout))
     prepare_ours(ours, args.compile, args.flex_attention, args.compile_mode)
-    steps = train_steps(ours, hf, spec["train"], device, args.precision, args.sdpa_backend)
+    steps = train_steps(ours, hf, spec["train"], device, args.precision, args.sdpa_backend,
+                        args.hf_precision)
     secs, _ = alternate(steps, args.steps, warmup, sync)
     result: dict = {impl: {} for impl in ("ours", "hf")}
     train_flops = 3 * rows * (li * per_in + lt * per_tgt)
@@ -357,7 +365,8 @@ def time_worker(args, spec: dict) -> dict:
     ours, hf = build_pair(spec["dims"], VOCAB, seed=2, eos_scale=None)
     ours, hf = ours.to(device).eval(), hf.to(device).eval()
     drows, dlen, new = spec["decode"]
-    fns = decode_fns(ours, hf, spec["decode"], device, args.precision, compiled_decoding(args))
+    fns = decode_fns(ours, hf, spec["decode"], device, args.precision, compiled_decoding(args),
+                     args.hf_precision)
     matches = {}
     for mode, beams in (("greedy", 1), ("beam4", BEAMS)):
         pair = {k: v for k, v in fns.items() if k[1] == mode}
@@ -392,13 +401,14 @@ def memory_worker(args, spec: dict, impl: str) -> dict:
     zero_eos(model)  # every row decodes all new tokens, as in the timing process
     if impl == "ours":
         prepare_ours(model, args.compile, args.flex_attention, args.compile_mode)
-    steps = train_steps(*pair, spec["train"], device, args.precision, args.sdpa_backend)
+    steps = train_steps(*pair, spec["train"], device, args.precision, args.sdpa_backend,
+                        args.hf_precision)
     for _ in range(args.steps):
         steps[impl]()
     model.eval()
     if not args.train_only:
         for fn in decode_fns(*pair, spec["decode"], device, args.precision,
-                             compiled_decoding(args)).values():
+                             compiled_decoding(args), args.hf_precision).values():
             fn()
     sync()
     out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -419,7 +429,8 @@ def spec_for(name: str, quick: bool) -> dict:
 def run_child(args, *extra: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device,
            "--steps", str(args.steps), "--dropout", str(args.dropout),
-           "--threads", str(args.threads), "--precision", args.precision, *extra]
+           "--threads", str(args.threads), "--precision", args.precision,
+           "--hf-precision", args.hf_precision, *extra]
     cmd += (["--quick"] * args.quick + ["--compile"] * args.compile
             + ["--elementwise-dropout"] * args.elementwise_dropout
             + ["--train-only"] * args.train_only
@@ -454,7 +465,8 @@ def measure(args, name: str) -> dict:
     return {"config": name, **spec["dims"], "vocab_size": VOCAB,
             "train_shape": dict(zip(("rows", "inputs", "targets"), spec["train"], strict=True)),
             "decode_shape": dict(zip(("rows", "inputs", "new_tokens"), spec["decode"], strict=True)),
-            "beams": BEAMS, "precision": args.precision, "ours_compiled": args.compile,
+            "beams": BEAMS, "precision": args.precision, "hf_precision": args.hf_precision,
+            "ours_compiled": args.compile,
             "compile_mode": args.compile_mode, "sdpa_backend": args.sdpa_backend,
             "flex_attention": args.flex_attention, **timed,
             "ratio_ours_over_hf": ratio}
@@ -469,7 +481,10 @@ def print_table(results: list[dict]) -> None:
                 continue
             print(f"{r['config']:7} {k:24} {r['ours'][k]:12.4g} {r['hf'][k]:13.4g} "
                   f"{r['ratio_ours_over_hf'][k]:6.2f}x")
-        print(f"{r['config']:7} {r['precision']} matmul FLOP/s {r['matmul_flops_per_s']:.3g}"
+        precisions = ("" if r["hf_precision"] == r["precision"]
+                      else f"ours {r['precision']}, transformers {r['hf_precision']}; ")
+        print(f"{r['config']:7} {precisions}{r['precision']} matmul FLOP/s "
+              f"{r['matmul_flops_per_s']:.3g}"
               + ("" if "greedy_ids_match" not in r else
                  f"; greedy ids match: {r['greedy_ids_match']}; "
                  f"beam-4 ids match: {r['beam4_ids_match']}"))
@@ -483,6 +498,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--precision", default=None, choices=("fp32", "bf16"),
                     help="autocast for both sides (default: fp32 on cpu, bf16 on cuda)")
+    ap.add_argument("--hf-precision", default=None, choices=("fp32", "bf16"),
+                    help="transformers' own autocast (default: --precision), e.g. ours in "
+                    "bf16 against transformers in fp32")
     ap.add_argument("--elementwise-dropout", action="store_true",
                     help="our dropout element-wise like transformers' (default: the paper's "
                     "masks broadcast over positions)")
@@ -518,14 +536,16 @@ def main(argv: list[str] | None = None) -> None:
                  "CPU backward, and runs as a slow reference uncompiled)")
     if args.precision is None:
         args.precision = "bf16" if args.device == "cuda" else "fp32"
+    args.hf_precision = args.hf_precision or args.precision
     if args.configs is None:
         args.configs = DEFAULT_CONFIGS[args.device]
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device is visible to torch")
     from t5k_builtin.backends.cpu import bf16_supported
 
-    if args.precision == "bf16" and args.device == "cpu" and not bf16_supported():
-        ap.error("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); "
+    if "bf16" in (args.precision, args.hf_precision) and args.device == "cpu" \
+            and not bf16_supported():
+        ap.error("--precision / --hf-precision bf16: this CPU has no native bfloat16 (AVX512-BF16 / AMX); "
                  "use --precision fp32")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -545,7 +565,8 @@ def main(argv: list[str] | None = None) -> None:
     report = {"device": args.device, "torch": torch.__version__,
               "transformers": version("transformers"), "threads": torch.get_num_threads(),
               "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
-              "precision": args.precision, "ours_compiled": args.compile,
+              "precision": args.precision, "hf_precision": args.hf_precision,
+              "ours_compiled": args.compile,
               "compile_mode": args.compile_mode, "train_only": args.train_only,
               "ours_dropout": "element-wise" if args.elementwise_dropout else "broadcast",
               "optimizer": "torch.optim.AdamW(lr=1e-4, fused=True)", "configs": results}

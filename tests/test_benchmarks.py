@@ -105,8 +105,28 @@ def test_gpu_mode_and_bf16_are_refused_where_unavailable():
     from t5k_builtin.backends.cpu import bf16_supported
 
     if not bf16_supported():
-        with pytest.raises(SystemExit):
-            module.main(["--precision", "bf16", "--quick"])
+        for flag in ("--precision", "--hf-precision"):
+            with pytest.raises(SystemExit):
+                module.main([flag, "bf16", "--quick"])
+        with pytest.raises(SystemExit, match="no native bfloat16"):
+            _load_module(PROFILE_SCRIPT).main(["--precision", "bf16", "--quick"])
+
+
+@pytest.mark.skipif(not __import__("t5k_builtin.backends.cpu", fromlist=["x"]).bf16_supported(),
+                    reason="this CPU has no native bfloat16")
+def test_quick_run_with_ours_in_bf16_against_transformers_in_fp32(tmp_path):
+    """``--precision bf16 --hf-precision fp32``: each side under its own autocast, both
+    recorded; the bf16 decodings' ids are reported, not required to match."""
+    out = tmp_path / "vs_hf.json"
+    proc = _run_script(SCRIPT, tmp_path, "--quick", "--configs", "tiny", "--precision", "bf16",
+                       "--hf-precision", "fp32", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    [cfg] = report["configs"]
+    assert report["precision"] == cfg["precision"] == "bf16"
+    assert report["hf_precision"] == cfg["hf_precision"] == "fp32"
+    assert cfg["ours"]["greedy_sequences_per_s"] > 0 and cfg["hf"]["train_tokens_per_s"] > 0
+    assert "ours bf16, transformers fp32" in proc.stdout
 
 
 def test_model_flops_count_attention_products():
@@ -161,6 +181,8 @@ def test_step_profile_counts_matmul_flops_from_recorded_shapes():
     assert module.matmul_flops("aten::baddbmm", [[2, 4, 5], [2, 4, 3], [2, 3, 5], [], []]) == 240
     # packed linear: (input [m, k], packed buffer, weight [n, k], bias, rows)
     assert module.matmul_flops("mkl::_mkl_linear", [[4, 3], [99], [5, 3], [], []]) == 120
+    # oneDNN's linear: (input [m, k], (packed) weight [n, k], bias, ...)
+    assert module.matmul_flops("mkldnn::_linear_pointwise", [[4, 3], [5, 3], [], []]) == 120
     assert module.matmul_flops("aten::mm", []) == 0  # shapes not recorded
     assert module.matmul_flops("aten::relu", [[4, 3]]) == 0
 
@@ -176,6 +198,7 @@ def test_step_profile_puts_ops_in_categories():
     assert module.category(Event("aten::mul_", Event("aten::_foreach_mul_", step))) == "optimizer"
     assert module.category(Event("aten::mm")) == "weight_matmuls"
     assert module.category(Event("aoti_torch_cpu_mm_out")) == "weight_matmuls"
+    assert module.category(Event("mkldnn::_linear_pointwise")) == "weight_matmuls"
     assert module.category(Event("aten::bmm")) == "attention_products"
     assert module.category(Event("aten::_scaled_dot_product_flash_attention_for_cpu")) == \
         "attention_products"
