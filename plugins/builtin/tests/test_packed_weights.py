@@ -82,10 +82,10 @@ def test_bf16_products_pack_through_onednn(weight_dtype):
     assert packs.linear(x.float(), weight.bfloat16()) is None  # no fp32 product of bf16
 
 
-def test_rows_outside_the_packed_range_are_not_packed():
+def test_too_few_rows_other_dtypes_and_subclasses_are_not_packed():
     packs = layers.PackedWeights()
     weight = torch.randn(16, 8)
-    for rows in (1, 2, 3, 257):
+    for rows in (1, 2, 3):  # beyond PACKED_ROWS: test_many_rows_pack_only_where_timed_faster
         assert packs.linear(torch.randn(rows, 8), weight) is None
     assert packs.linear(torch.randn(8, 8), weight.double()) is None
 
@@ -313,5 +313,61 @@ def test_packed_decoding_under_autocast_gives_autocasts_logits(name):
     assert torch.equal(want.isinf(), got.isinf())  # the padded vocabulary's -inf
     want, got = want[want.isfinite()], got[want.isfinite()]
     packs = model.__dict__["_t5k_packed"]._packs
-    assert sum(dtype == torch.bfloat16 for _, dtype in packs) > len(model.decoder.block)
+    assert sum(dtype == torch.bfloat16 for _, dtype, _ in packs) > len(model.decoder.block)
     assert (got - want).norm() < 0.02 * want.norm()  # bf16's rounding, compounded
+
+
+# ------------------------------------------------------------- many rows (encoders)
+def test_many_rows_pack_only_where_timed_faster(monkeypatch):
+    """Beyond PACKED_ROWS (an encoder's rows) a product packs only if the timing put a
+    packed kernel ahead of ``F.linear`` for that shape; such a pack serves that row count
+    only, and lives beside the same weight's few-row pack (a stack shared by encoder and
+    decoder keeps both)."""
+    kernel = layers.pack_kernels_available()[0]
+    asked = []
+
+    def choose(out_f, in_f, rows, threads, dtype, candidates):
+        asked.append(candidates)
+        return choice
+
+    monkeypatch.setattr(layers, "fastest_pack_kernel", choose)
+    torch.manual_seed(6)
+    weight, packs = torch.randn(48, 32), layers.PackedWeights(kernel)
+    x = torch.randn(300, 32)
+    choice = None  # F.linear measured faster
+    assert packs.linear(x, weight) is None and len(packs) == 0
+    assert asked == [(None, kernel)]
+    choice = kernel
+    _close(packs.linear(x, weight), x, weight)
+    assert packs.packed(weight, 300)[2] == 300 and len(packs) == 1
+    few = torch.randn(8, 32)
+    _close(packs.linear(few, weight), few, weight)  # few rows: their own pack, no timing
+    assert len(packs) == 2 and len(asked) == 2
+    assert packs.packed(weight, 300)[2] == 300  # the many-row pack is still there
+    assert packs.packed(weight, 280)[2] == 280  # another row count: repacked for it
+
+
+def test_fastest_pack_kernel_picks_among_its_candidates():
+    kernels = layers.pack_kernels_available()
+    assert layers.fastest_pack_kernel(64, 32, 300, 1, torch.float32, (None, *kernels)) in (
+        None, *kernels)
+    assert layers.fastest_pack_kernel(64, 32, 16, 1, torch.float32, kernels[:1]) == kernels[0]
+    assert layers.fastest_pack_kernel(64, 32, 300, 1, torch.float32, (None,)) is None
+
+
+@pytest.mark.parametrize("name", ["encdec", "encdec_shared", "lm"])
+def test_encoder_and_prompt_products_pack_and_keep_the_ids(name, monkeypatch):
+    """With packing timed faster at many rows, the encoder's (or the prompt's) products
+    run on packs and the decoded ids are the unpacked ones."""
+    kernel = layers.pack_kernels_available()[-1]
+    monkeypatch.setattr(layers, "fastest_pack_kernel", lambda *args: kernel)
+    arch, model = build(name, seed=4)
+    model.eval()
+    batch = prompts(arch, n=40, seed=4)  # 40 rows x their lengths: beyond PACKED_ROWS
+    model.pack_decoding_weights = False
+    want = model.generate(batch, 6)
+    model.pack_decoding_weights = True
+    got = model.generate(batch, 6)
+    assert torch.equal(got, want)
+    packs = model.__dict__["_t5k_packed"]._packs
+    assert any(many for _, _, many in packs)

@@ -269,7 +269,8 @@ class DecoderOnlyIncremental(layers.PackedSteps):
         unembed = StepUnembedding(model.shared.weight, self.packs)  # see EncDecModel.logits
         first = None
         if cache is not None:
-            hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
+            with layers.packed_step(self.step_packs):  # where packing beats F.linear for its rows
+                hidden = model.run(tokens, p_seg, p_pos, p_seg, cache)
             # unpacked: the steps' row count is the beams' (the packs keep one per weight)
             first = model.logits(hidden[torch.arange(b, device=device), last],
                                  unembed=StepUnembedding(model.shared.weight))

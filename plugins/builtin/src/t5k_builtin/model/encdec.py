@@ -490,7 +490,9 @@ class EncDecIncremental(layers.PackedSteps):
     ) -> None:
         tokens, seg = self.cut_padding(
             batch["encoder_input_tokens"], batch.get("encoder_segment_ids"))
-        memory, enc_seg = model.encode(tokens, seg)
+        self.use_packs(model, use_cache)
+        with layers.packed_step(self.step_packs):  # where packing beats F.linear for its rows
+            memory, enc_seg = model.encode(tokens, seg)
         #: decoder rows per row of ``memory``: the beams of one example
         self.group = num_beams if use_cache else 1
         if num_beams > 1 and not use_cache:
@@ -503,7 +505,6 @@ class EncDecIncremental(layers.PackedSteps):
         self.cache = model.decoder.new_cache() if use_cache else None
         self.history = torch.zeros(rows, 0, dtype=torch.long, device=device)
         self.t = 0
-        self.use_packs(model, use_cache)
         self.unembed = layers.StepUnembedding(model.shared.weight, self.packs)
         self._bias_table: Tensor | None = None  # see _step_bias
 

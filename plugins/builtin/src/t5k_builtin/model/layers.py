@@ -290,30 +290,39 @@ def _packed_product(kernel: str, flat: Tensor, pack: Tensor, weight: Tensor, siz
 
 
 @functools.cache
-def fastest_pack_kernel(out_features: int, in_features: int, rows: int, threads: int) -> str:
-    """The fp32 packed kernel that runs ``[rows, in] x [out, in]^T`` fastest on this
-    machine with ``threads`` threads, timed once per shape on random operands (best of
-    two runs each, after one warm-up) and remembered for the process.
+def fastest_pack_kernel(out_features: int, in_features: int, rows: int, threads: int,
+                        dtype: torch.dtype = torch.float32,
+                        candidates: tuple[str | None, ...] = PACK_KERNELS) -> str | None:
+    """Of ``candidates`` (packed kernels; None: the unpacked ``F.linear``), the one that
+    runs ``[rows, in] x [out, in]^T`` in ``dtype`` fastest on this machine with
+    ``threads`` threads, timed once per shape on random operands (best of two runs each,
+    after one warm-up) and remembered for the process.
 
     Why timed, not fixed: which library wins depends on the CPU. On an AVX512 Xeon MKL's
-    packs were 1.1-2.3x faster than unpacked products; on an AMD EPYC (Zen 4) they gain
-    0-30% while oneDNN's run 1.3-3.7x faster (6.2 vs 14.3 ms for t5-small's unembedding
-    at 32 rows). The two compute the same sums; only the float rounding differs.
+    packs were 1.1-2.3x faster than unpacked products at 4-256 rows and gained nothing
+    beyond; on an AMD EPYC (Zen 4) they gain 0-30% while oneDNN's run 1.3-3.7x faster
+    (6.2 vs 14.3 ms for t5-small's unembedding at 32 rows) and 1.1-1.4x at an encoder's
+    4096 rows. They compute the same sums; only the float rounding differs.
     """
-    kernels = pack_kernels_available()
+    available = set(pack_kernels_available())
+    kernels = [k for k in candidates if k is None or k in available]
     if len(kernels) < 2:
-        return kernels[0]
+        return kernels[0] if kernels else None
     import time
 
     with torch.no_grad():
-        weight, x = torch.randn(out_features, in_features), torch.randn(rows, in_features)
+        weight = torch.randn(out_features, in_features).to(dtype)
+        x = torch.randn(rows, in_features).to(dtype)
         best = {}
         for kernel in kernels:
-            pack = _pack(kernel, weight, rows)
+            pack = weight if kernel is None else _pack(kernel, weight, rows)
             times = []
             for _ in range(3):
                 start = time.perf_counter()
-                _packed_product(kernel, x, pack, weight, rows)
+                if kernel is None:
+                    F.linear(x, weight)
+                else:
+                    _packed_product(kernel, x, pack, weight, rows)
                 times.append(time.perf_counter() - start)
             best[kernel] = min(times[1:])
     return min(kernels, key=best.__getitem__)
@@ -337,7 +346,9 @@ class PackedWeights:
     oneDNN (MKL has no bf16 packs); their results equal ``F.linear``'s in bf16 bit for bit
     at the shapes measured.
 
-    One pack per weight and compute dtype, for the row count it was made for. Fewer rows
+    One pack per weight, compute dtype and row class (few: :data:`PACKED_ROWS`; many: an
+    encoder's or a prompt's, packed where that measured faster than ``F.linear``, for
+    that row count only), for the row count it was made for. Fewer rows
     (a greedy search drops the rows that ended) reuse it while they are more than half of
     it (MKL's are zero-padded up to it), so a shrinking batch repacks at most once per
     halving; anything else repacks. A pack is rebuilt when its weight changed (version
@@ -352,8 +363,10 @@ class PackedWeights:
             raise ValueError(f"PackedWeights: unknown kernel {kernel!r}; allowed: 'auto', "
                              + ", ".join(repr(k) for k in PACK_KERNELS))
         self.kernel = kernel
-        #: (id(weight), dtype) -> (weakref to it, (version, storage), rows, kernel, pack)
-        self._packs: dict[tuple[int, torch.dtype],
+        #: (id(weight), dtype, rows beyond PACKED_ROWS) -> (weakref to it, (version,
+        #: storage), rows, kernel, pack): a weight used by an encoder and by decoding steps
+        #: (shared stacks) keeps a pack for each
+        self._packs: dict[tuple[int, torch.dtype, bool],
                           tuple[weakref.ref, tuple[int, int], int, str, Tensor]] = {}
 
     def __len__(self) -> int:
@@ -369,30 +382,37 @@ class PackedWeights:
         self._packs.clear()
 
     def _kernel_for(self, weight: Tensor, rows: int, dtype: torch.dtype) -> str | None:
-        available = pack_kernels_available()
-        if dtype == torch.bfloat16:
-            return "onednn" if "onednn" in available else None
-        if self.kernel != "auto":
-            return self.kernel if self.kernel in available else None
-        if not available:
-            return None
-        return fastest_pack_kernel(*weight.shape, rows, torch.get_num_threads())
+        """The kernel for a new pack, or None where the unpacked product is taken."""
+        if dtype == torch.bfloat16:  # MKL has no bf16 packs
+            kernels: tuple[str | None, ...] = ("onednn",)
+        else:
+            kernels = PACK_KERNELS if self.kernel == "auto" else (self.kernel,)
+        if rows >= PACKED_ROWS.stop:  # many rows: packing must beat F.linear here
+            kernels = (None, *kernels)
+        elif len(kernels) == 1:
+            return kernels[0] if kernels[0] in pack_kernels_available() else None
+        return fastest_pack_kernel(*weight.shape, rows, torch.get_num_threads(), dtype, kernels)
 
     def packed(self, weight: Tensor, rows: int,
                dtype: torch.dtype | None = None) -> tuple[str, Tensor, int] | None:
         """``weight``'s pack for ``rows`` rows of a ``dtype`` product (default: the
         weight's dtype): its kernel, the pack and the row count it was made for (which
-        may be larger), or None where packing does not apply."""
+        may be larger), or None where packing does not apply.
+
+        Few rows (:data:`PACKED_ROWS`) always pack; more (an encoder's, a prompt's) pack
+        where that measured faster than ``F.linear`` for the shape, and reuse a pack
+        only for the same row count."""
         if type(weight) is not nn.Parameter and type(weight) is not Tensor:  # e.g. DTensor
             return None
         dtype = weight.dtype if dtype is None else dtype
         stamp = (weight._version, weight.data_ptr())
-        key = (id(weight), dtype)
+        many = rows >= PACKED_ROWS.stop
+        key = (id(weight), dtype, many)
         entry = self._packs.get(key)
         if (entry is not None and entry[0]() is weight and entry[1] == stamp
-                and entry[2] // 2 < rows <= entry[2]):
+                and (rows == entry[2] if many else entry[2] // 2 < rows <= entry[2])):
             return entry[3], entry[4], entry[2]  # dtype and device checked when packed
-        if (rows not in PACKED_ROWS or weight.dim() != 2 or weight.device.type != "cpu"
+        if (rows < PACKED_ROWS.start or weight.dim() != 2 or weight.device.type != "cpu"
                 or (weight.dtype, dtype) not in _PACKED_DTYPES):
             return None
         kernel = self._kernel_for(weight, rows, dtype)
