@@ -205,11 +205,13 @@ class EncDecModel(nn.Module):
         )
         #: forward keeps logits in its output unless told otherwise
         self.keep_logits = True
-        #: decoding steps on CPU run the decoder's and the unembedding's products on
-        #: MKL-packed copies of the weights (layers.PackedWeights: ~1.1x faster greedy
-        #: decoding at t5-small, for one more copy of those weights while in eval mode)
-        #: and, where they apply, as one lean function (layers._lean_step); False decodes
-        #: through the modules without the copies
+        #: decoding on CPU runs the decoder's and the unembedding's products (and the
+        #: encoder's where that measured faster) on packed copies of the weights
+        #: (layers.PackedWeights: MKL's or oneDNN's, whichever is faster on this CPU;
+        #: 1.1-1.4x faster greedy decoding, for one more copy of those weights while in
+        #: eval mode) and, where they apply, cached steps as one lean function
+        #: (layers._lean_step); "mkl" or "onednn" fix the library; False decodes through
+        #: the modules without the copies
         self.pack_decoding_weights = True
         #: training attention runs through FlexAttention (layers.FlexBias): the position
         #: bias is added inside the kernel and the segment masks become a block mask, so

@@ -353,9 +353,9 @@ class PackedWeights:
     it (MKL's are zero-padded up to it), so a shrinking batch repacks at most once per
     halving; anything else repacks. A pack is rebuilt when its weight changed (version
     counter or storage), so training between decodes is safe. Memory: one packed copy of
-    each weight a step used (the decoder's matrices and the unembedding), kept on the
-    model for its next decode and dropped by ``model.train()``. Never copied or pickled
-    with the model.
+    each weight a decode used per dtype and row class (the decoder's matrices and the
+    unembedding; the encoder's where packing won for its rows), kept on the model for its
+    next decode and dropped by ``model.train()``. Never copied or pickled with the model.
     """
 
     def __init__(self, kernel: str = "auto") -> None:
