@@ -371,3 +371,39 @@ def test_encoder_and_prompt_products_pack_and_keep_the_ids(name, monkeypatch):
     assert torch.equal(got, want)
     packs = model.__dict__["_t5k_packed"]._packs
     assert any(many for _, _, many in packs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,seed,eos", [PACKED_CASES[0], PACKED_CASES[3]])
+def test_compiled_steps_run_on_the_packs(name, seed, eos, monkeypatch):
+    """``generate(..., compile=True)``: the compiled decoder steps call
+    ``t5k::packed_linear``, which runs their products on the decode's packs (none of them
+    without ``PACKS_IN_GRAPHS``), with the eager ids and no graph break."""
+    from torch._dynamo.utils import counters
+
+    arch, model = build(name, seed=seed)
+    model.eval()
+    with torch.no_grad():
+        model.shared.weight[1] *= eos  # rows decode past the first steps
+    batch = prompts(arch, n=8, seed=4)
+    want = model.generate(batch, 7)
+    assert (want[:, 3] != 0).any()
+    calls = []
+    real = layers.PackedWeights.linear
+
+    def counted(self, flat, weight):
+        calls.append(weight.shape)
+        return real(self, flat, weight)
+
+    monkeypatch.setattr(layers.PackedWeights, "linear", counted)
+    counts = {}
+    counters.clear()
+    for on in (False, True):
+        monkeypatch.setattr(layers, "PACKS_IN_GRAPHS", on)
+        calls.clear()
+        assert torch.equal(model.generate(batch, 7, compile=True), want), on
+        counts[on] = len(calls)
+    assert dict(counters["graph_break"]) == {}
+    # the compiled steps' products ran on packs: at least the feed-forward and the
+    # self-attention projections of every layer in each of the compiled steps
+    assert counts[True] - counts[False] >= 3 * len(model.decoder.block) * 6, counts

@@ -362,8 +362,6 @@ class DecoderOnlyStaticIncremental(DecoderOnlyIncremental):
     ) -> None:
         super().__init__(model, prompt, seg, num_beams, use_cache)
         self.run = layers.compiled_for_decoding(model, "run") if compile else model.run
-        if compile:  # the graph has its own layout; only the eager unembedding packs
-            self.step_packs = None
         device, rows, p = self.tokens.device, self.ones.shape[0], self.p_len
         n = p + max_length
         gen_pos = self.last[:, None] + 1 + torch.arange(max_length, device=device)[None, :]

@@ -588,8 +588,6 @@ class EncDecStaticIncremental(EncDecIncremental):
     ) -> None:
         super().__init__(model, batch, num_beams, use_cache)
         self.stack = layers.compiled_for_decoding(model.decoder) if compile else model.decoder
-        if compile:  # the graph has its own layout; only the eager unembedding packs
-            self.step_packs = None
         device, rows = self.memory.device, self.ones.shape[0]
         self.index = torch.zeros(1, dtype=torch.long, device=device)
         if not use_cache:  # the whole history, re-run every step
