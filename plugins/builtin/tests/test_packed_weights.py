@@ -66,7 +66,7 @@ def test_unknown_kernel_is_refused_with_the_allowed_ones():
         layers.PackedWeights("fast")
 
 
-@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+@pytest.mark.skipif("onednn" not in layers.pack_kernels_available(), reason="no oneDNN packs")
 @pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
 def test_bf16_products_pack_through_onednn(weight_dtype):
     """A bf16 product -- of bf16 weights, or autocast's of fp32 weights cast to bf16 --
@@ -148,7 +148,7 @@ def test_linear_packs_only_inside_a_packed_step():
                 assert linear(x).grad_fn is not None
 
 
-@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+@pytest.mark.skipif("onednn" not in layers.pack_kernels_available(), reason="no oneDNN packs")
 def test_linear_under_autocast_packs_autocasts_product():
     """Under CPU bf16 autocast a decoding step's product is autocast's (bf16 operands,
     bf16 result) from a bf16 pack made once; outside a packed step autocast's own."""
@@ -288,7 +288,7 @@ def test_lean_step_steps_aside_where_the_modules_differ(monkeypatch):
     assert calls == []
 
 
-@pytest.mark.skipif(not layers.onednn_packing_available(), reason="no oneDNN packs")
+@pytest.mark.skipif("onednn" not in layers.pack_kernels_available(), reason="no oneDNN packs")
 @pytest.mark.parametrize("name", ["encdec", "lm"])
 def test_packed_decoding_under_autocast_gives_autocasts_logits(name):
     """Decoding steps under CPU bf16 autocast: the products of the decoder and the

@@ -27,6 +27,7 @@ import contextvars
 import functools
 import inspect
 import math
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -244,37 +245,29 @@ PACKED_ROWS = range(4, 257)
 PACK_KERNELS = ("mkl", "onednn")
 
 
-@functools.cache
-def mkl_packing_available() -> bool:
-    """Whether this torch has MKL's packed-GEMM ops (x86 builds with MKL do)."""
-    try:
-        return bool(
-            torch.backends.mkl.is_available()
-            and torch.ops.mkl._mkl_reorder_linear_weight is not None
-            and torch.ops.mkl._mkl_linear is not None
-        )
-    except (AttributeError, RuntimeError):
-        return False
+#: per packed-GEMM library: whether torch was built with it, and its ops (namespace, names)
+_PACK_OPS = {
+    "mkl": (lambda: torch.backends.mkl.is_available(),
+            ("mkl", "_mkl_reorder_linear_weight", "_mkl_linear")),
+    "onednn": (lambda: torch.backends.mkldnn.is_available(),  # inductor's CPU prepacking
+               ("mkldnn", "_reorder_linear_weight", "_linear_pointwise")),
+}
 
 
 @functools.cache
-def onednn_packing_available() -> bool:
-    """Whether this torch has oneDNN's prepacked linear (the ops behind inductor's CPU
-    weight prepacking; x86 and aarch64 builds with mkldnn have them)."""
-    try:
-        return bool(
-            torch.backends.mkldnn.is_available()
-            and torch.ops.mkldnn._reorder_linear_weight is not None
-            and torch.ops.mkldnn._linear_pointwise is not None
-        )
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def pack_kernels_available() -> tuple[str, ...]:
-    """The :data:`PACK_KERNELS` this torch build has (empty: decoding runs unpacked)."""
-    found = {"mkl": mkl_packing_available(), "onednn": onednn_packing_available()}
-    return tuple(k for k in PACK_KERNELS if found[k])
+    """The :data:`PACK_KERNELS` this torch build has: MKL's packed GEMM (x86 builds with
+    MKL), oneDNN's prepacked linear (x86 and aarch64 builds with mkldnn); empty: decoding
+    runs unpacked."""
+    def has(kernel: str) -> bool:
+        built, (namespace, *names) = _PACK_OPS[kernel]
+        try:
+            ops = getattr(torch.ops, namespace)
+            return bool(built() and all(getattr(ops, name) is not None for name in names))
+        except (AttributeError, RuntimeError):
+            return False
+
+    return tuple(k for k in PACK_KERNELS if has(k))
 
 
 def _pack(kernel: str, weight: Tensor, rows: int) -> Tensor:
@@ -314,8 +307,6 @@ def fastest_pack_kernel(out_features: int, in_features: int, rows: int, threads:
     kernels = [k for k in candidates if k is None or k in available]
     if len(kernels) < 2:
         return kernels[0] if kernels else None
-    import time
-
     with torch.no_grad():
         weight = torch.randn(out_features, in_features).to(dtype)
         x = torch.randn(rows, in_features).to(dtype)
