@@ -1,7 +1,8 @@
 """Training attention through FlexAttention (``EncDecModel.flex_attention``) computes the
 dense path's function: the position bias added in a ``score_mod``, segment and causal
-masks as a block mask. On CPU the forward is checked (FlexAttention has no CPU backward);
-the gradients on a GPU (skipped without one; run by benchmarks/gpu_check.sh)."""
+masks as a block mask. On CPU the forward, and the gradients through torch's dense
+reference backward of FlexAttention (its public function refuses a CPU backward); the
+fused kernel's gradients on a GPU (skipped without one; run by benchmarks/gpu_check.sh)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,15 @@ def test_flex_is_for_training_only_and_refuses_elementwise_dropout():
     assert calls == []
 
 
+def _grads(model, batch, flex: bool) -> dict[str, torch.Tensor]:
+    model.flex_attention = flex
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)  # the same broadcast dropout masks on both paths
+    out = model(batch)
+    (out.loss_sum / out.num_tokens).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 @pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
 def test_flex_gradients_equal_the_dense_path_on_cuda(pack):
@@ -97,20 +107,36 @@ def test_flex_gradients_equal_the_dense_path_on_cuda(pack):
     model, batch = _model_and_batch(pack, dropout=0.1)
     model.cuda()
     batch = {k: v.cuda() for k, v in batch.items()}
-    grads = {}
     tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
     try:  # fp32 products on both paths (a cuda backend test may have left TF32 on)
-        for flex in (False, True):
-            model.flex_attention = flex
-            model.zero_grad(set_to_none=True)
-            torch.manual_seed(5)
-            out = model(batch)
-            (out.loss_sum / out.num_tokens).backward()
-            grads[flex] = {n: p.grad.clone() for n, p in model.named_parameters()}
+        grads = {flex: _grads(model, batch, flex) for flex in (False, True)}
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
     tables = [n for n in grads[True] if "relative_attention_bias" in n]
     assert tables and all(grads[True][n].abs().sum() > 0 for n in tables)
     for name, dense in grads[False].items():
         torch.testing.assert_close(grads[True][name], dense, rtol=2e-4, atol=2e-5,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_flex_gradients_equal_the_dense_path_through_the_reference_backward(pack, monkeypatch):
+    """The gradients of our FlexAttention construction (the position bias captured by the
+    ``score_mod``, the segment/causal block masks), every parameter's, the relative
+    position tables' included, equal the dense path's on the CPU. FlexAttention refuses a
+    CPU backward only by a device check; behind it is torch's dense reference
+    implementation of the same operator and its backward, which this test runs. What is
+    left for the GPU test is the fused kernel itself."""
+    import torch.nn.attention.flex_attention as flex_module
+
+    if not hasattr(flex_module, "_validate_device"):
+        pytest.skip("this torch has no FlexAttention device check to step around")
+    monkeypatch.setattr(flex_module, "_validate_device", lambda *args: None)
+    model, batch = _model_and_batch(pack, dropout=0.1)
+    dense, flex = _grads(model, batch, False), _grads(model, batch, True)
+    tables = [n for n in flex if "relative_attention_bias" in n]
+    assert len(tables) == 2 and all(flex[n].abs().sum() > 0 for n in tables)
+    for name, expected in dense.items():
+        torch.testing.assert_close(flex[name], expected, rtol=2e-4, atol=2e-5,
                                    msg=lambda m, name=name: f"{name}: {m}")
