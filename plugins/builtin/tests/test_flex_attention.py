@@ -16,6 +16,8 @@ from t5k_builtin.model.encdec import EncDecModel
 from t5k_builtin.model.features import encdec_features
 
 pytest.importorskip("torch.nn.attention.flex_attention")
+#: on the CPU FlexAttention runs its unfused reference, which is the point here
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 
 def _model_and_batch(pack: bool, dropout: float = 0.0, broadcast: bool = True, seed: int = 0):
@@ -119,7 +121,6 @@ def test_flex_gradients_equal_the_dense_path_on_cuda(pack):
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
-@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 @pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
 def test_flex_gradients_equal_the_dense_path_through_the_reference_backward(pack, monkeypatch):
     """The gradients of our FlexAttention construction (the position bias captured by the
