@@ -91,11 +91,13 @@ def test_flex_is_for_training_only_and_refuses_elementwise_dropout():
     assert calls == []
 
 
-def _grads(model, batch, flex: bool) -> dict[str, torch.Tensor]:
+def _grads(model, batch, flex: bool, run=None) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient of the mean token loss; ``run``: the model (or a
+    compiled wrapper of it) to call."""
     model.flex_attention = flex
     model.zero_grad(set_to_none=True)
     torch.manual_seed(5)  # the same broadcast dropout masks on both paths
-    out = model(batch)
+    out = (model if run is None else run)(batch)
     (out.loss_sum / out.num_tokens).backward()
     return {n: p.grad.clone() for n, p in model.named_parameters()}
 
@@ -118,6 +120,28 @@ def test_flex_gradients_equal_the_dense_path_on_cuda(pack):
     assert tables and all(grads[True][n].abs().sum() > 0 for n in tables)
     for name, dense in grads[False].items():
         torch.testing.assert_close(grads[True][name], dense, rtol=2e-4, atol=2e-5,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+def test_flex_gradients_in_a_compiled_model_on_cuda():
+    """As the benchmark trains it: the whole model compiled, so the position bias the
+    ``score_mod`` captures is an intermediate of the compiled graph, not an input (on the
+    CPU, AOT autograd's eager stand-in for FlexAttention's backward returns no gradient
+    for such a capture; inductor's kernel has to). Packed rows, broadcast dropout."""
+    model, batch = _model_and_batch(True, dropout=0.1)
+    model.cuda()
+    batch = {k: v.cuda() for k, v in batch.items()}
+    tf32, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
+    try:
+        dense = _grads(model, batch, False)
+        compiled = _grads(model, batch, True, run=torch.compile(model))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    tables = [n for n in compiled if "relative_attention_bias" in n]
+    assert len(tables) == 2 and all(compiled[n].abs().sum() > 0 for n in tables)
+    for name, expected in dense.items():
+        torch.testing.assert_close(compiled[name], expected, rtol=5e-4, atol=5e-5,
                                    msg=lambda m, name=name: f"{name}: {m}")
 
 
