@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -147,6 +147,16 @@ class Components:
     tasks: dict[str, Any]
     corpus: Any = None
     objective: Any = None
+
+
+class EvalTarget(NamedTuple):
+    """One evaluation result to produce: its name in ``results.json``, the task and split
+    it scores, and its best-checkpoint selection group (the task's name)."""
+
+    result: str
+    task: Any
+    split: str
+    group: str
 
 
 class Runner:
@@ -645,21 +655,33 @@ class Runner:
 
     # -- evaluation -----------------------------------------------------------
     def _eval_checkpoint(self, comps: Components, best: dict[str, Any]) -> None:
+        """Evaluate this checkpoint and keep, per selection group, the best one's scores
+        (``best_checkpoint_per_task``), as T5's ``eval_utils.metric_group_max`` picks
+        them: a group's score is the mean of its results' metrics, NaN ones skipped (a
+        group with no number ranks below every number, so an early NaN -- STS-B's
+        correlations of constant predictions -- never sticks); ties keep the earlier
+        checkpoint. A task's several evaluation splits (MNLI matched / mismatched) are
+        one group, so both come from one checkpoint; every other task is its own."""
         scores = self.evaluate(comps)
         self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
         best_step = self.results.setdefault("best_step", {})
-        for task, metrics in scores.items():
-            value = _task_score(metrics)
-            if task not in best or value > best[task]:
-                best[task] = value
-                best_step[task] = self.global_step
-                self.results["eval"][task] = metrics
+        members: dict[str, list[str]] = {}
+        for target in self._eval_targets(comps):
+            if target.result in scores:
+                members.setdefault(target.group, []).append(target.result)
+        for group, results in members.items():
+            value = _selection_score([v for r in results for v in scores[r].values()])
+            if group not in best or value > best[group]:
+                best[group] = value
+                for result in results:
+                    best_step[result] = self.global_step
+                    self.results["eval"][result] = scores[result]
 
     def evaluate(self, comps: Components) -> dict[str, dict[str, float]]:
         """Greedy-decode every task's evaluation split and score it (paper §3.1.2)."""
         comps.model.eval()
         out: dict[str, dict[str, float]] = {}
-        for name, task, split in self._eval_targets(comps):
+        for name, task, split, _group in self._eval_targets(comps):
             examples = self._eval_examples(task, split)
             preds = self.predict(comps, [ex["inputs"] for ex in examples])
             out[name] = self._score(task, preds, examples)
@@ -667,10 +689,11 @@ class Runner:
         comps.model.train()
         return out
 
-    def _eval_targets(self, comps: Components) -> list[tuple[str, Any, str]]:
-        """(result name, task, split) to evaluate. A task may evaluate several splits
-        under their own names (``eval_splits``, e.g. MNLI matched / mismatched) when
-        ``eval.split`` is the default "validation"."""
+    def _eval_targets(self, comps: Components) -> list[EvalTarget]:
+        """What to evaluate, as :class:`EvalTarget`. A task may evaluate several splits
+        under their own result names (``eval_splits``, e.g. MNLI matched / mismatched)
+        when ``eval.split`` is the default "validation"; the task's name is then their
+        selection group."""
         split = str(self.cfg.eval.split)
         chosen = set(self.cfg.eval.tasks or comps.tasks)
         out = []
@@ -679,7 +702,7 @@ class Runner:
                 continue
             named = getattr(task, "eval_splits", None) if split == "validation" else None
             for result, task_split in (dict(named) if named else {name: split}).items():
-                out.append((result, task, task_split))
+                out.append(EvalTarget(result, task, task_split, name))
         return out
 
     def _write_predictions(self, task: str, examples: list[dict[str, Any]],
@@ -777,7 +800,7 @@ class Runner:
         named in ``eval.averages`` that offer ``aggregate(results, benchmarks)``; tasks
         declare their benchmark with a ``benchmark`` attribute."""
         benchmarks = {}
-        for name, task, _split in self._eval_targets(comps):
+        for name, task, _split, _group in self._eval_targets(comps):
             if getattr(task, "benchmark", None):
                 benchmarks[name] = str(task.benchmark)
         out: dict[str, Any] = {}
@@ -795,7 +818,7 @@ class Runner:
         from collections import Counter
 
         out: dict[str, Any] = {}
-        for name, task, split in self._eval_targets(comps):
+        for name, task, split, _group in self._eval_targets(comps):
             examples = self._eval_examples(task, split)
             out[name] = {
                 "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples)}
@@ -892,6 +915,13 @@ def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:
             raise RunDirError(
                 f"checkpoint {path} comes from a run with a different vocabulary "
                 f"({other} differs from {own}); ensemble members must share one vocabulary")
+
+
+def _selection_score(values: list[float]) -> float:
+    """A selection group's score (:meth:`Runner._eval_checkpoint`): the mean of its
+    metric values without the NaN ones, -inf when none is a number."""
+    numbers = [float(v) for v in values if not math.isnan(float(v))]
+    return float(np.mean(numbers)) if numbers else float("-inf")
 
 
 def _task_score(metrics: dict[str, float]) -> float:
