@@ -7,10 +7,12 @@ noise_span_to_unique_sentinel, targets = nonnoise_span_to_unique_sentinel ->
 append_eos_after_trim``. A full 568-token chunk has 85 noise tokens in 28 spans, so its
 inputs are exactly 512 tokens and its targets exactly 114.
 
-For "Thank you for inviting me to your party last week ." with "for inviting me" and
-"your party last" corrupted: inputs ``Thank you <X> to <Y> week . </s>``, targets
-``<X> for inviting me <Y> your party last </s>`` — the reference has no trailing
-sentinel (facts §3.6; P Table 3 shows one); ``trailing_sentinel=True`` adds it.
+A random-span mask starts with a clean span and ends with a noise span, so the targets
+never end in a sentinel (facts §3.6). For "Thank you for inviting me to your party last
+week ." with "for inviting me" and "week ." corrupted: inputs ``Thank you <X> to your
+party last <Y> </s>``, targets ``<X> for inviting me <Y> week . </s>``. P Table 3's
+illustration ends with a clean span and shows a final sentinel ``<Z>``, which the
+reference's masks never produce; ``trailing_sentinel=True`` adds one to every target.
 
 Chunks are masked and encoded 128 at a time by ``batched``; ``encode`` is the
 per-example statement of the same mapping (the test oracle).
