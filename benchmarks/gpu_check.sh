@@ -17,6 +17,8 @@
 #   flex     the train stage with our attention through FlexAttention
 #            (EncDecModel.flex_attention, experimental)
 #   flexprofile the profile stage with FlexAttention
+#   flexgraphs the flex stage with the compiled step replayed as CUDA graphs
+#            (--compile-mode reduce-overhead: no launch gaps; not in the default list)
 #   decode   benchmarks/vs_hf.py's GPU mode in full: training again, then greedy and
 #            beam-4 decoding
 # JSON results and the log go to $OUT (the device tool's output folder) when it is set.
@@ -65,9 +67,13 @@ for s in "${stages[@]}"; do
         --train-only --flex-attention --json "$OUT/vs_hf_cuda_train_flex.json" ;;
     flexprofile) stage flexprofile 240 "$PY" benchmarks/step_profile.py --device cuda \
         --compile --flex-attention --json "$OUT/profile_cuda_train_flex.json" ;;
+    flexgraphs) stage flexgraphs 300 "$PY" benchmarks/vs_hf.py --device cuda --compile \
+        --compile-mode reduce-overhead --steps 3 --train-only --flex-attention \
+        --json "$OUT/vs_hf_cuda_train_flex_graphs.json" ;;
     decode) stage decode 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
         --json "$OUT/vs_hf_cuda.json" ;;
-    *) echo "unknown stage '$s'; stages: train tests attention profile flex flexprofile decode"
+    *) echo "unknown stage '$s'; stages: train tests attention profile flex flexprofile" \
+            "flexgraphs decode"
        exit 2 ;;
     esac
 done
