@@ -679,6 +679,10 @@ def _check_kernel_values(cfg: DictConfig, registry: Any) -> None:
          cfg.loss.z_loss)
     need(cfg.loss.denominator in ("constant", "tokens"), "loss.denominator",
          "'constant' or 'tokens'", cfg.loss.denominator)
+    need(cfg.loss.nonfinite in ("stop", "skip"), "loss.nonfinite", "'stop' or 'skip'",
+         cfg.loss.nonfinite)
+    need(cfg.loss.max_skipped_steps >= 0, "loss.max_skipped_steps", "an integer >= 0",
+         cfg.loss.max_skipped_steps)
     need(cfg.eval.batch_size >= 1, "eval.batch_size", "an integer >= 1", cfg.eval.batch_size)
     need(cfg.eval.max_decode_length >= 1, "eval.max_decode_length", "an integer >= 1",
          cfg.eval.max_decode_length)
@@ -701,7 +705,8 @@ def _check_kernel_values(cfg: DictConfig, registry: Any) -> None:
         need(len(cfg.tasks or {}) > 0, "tasks", "at least one task when finetune.steps > 0", {})
     known = sorted(cfg.tasks or {})
     for key, names, allow_all in (("pretrain.tasks", cfg.pretrain.tasks, True),
-                                  ("finetune.tasks", cfg.finetune.tasks, False)):
+                                  ("finetune.tasks", cfg.finetune.tasks, False),
+                                  ("eval.tasks", cfg.eval.tasks, False)):
         for task in names:
             if not (allow_all and task == "all") and task not in known:
                 raise ConfigError(

@@ -169,6 +169,9 @@ class Runner:
         self.console = console
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.global_step = 0
+        #: whether a training step completed in this process (a run that fails after one
+        #: keeps its run directory: its log and vocabulary are evidence, see run())
+        self.trained = False
         self.results: dict[str, Any] = {"stages": {}, "eval": {}, "averages": {}}
         self._evaluators: dict[str, Any] = {}
         #: models decoded together (an ensemble); empty = the run's own model
@@ -490,6 +493,7 @@ class Runner:
                     self._skip_nonfinite(stage_name, stage_info, token_loss)
                     optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
+                self.trained = True
                 ntok = int(np.count_nonzero(global_batch["decoder_target_tokens"])
                            + np.count_nonzero(global_batch.get("encoder_input_tokens", 0)))
                 tokens_since += ntok
@@ -514,7 +518,7 @@ class Runner:
                 if (every and step_no % every == 0) or step_no == stage.steps:
                     paused = time.perf_counter()
                     if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
-                        with self._evaluation_model(comps):
+                        with self._evaluation_model(comps), _rng_kept(comps.backend):
                             if self.main:
                                 self._eval_checkpoint(comps, best)
                     self._data_states[stage_name] = stream.state()
@@ -917,6 +921,19 @@ def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:
                 f"({other} differs from {own}); ensemble members must share one vocabulary")
 
 
+@contextlib.contextmanager
+def _rng_kept(backend: Any):
+    """Within: anything may draw from the backend's random generators; after, they are as
+    before. Evaluation between training steps thus leaves training's dropout masks alone:
+    a run continues the same whether or not it evaluates its checkpoints, and a resumed
+    run the same as one never stopped (whatever evaluation draws, e.g. once per process)."""
+    state = backend.rng_state()
+    try:
+        yield
+    finally:
+        backend.set_rng_state(state)
+
+
 def _selection_score(values: list[float]) -> float:
     """A selection group's score (:meth:`Runner._eval_checkpoint`): the mean of its
     metric values without the NaN ones, -inf when none is a number."""
@@ -985,8 +1002,10 @@ def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, 
     except T5KError:
         # a run refused before it trained anything (a backend that cannot run here, a
         # bad plugin option found at build time) leaves no half-made run directory behind
-        # that would block the corrected command; a run with checkpoints is kept
-        if fresh and not (run_dir / "checkpoints").exists():
+        # that would block the corrected command; a run that trained a step is kept (its
+        # metrics.jsonl shows what went wrong, e.g. a diverging loss), as is one with
+        # checkpoints
+        if fresh and not runner.trained and not (run_dir / "checkpoints").exists():
             import shutil
 
             if existed:  # an empty folder the user made: keep the folder itself

@@ -26,6 +26,8 @@ CASES = [
     (["seed=-1"], "seed=-1"),
     (["pretrain.inputs_length=3"], "pretrain.inputs_length=3"),
     (["loss.denominator=mean"], "loss.denominator='mean'"),
+    (["loss.nonfinite=skp"], "loss.nonfinite='skp'"),
+    (["loss.max_skipped_steps=-5"], "loss.max_skipped_steps=-5"),
     (["eval.length_penalty=gnmt"], "eval.length_penalty='gnmt'"),
     (["eval.alpha=inf"], "eval.alpha=inf"),
     (["eval.averages=[paper_avgs]"], "eval.averages"),

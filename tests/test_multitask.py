@@ -67,6 +67,7 @@ def test_leave_one_out_and_supervised_pretraining(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["pretrain.tasks=[nope]"], "pretrain.tasks: 'nope' is not a configured task"),
     (["finetune.tasks=[all]"], "finetune.tasks: 'all' is not a configured task"),
+    (["eval.tasks=[nope]"], "eval.tasks: 'nope' is not a configured task"),
     (["pretrain.unsupervised=false"], "pretrain.unsupervised"),
 ])
 def test_bad_strategy_configs_are_refused(tmp_path, capsys, args, needle):

@@ -194,6 +194,19 @@ def test_a_nan_loss_stops_the_stage_and_keeps_the_good_checkpoints(tmp_path, cap
     assert not (run_dir / "results.json").exists()
 
 
+def test_a_run_that_trained_keeps_its_directory_when_it_stops(tmp_path, capsys, monkeypatch):
+    """Stopped by a NaN loss before its first checkpoint, the run keeps what it wrote:
+    the losses logged up to the divergence (and its vocabulary). Only a run refused before
+    training anything leaves no directory (test_run)."""
+    _nan_at(monkeypatch, lambda n: n >= 5)
+    code, run_dir = _short_run(tmp_path, "r", "pretrain.checkpoint_every=0")
+    assert code != 0
+    assert "pretrain step 4: loss is nan; stopping" in capsys.readouterr().err
+    assert [json.loads(x)["step"] for x in _metrics(run_dir)] == [1, 2, 3, 4]
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "vocab").is_dir()
+    assert not (run_dir / "checkpoints").exists()
+
+
 def test_nan_steps_can_be_skipped_and_are_counted(tmp_path, capsys, monkeypatch):
     _nan_at(monkeypatch, lambda n: n in (3, 4))
     code, run_dir = _short_run(tmp_path, "skip", "loss.nonfinite=skip")
@@ -214,3 +227,42 @@ def test_nan_steps_can_be_skipped_and_are_counted(tmp_path, capsys, monkeypatch)
     assert code != 0
     assert "more than loss.max_skipped_steps=1 steps of pretrain skipped" in (
         capsys.readouterr().err)
+
+
+def test_evaluating_checkpoints_leaves_the_training_draws_alone(tmp_path, monkeypatch):
+    """With the paper's dropout 0.1, fine-tuning's losses are the same whether its
+    checkpoints are evaluated or not, and a run resumed after an evaluation goes on as the
+    uninterrupted one. Evaluation here draws from the global generator at every checkpoint
+    (as a once-per-process cost, e.g. a first decode's kernel timing, would in a resumed
+    run only); the run loop puts the generators back afterwards."""
+    from t5kernel.runloop import Runner
+
+    real = Runner.evaluate
+
+    def evaluate(self, comps):
+        torch.rand(3)
+        return real(self, comps)
+
+    monkeypatch.setattr(Runner, "evaluate", evaluate)
+    args = ["run", "--quiet", *TINY_OVERRIDES, "model.dropout_rate=0.1", "pretrain.steps=3",
+            "finetune.steps=6", "finetune.checkpoint_every=2", "finetune.log_every=1",
+            "keep_checkpoints=10", "eval.max_examples=2", "eval.after_training=false"]
+
+    def finetune_losses(run_dir: Path) -> list[str]:
+        return [line for line in _metrics(run_dir) if json.loads(line)["step"] > 3]
+
+    evaluated, plain = tmp_path / "evaluated", tmp_path / "plain"
+    assert main([*args, f"run_dir={evaluated}"]) == 0
+    assert main([*args, f"run_dir={plain}", "eval.best_checkpoint_per_task=false"]) == 0
+    assert len(finetune_losses(evaluated)) == 6
+    assert finetune_losses(evaluated) == finetune_losses(plain)
+    for step in ckpt.list_steps(evaluated / "checkpoints"):
+        if step > 5:  # resume from the first fine-tuning checkpoint (step 5, evaluated)
+            import shutil
+
+            shutil.rmtree(evaluated / "checkpoints" / f"step_{step}")
+    before = finetune_losses(plain)
+    (evaluated / "metrics.jsonl").write_text("")  # only the resumed part is compared
+    assert main(["run", "--quiet", "--config", str(evaluated / "config.yaml"),
+                 f"run_dir={evaluated}", "resume=true"]) == 0
+    assert finetune_losses(evaluated) == [x for x in before if json.loads(x)["step"] > 5]

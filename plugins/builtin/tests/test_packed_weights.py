@@ -355,6 +355,18 @@ def test_fastest_pack_kernel_picks_among_its_candidates():
     assert layers.fastest_pack_kernel(64, 32, 300, 1, torch.float32, (None,)) is None
 
 
+def test_timing_the_kernels_leaves_the_global_generator_alone():
+    """The timing runs once per process, inside the first evaluation of a run: drawing its
+    operands from the global generator would move training's dropout masks in a resumed
+    run (a new process times again) but not in the uninterrupted one."""
+    kernels = layers.pack_kernels_available()
+    if not kernels:
+        pytest.skip("no packed-GEMM library in this torch build")
+    before = torch.get_rng_state()
+    layers.fastest_pack_kernel(72, 40, 24, 1, torch.float32, (None, *kernels))  # not cached
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 @pytest.mark.parametrize("name", ["encdec", "encdec_shared", "lm"])
 def test_encoder_and_prompt_products_pack_and_keep_the_ids(name, monkeypatch):
     """With packing timed faster at many rows, the encoder's (or the prompt's) products

@@ -307,9 +307,13 @@ def fastest_pack_kernel(out_features: int, in_features: int, rows: int, threads:
     kernels = [k for k in candidates if k is None or k in available]
     if len(kernels) < 2:
         return kernels[0] if kernels else None
+    # operands from a generator of its own: the global one drives training's dropout,
+    # and a timing that happens once per process must not move it (a resumed run would
+    # draw different masks from its first evaluation on than the uninterrupted run)
+    gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        weight = torch.randn(out_features, in_features).to(dtype)
-        x = torch.randn(rows, in_features).to(dtype)
+        weight = torch.randn(out_features, in_features, generator=gen).to(dtype)
+        x = torch.randn(rows, in_features, generator=gen).to(dtype)
         best = {}
         for kernel in kernels:
             pack = weight if kernel is None else _pack(kernel, weight, rows)
