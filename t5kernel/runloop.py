@@ -422,7 +422,8 @@ class Runner:
         strategy = None
         if stage_name == "finetune":
             strategy = self._finetune_strategy(model)
-            self._report_trainable(model, stage_name)
+            if not done:  # a resumed stage has its reports in the restored results
+                self._report_trainable(model, stage_name)
             if done:  # replay the strategy's schedule up to the resumed step
                 for local in range(done):
                     strategy.update(model, local)
@@ -521,15 +522,24 @@ class Runner:
                         with self._evaluation_model(comps), _rng_kept(comps.backend):
                             if self.main:
                                 self._eval_checkpoint(comps, best)
+                    if step_no == stage.steps and stage_name == "pretrain":
+                        # before the stage's last checkpoint, whose results a run resumed
+                        # from it (straight into fine-tuning) carries on with
+                        self._report_corpus(comps, stage_info)
                     self._data_states[stage_name] = stream.state()
                     self._log_windows[stage_name] = {"loss_sum": loss_acc, "count": loss_n}
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
-        if stage_name == "pretrain" and self._documents is not None:
-            self._report_corpus_passes(stage_info)
-            report = getattr(comps.corpus, "report", None)
-            if report:  # what the corpus skipped or filtered (e.g. the C4 rules' counts)
-                stage_info["corpus"]["report"] = {str(k): int(v) for k, v in report.items()}
+
+    def _report_corpus(self, comps: Components, stage_info: dict[str, Any]) -> None:
+        """Pre-training's corpus figures in results.json: passes over the corpus and what
+        the corpus skipped or filtered (e.g. the C4 rules' counts)."""
+        if self._documents is None:  # supervised pre-training: the objective never ran
+            return
+        self._report_corpus_passes(stage_info)
+        report = getattr(comps.corpus, "report", None)
+        if report:
+            stage_info["corpus"]["report"] = {str(k): int(v) for k, v in report.items()}
 
     def _skip_nonfinite(self, stage_name: str, stage_info: dict[str, Any],
                         token_loss: float) -> None:

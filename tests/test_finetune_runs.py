@@ -45,12 +45,25 @@ def test_loss_falls_and_trainable_parameters_are_reported(finetuned):
         assert len(counts) == 1
 
 
-def test_resume_inside_finetuning_is_exact(finetuned, tmp_path):
+def _stages(run_dir):
+    """results.json's stages without the wall-clock figures."""
+    stages = json.loads((run_dir / "results.json").read_text())["stages"]
+    for info in stages.values():
+        info.pop("seconds", None)
+    return stages
+
+
+@pytest.mark.parametrize("where", ["pretrain_end", "finetune"])
+def test_resume_inside_finetuning_is_exact(finetuned, tmp_path, where):
+    """Resumed from pre-training's last checkpoint or the first fine-tuning one, the run
+    logs the same losses and reports the same stages (trainable sets, corpus passes)."""
     _, run_dir = finetuned
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     steps = ckpt.list_steps(copy / "checkpoints")
-    resume_from = [s for s in steps if s > 4][0]  # the first fine-tuning checkpoint
+    # pre-training takes 4 steps; its last checkpoint, or the first fine-tuning one
+    resume_from = 4 if where == "pretrain_end" else [s for s in steps if s > 4][0]
+    assert resume_from in steps
     for step in steps:
         if step > resume_from:
             shutil.rmtree(copy / "checkpoints" / f"step_{step}")
@@ -58,6 +71,8 @@ def test_resume_inside_finetuning_is_exact(finetuned, tmp_path):
     assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
                  "resume=true"]) == 0
     assert _losses(copy) == _losses(run_dir)
+    assert _stages(copy) == _stages(run_dir)
+    assert "corpus" in _stages(copy)["pretrain"]
 
 
 def test_eval_loads_the_strategys_checkpoint(finetuned):
