@@ -130,16 +130,38 @@ def _train_a_little(model, vocab, steps=3):
 def test_model_trained_here_loads_in_transformers(tmp_path, arch_cls, dims, layers):
     arch = arch_cls(EncDecConfig(**dims, dropout_rate=0.0), BuildContext(seed=3))
     model = arch.build(300)
+    assert model.padded_vocab_size == 384
     _train_a_little(model, 300)
+    with torch.no_grad():  # padding rows (masked here, never trained) that would win there
+        model.shared.weight[300:] = model.shared.weight[2:86] * 50.0
     arch.to_hf(model, 300, tmp_path / "out")
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert (cfg["num_layers"], cfg["num_decoder_layers"], cfg["vocab_size"]) == (*layers, 384)
+    assert (cfg["num_layers"], cfg["num_decoder_layers"], cfg["vocab_size"]) == (*layers, 300)
     assert cfg["tie_word_embeddings"] and cfg["feed_forward_proj"] == "relu"
     hf, info = transformers.T5ForConditionalGeneration.from_pretrained(
         tmp_path / "out", output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
     feats = batch(300, seed=1)
-    assert_close_logits(our_logits(model, feats), hf_logits(hf.eval(), feats), feats, 300)
+    theirs = hf_logits(hf.eval(), feats)
+    assert theirs.shape[-1] == 300
+    assert_close_logits(our_logits(model, feats), theirs, feats, 300)
+    inputs = {"encoder_input_tokens": feats["encoder_input_tokens"],
+              "encoder_segment_ids": feats["encoder_segment_ids"]}
+    with torch.no_grad():
+        ours = model.generate(inputs, 6)
+        ref = hf.generate(input_ids=feats["encoder_input_tokens"].long(),
+                          attention_mask=feats["encoder_segment_ids"] > 0, max_new_tokens=6,
+                          do_sample=False, num_beams=1,
+                          use_cache=False)[:, 1:]  # (its cache assumes equal depths)
+    assert ours.shape == ref.shape and int(ref.max()) < 300
+    assert torch.equal(*(t.masked_fill(_after_eos(t), 0) for t in (ours, ref)))
+
+
+def _after_eos(ids):
+    """Positions after each row's first EOS (id 1): transformers fills them with EOS, we
+    with 0."""
+    eos = (ids == 1).long()
+    return (eos.cumsum(1) - eos) > 0
 
 
 # ------------------------------------------------------------------------ vocabulary

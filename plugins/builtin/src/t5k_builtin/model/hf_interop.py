@@ -22,7 +22,10 @@ every released T5), or the row count itself when none does.
 Export (:func:`to_hf`) writes what ``save_pretrained`` of transformers 5 writes:
 ``config.json``, ``generation_config.json`` and ``model.safetensors`` holding
 ``shared.weight`` once (``from_pretrained`` re-ties ``encoder/decoder.embed_tokens`` and
-``lm_head``); with a SentencePiece vocabulary also ``spiece.model`` and
+``lm_head``), with the true ids' rows only (``vocab_size`` = the id count, e.g. 32100, not
+the padded 32128): our padding columns are masked out of the softmax and so never train,
+while transformers would score them; cut, the exported model predicts what ours does.
+With a SentencePiece vocabulary also ``spiece.model`` and
 ``tokenizer_config.json`` for ``T5Tokenizer`` (which, in transformers 5, needs the
 ``protobuf`` package to read ``spiece.model``).
 """
@@ -347,10 +350,12 @@ def to_hf(config: EncDecConfig, model: Any, vocab_size: int, folder: Path,
         raise ConfigError(f"the model was built for {model.vocab_size} ids, not {vocab_size}")
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     check_layout(config, vocab_size, state)
+    # the true ids only: our padding rows are masked out of the softmax, so they never
+    # train; transformers would let those untrained rows compete for every prediction
+    state["shared.weight"] = state["shared.weight"][:vocab_size].clone()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    rows = int(model.padded_vocab_size)
-    _write_json(folder / CONFIG, hf_config(config, rows))
+    _write_json(folder / CONFIG, hf_config(config, vocab_size))
     _write_json(folder / "generation_config.json",
                 {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0})
     save_file(state, str(folder / SAFETENSORS), metadata={"format": "pt"})
