@@ -228,7 +228,8 @@ class Registry:
         known = sorted({r.name for r in self.records if r.kind == kind and r.status == ACTIVE})
         close = difflib.get_close_matches(bare, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        hint += _catalogue_hint(kind, bare)
+        hint += _catalogue_hint(kind, bare, {r.distribution for r in self.records
+                                             if r.status == DISABLED})
         raise PluginNotFoundError(
             f"unknown {kind} {bare!r}.{hint} Available {kind} plugins: {', '.join(known) or 'none'}"
         )
@@ -295,8 +296,9 @@ def default_registry(refresh: bool = False) -> Registry:
     return _DEFAULT
 
 
-def _catalogue_hint(kind: str, name: str) -> str:
-    """" It is provided by X (not installed): <install>" when the catalogue lists it."""
+def _catalogue_hint(kind: str, name: str, disabled: set[str] = frozenset()) -> str:
+    """" It is provided by X, which is not installed: <install>" when the catalogue lists
+    it (or "which is disabled" when X is installed but named in T5K_DISABLE_PLUGINS)."""
     try:
         from t5kernel.catalogue import available_records
 
@@ -306,5 +308,8 @@ def _catalogue_hint(kind: str, name: str) -> str:
     if not rows:
         return ""
     row = rows[0]
+    if row["distribution"] in disabled:
+        return (f" It is provided by distribution {row['distribution']}, which is installed "
+                f"but disabled here ({DISABLE_ENV}).")
     return (f" It is provided by distribution {row['distribution']}, which is not installed: "
             f"{row['install']}.")

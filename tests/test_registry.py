@@ -127,6 +127,17 @@ def test_disabled_distribution_is_not_loaded(plugin_path, monkeypatch):
     assert rec[0].status == "disabled"
 
 
+def test_a_plugin_of_a_disabled_distribution_is_named_as_disabled(monkeypatch):
+    """Not "not installed: pip install ..." for a distribution that is installed."""
+    monkeypatch.setenv("T5K_DISABLE_PLUGINS", "t5kernel-builtin")
+    reg = Registry.discover(strict=True)
+    with pytest.raises(PluginNotFoundError) as err:
+        reg.get("architecture", "encdec")
+    message = str(err.value)
+    assert "t5kernel-builtin, which is installed but disabled here (T5K_DISABLE_PLUGINS)" in (
+        message) and "not installed" not in message
+
+
 def test_unknown_name_suggests_close_matches():
     reg = Registry.discover(strict=True)
     with pytest.raises(PluginNotFoundError) as err:

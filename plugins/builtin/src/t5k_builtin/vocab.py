@@ -1,10 +1,12 @@
 """SentencePiece vocabulary with T5's special ids and sentinels (facts §1.10).
 
-T5 (SeqIO ``SentencePieceVocabulary``): pad=0, eos=1 (``</s>``), unk=2 (``<unk>``), no
-BOS; ``extra_ids`` (100) sentinels appended after the pieces and numbered from the end,
-``<extra_id_k>`` = ``vocab_size - 1 - k``; ``decode`` maps every id >= the piece count to
-unk and stops at the first EOS. Encoding never produces a sentinel: objectives insert
-them.
+As the paper's code (``t5/data/sentencepiece_vocabulary.py`` of the T5 repository):
+pad=0, eos=1 (``</s>``), unk=2 (``<unk>``), no BOS; ``extra_ids`` (100) sentinels appended
+after the pieces and numbered from the end, ``<extra_id_k>`` = ``vocab_size - 1 - k``;
+``decode`` maps every id >= the piece count to unk and stops at the first EOS. Encoding
+never produces a sentinel: objectives insert them. (Later SeqIO, and transformers'
+``T5Tokenizer``, add the sentinels to the SentencePiece model as pieces, so they encode
+the text ``<extra_id_0>`` as one id and decode sentinels by name; ids are the same.)
 
 ``build_sentencepiece`` loads ``config.model_file`` or trains a model on the run's corpus
 texts with sentencepiece's own trainer (deterministic: one thread, no sampling or
