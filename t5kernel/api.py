@@ -385,6 +385,10 @@ class Backend(Protocol):
     ``rng_state``/``set_rng_state`` capture every random generator the backend uses;
     ``sync()`` waits for queued device work (a no-op on CPU).
 
+    Optional: ``loss_scaler_state()`` (a dict of plain values, or None when no loss
+    scaling runs) and ``set_loss_scaler_state(state)``: the state of fp16 loss scaling,
+    which checkpoints carry so a resumed run scales as the uninterrupted one.
+
     Optional attributes the run loop reads for evaluation decoding (absent = False):
     ``static_shapes`` (fixed-shape decoding, ``sync`` once per step: graph-compiling
     devices such as XLA) and ``compile_decoding`` (fixed shapes with the decoder step

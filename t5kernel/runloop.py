@@ -277,6 +277,9 @@ class Runner:
         if resume_state:
             self.optimizer.load_state_dict(resume_state["optimizer"])
             comps.backend.set_rng_state(resume_state["rng"])
+            scaler = resume_state.get("loss_scaler")
+            if scaler is not None and hasattr(comps.backend, "set_loss_scaler_state"):
+                comps.backend.set_loss_scaler_state(scaler)
         try:
             stages = [("pretrain", cfg.pretrain), ("finetune", cfg.finetune)]
             start = 0
@@ -634,6 +637,9 @@ class Runner:
                  "results": self.results, "data": self._data_states,
                  "log_window": self._log_windows}
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
+        scaler = getattr(comps.backend, "loss_scaler_state", None)
+        if scaler is not None and scaler() is not None:  # fp16 loss scaling: scale, tracker
+            trainer["loss_scaler"] = scaler()
         # every rank: device tensors -> host copies; sharded (FSDP) tensors are gathered
         # by collectives, so these two calls happen on all ranks, the write on rank 0
         to_host = getattr(comps.backend, "to_host", None)
@@ -665,7 +671,8 @@ class Runner:
         self._data_states = dict(state.get("data", {}))
         self._log_windows = dict(state.get("log_window", {}))
         self._say(f"resume: continuing from {path.name} ({state['stage']})")
-        return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"]}
+        return {**state, "optimizer": trainer["optimizer"], "rng": trainer["rng"],
+                "loss_scaler": trainer.get("loss_scaler")}
 
     # -- evaluation -----------------------------------------------------------
     def _eval_checkpoint(self, comps: Components, best: dict[str, Any]) -> None:

@@ -266,3 +266,34 @@ def test_evaluating_checkpoints_leaves_the_training_draws_alone(tmp_path, monkey
     assert main(["run", "--quiet", "--config", str(evaluated / "config.yaml"),
                  f"run_dir={evaluated}", "resume=true"]) == 0
     assert finetune_losses(evaluated) == [x for x in before if json.loads(x)["step"] > 5]
+
+
+def test_checkpoints_carry_the_loss_scaler_state(tmp_path, monkeypatch):
+    """A backend with loss scaling (cuda in fp16) has its scaler state saved with every
+    checkpoint and handed back on resume, so the resumed run scales as the uninterrupted
+    one (the GPU itself is not needed for this contract: a CPU backend stands in)."""
+    from t5k_builtin.backends.cpu import CpuBackend
+
+    real_step = CpuBackend.step
+    restored = []
+
+    def step(self, loss, optimizer):
+        self.scale = getattr(self, "scale", 1.0) * 2.0  # the state moves every step
+        real_step(self, loss, optimizer)
+
+    monkeypatch.setattr(CpuBackend, "step", step)
+    monkeypatch.setattr(CpuBackend, "loss_scaler_state",
+                        lambda self: {"scale": getattr(self, "scale", 1.0)}, raising=False)
+    monkeypatch.setattr(CpuBackend, "set_loss_scaler_state",
+                        lambda self, state: restored.append(dict(state)), raising=False)
+    code, run_dir = _short_run(tmp_path, "r")
+    assert code == 0
+    saved = torch.load(run_dir / "checkpoints" / "step_4" / "trainer.pt", weights_only=True)
+    assert saved["loss_scaler"] == {"scale": 2.0 ** 4}
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "step_6")
+    (run_dir / "results.json").unlink()
+    assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
+                 f"run_dir={run_dir}", "resume=true"]) == 0
+    assert restored == [{"scale": 2.0 ** 4}]

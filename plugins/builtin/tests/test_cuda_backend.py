@@ -33,6 +33,9 @@ def test_mixed_precision_trains_and_resumes(tmp_path, precision):
     run_dir = _run(tmp_path, precision, "--backend", "cuda", f"backend.precision={precision}")
     losses = logged_losses(run_dir)
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    trainer = torch.load(run_dir / "checkpoints" / "step_6" / "trainer.pt", weights_only=True)
+    assert ("scale" in trainer["loss_scaler"]) if precision == "fp16" else (
+        "loss_scaler" not in trainer)  # fp16's GradScaler state rides with the checkpoint
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
     shutil.rmtree(copy / "checkpoints" / "step_6")

@@ -94,6 +94,15 @@ class CudaBackend(DataParallel):
             self.scaler.update()
         optimizer.zero_grad(set_to_none=True)
 
+    def loss_scaler_state(self) -> dict[str, Any] | None:
+        """fp16's ``GradScaler`` state (scale, growth tracker) for checkpoints; None
+        without loss scaling."""
+        return None if self.scaler is None else self.scaler.state_dict()
+
+    def set_loss_scaler_state(self, state: Mapping[str, Any]) -> None:
+        if self.scaler is not None:  # a checkpoint of an fp16 run resumed in bf16: unused
+            self.scaler.load_state_dict(dict(state))
+
     def rng_state(self) -> dict[str, Any]:
         return {"torch": torch.get_rng_state().clone(),
                 "cuda": torch.cuda.get_rng_state(self.device).clone()}
