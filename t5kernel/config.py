@@ -126,7 +126,9 @@ class EvalConfig:
     batch_size: int = 32
     #: maximum decoded length (T5's eval.gin caps at 128 tokens)
     max_decode_length: int = 128
-    #: evaluate at every fine-tuning checkpoint and report the best per task (paper)
+    #: evaluate at every fine-tuning checkpoint and report the best per task (paper); a
+    #: run without fine-tuning that pre-trains on the tasks (multi-task training) is
+    #: evaluated at its pre-training checkpoints instead
     best_checkpoint_per_task: bool = True
     #: evaluate only the first N validation examples of each task (0 = all)
     max_examples: int = 0

@@ -292,7 +292,7 @@ class Runner:
                 start += stage.steps
             # evaluation and results: rank 0 only (over a gathered copy under FSDP)
             final_eval = (bool(comps.tasks) and bool(cfg.eval.after_training)
-                          and (cfg.finetune.steps <= 0 or not self.results["eval"]))
+                          and not self.results["eval"])
             with self._evaluation_model(comps, final_eval):
                 if self.main and final_eval:
                     scores = self.evaluate(comps)
@@ -521,7 +521,7 @@ class Runner:
                 every = stage.checkpoint_every
                 if (every and step_no % every == 0) or step_no == stage.steps:
                     paused = time.perf_counter()
-                    if stage_name == "finetune" and cfg.eval.best_checkpoint_per_task:
+                    if self._evaluates_checkpoints(stage_name):
                         with self._evaluation_model(comps), _rng_kept(comps.backend):
                             if self.main:
                                 self._eval_checkpoint(comps, best)
@@ -533,6 +533,18 @@ class Runner:
                     self._log_windows[stage_name] = {"loss_sum": loss_acc, "count": loss_n}
                     self._save(comps, optimizer, stage_name, step_no)
                     t_last += time.perf_counter() - paused  # tokens/s counts training only
+
+    def _evaluates_checkpoints(self, stage_name: str) -> bool:
+        """Whether this stage's checkpoints are evaluated (``best_checkpoint_per_task``):
+        fine-tuning's, as the paper does; or, in a run without fine-tuning whose
+        pre-training trains on the tasks (P Table 11's multi-task training), that
+        stage's, whose best checkpoint per task the paper reports the same way."""
+        cfg = self.cfg
+        if not cfg.eval.best_checkpoint_per_task:
+            return False
+        if stage_name == "finetune":
+            return True
+        return cfg.finetune.steps <= 0 and len(cfg.pretrain.tasks) > 0
 
     def _report_corpus(self, comps: Components, stage_info: dict[str, Any]) -> None:
         """Pre-training's corpus figures in results.json: passes over the corpus and what

@@ -32,6 +32,13 @@ def test_multi_task_training_mixes_the_objective_with_every_task(tmp_path):
     total = sum(v ** 0.5 for v in sizes.values())
     assert rates == pytest.approx({k: v ** 0.5 / total for k, v in sizes.items()})
     assert set(results["eval"]) == set(TASKS)  # both (all) tasks reported
+    # no fine-tuning: the multi-task run's own checkpoints are evaluated, the best per
+    # task reported (P Table 11), and no extra evaluation after training
+    evals = [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text()
+                                    .splitlines()) if r["stage"] == "eval"]
+    assert evals == list(range(2, results["stages"]["pretrain"]["steps"] + 1, 2))
+    assert set(results["best_step"]) == set(TASKS)
+    assert set(results["best_step"].values()) <= set(evals)
     # resuming inside a mixture continues every member stream exactly
     copy = tmp_path / "copy"
     shutil.copytree(run_dir, copy)
@@ -49,6 +56,16 @@ def test_multi_task_training_mixes_the_objective_with_every_task(tmp_path):
         return [(r["step"], r["loss"]) for r in rows if "loss" in r]
 
     assert losses(copy) == losses(run_dir)
+
+
+def test_unsupervised_pretraining_alone_is_evaluated_once_after_training(tmp_path):
+    """Its checkpoints hold a model never trained on the tasks: only the final one is
+    decoded (eval.after_training), not every checkpoint."""
+    run_dir, results = run(tmp_path, "pre", "finetune.steps=0", "pretrain.checkpoint_every=2")
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["stage"] == "eval"] == [
+        results["stages"]["pretrain"]["steps"]]
+    assert set(results["eval"]) == set(TASKS) and "best_step" not in results
 
 
 def test_leave_one_out_and_supervised_pretraining(tmp_path):
