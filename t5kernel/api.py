@@ -92,6 +92,11 @@ class PluginSpec:
             )
         if not dataclasses.is_dataclass(self.config):
             raise ValueError(f"plugin {self.name!r}: config must be a dataclass type")
+        version = self.api_version
+        if not (isinstance(version, (tuple, list)) and len(version) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in version)):
+            raise ValueError(f"plugin {self.name!r}: api_version must be (major, minor) "
+                             f"integers like {API_VERSION}, got {version!r}")
 
 
 @dataclasses.dataclass
@@ -430,3 +435,30 @@ class Schedule(Protocol):
     """Learning rate as a function of the global step (0-based)."""
 
     def __call__(self, step: int) -> float: ...
+
+
+#: the interface each plugin kind's built object satisfies (checked when it is built, so a
+#: plugin missing a method fails with its name at build time rather than mid-run)
+PROTOCOL_FOR_KIND: dict[str, type] = {
+    "architecture": Architecture,
+    "objective": Objective,
+    "corpus": Corpus,
+    "mixer": Mixer,
+    "finetune": FinetuneStrategy,
+    "evaluator": Evaluator,
+    "backend": Backend,
+    "vocabulary": Vocabulary,
+    "optimizer": OptimizerFactory,
+    "schedule": Schedule,
+}
+
+
+def protocol_members(protocol: type) -> list[str]:
+    """The attributes and methods ``protocol`` (and the protocols it extends) declares."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if klass is Protocol or klass is object or not getattr(klass, "_is_protocol", False):
+            continue
+        names |= {n for n in vars(klass) if not n.startswith("_") or n == "__call__"}
+        names |= set(getattr(klass, "__annotations__", {}))
+    return sorted(names)

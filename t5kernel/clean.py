@@ -49,10 +49,15 @@ def clean(inputs: Sequence[str], out_dir: Path, registry: Any, corpus: str = "c4
                            BuildContext(registry=registry, run_dir=None, seed=int(cfg.seed)))
     splits = list(getattr(built, "splits", ("train",)))
     targets = {split: out_dir / f"{split}.jsonl" for split in splits}
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"t5k clean: the output {out_dir} is a file; give a folder (new or "
+                          "without the output files)")
     existing = [str(p) for p in [*targets.values(), out_dir / "report.json"] if p.exists()]
     if existing:
-        raise ConfigError(f"t5k clean: {existing[0]} already exists; choose another output "
-                          "folder (nothing was overwritten)")
+        unfinished = "" if (out_dir / "report.json").exists() else (
+            "; it has no report.json: an earlier t5k clean into it did not finish")
+        raise ConfigError(f"t5k clean: {existing[0]} already exists{unfinished}; choose "
+                          "another output folder (nothing was overwritten)")
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     for split, path in targets.items():

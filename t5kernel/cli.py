@@ -115,6 +115,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what an interrupted command leaves behind, per command
+INTERRUPTED = {
+    "run": "interrupted; the latest checkpoint can be resumed with resume=true",
+    "sweep": "interrupted; running the same sweep command again resumes it",
+    "clean": "interrupted; the output folder is unfinished (its files so far are complete, "
+             "but there is no report.json): run again into another folder",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     # key=value overrides may come before or after options (argparse alone would stop
@@ -151,8 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {message or type(exc).__name__}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; the latest checkpoint can be resumed with resume=true",
-              file=sys.stderr)
+        print(INTERRUPTED.get(args.command, "interrupted"), file=sys.stderr)
         return 130
     return 0
 
@@ -279,8 +287,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     registry = default_registry()
     records = [r.as_json() for r in registry.list(args.kind)]
-    if args.available:
-        installed = {r["distribution"] for r in records}
+    if args.available:  # installed: loaded or not (disabled, broken), of any kind
+        installed = {r.distribution for r in registry.records}
         records += [r for r in available_records(args.kind) if r["distribution"] not in installed]
     if args.json:
         print(json.dumps(records, indent=1))
@@ -292,14 +300,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for col in ("kind", "name", "distribution", "version", "status"):
         table.add_column(col, no_wrap=True)
     table.add_column("summary", overflow="fold")
-    for r in records:
-        summary = r["summary"] or ""
+    from rich.markup import escape
+
+    for r in records:  # plugins' text is shown as written, never read as rich markup
+        summary = escape(r["summary"] or "")
         if r.get("error"):
-            summary = f"{summary} [red]{r['error']}[/red]".strip()
+            summary = f"{summary} [red]{escape(r['error'])}[/red]".strip()
         if r["status"] == "available" and r.get("install"):
-            summary = f"{summary} (install: {r['install']})"
-        table.add_row(r["kind"] or "-", r["name"], r["distribution"], r["version"] or "",
-                      r["status"], summary)
+            summary = f"{summary} (install: {escape(r['install'])})"
+        table.add_row(*(escape(str(v)) for v in (r["kind"] or "-", r["name"], r["distribution"],
+                                                  r["version"] or "", r["status"])), summary)
     Console().print(table)
     return 0
 

@@ -19,13 +19,23 @@ import difflib
 import importlib
 import importlib.metadata as md
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import pluggy
 
 from t5kernel import hookspecs
-from t5kernel.api import API_VERSION, ENTRY_POINT_GROUP, KINDS, BuildContext, PluginSpec
+from t5kernel.api import (
+    API_VERSION,
+    ENTRY_POINT_GROUP,
+    KINDS,
+    PROTOCOL_FOR_KIND,
+    BuildContext,
+    PluginSpec,
+    Task,
+    protocol_members,
+)
 from t5kernel.errors import PluginConflictError, PluginError, PluginNotFoundError
 
 STRICT_ENV = "T5K_STRICT_PLUGINS"
@@ -101,6 +111,11 @@ def _strict_default() -> bool:
     return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _normalized(name: str) -> str:
+    """A distribution name as pip compares them (PEP 503: case, runs of -_. alike)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def _disabled_default() -> set[str]:
     raw = os.environ.get(DISABLE_ENV, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
@@ -133,7 +148,7 @@ class Registry:
         for ep in sorted(eps, key=lambda e: (_dist_name(e), e.name)):
             dist, version = _dist_name(ep), _dist_version(ep)
             ep_label = f"{ep.name} = {ep.value}"
-            if dist in disabled or ep.name in disabled:
+            if _normalized(dist) in {_normalized(d) for d in disabled} or ep.name in disabled:
                 records.append(
                     PluginRecord(None, ep.name, dist, version, DISABLED, entry_point=ep_label)
                 )
@@ -142,6 +157,11 @@ class Registry:
                 module = ep.load()
                 plugin_name = f"{dist}:{ep.name}"
                 pm.register(module, name=plugin_name)
+                try:  # a hook implementation no spec knows (a misspelled hook name)
+                    pm.check_pending()
+                except pluggy.PluginValidationError:
+                    pm.unregister(name=plugin_name)
+                    raise
             except Exception as exc:
                 records.append(
                     PluginRecord(
@@ -175,6 +195,11 @@ class Registry:
         for (kind, name), idxs in by_key.items():
             dists = {self.records[i].distribution for i in idxs}
             if len(dists) < 2:
+                for i in idxs[1:] if len(idxs) > 1 else ():  # one distribution, twice
+                    self.records[i] = dataclasses.replace(
+                        self.records[i], status=BROKEN,
+                        error=f"{kind} {name!r} is registered more than once by "
+                              f"{self.records[i].distribution}; the first one is used")
                 continue
             for i in idxs:
                 rec = self.records[i]
@@ -191,7 +216,9 @@ class Registry:
 
     # ------------------------------------------------------------------ lookup
     def list(self, kind: str | None = None) -> list[PluginRecord]:
-        recs = [r for r in self.records if kind is None or r.kind == kind]
+        # a distribution that failed to load (or is disabled) has no known kinds: it is
+        # listed under every kind, since it may be what the user is looking for
+        recs = [r for r in self.records if kind is None or r.kind in (kind, None)]
         order = {k: i for i, k in enumerate(KINDS)}
         return sorted(recs, key=lambda r: (order.get(r.kind or "", 99), r.name, r.distribution))
 
@@ -228,8 +255,14 @@ class Registry:
         known = sorted({r.name for r in self.records if r.kind == kind and r.status == ACTIVE})
         close = difflib.get_close_matches(bare, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        hint += _catalogue_hint(kind, bare, {r.distribution for r in self.records
-                                             if r.status == DISABLED})
+        unloaded = {r.distribution: r for r in self.records
+                    if r.kind is None and r.status in (BROKEN, DISABLED)}
+        catalogued = _catalogue_hint(kind, bare, unloaded)
+        if not catalogued and unloaded:  # it may come from one of them
+            catalogued = " Not searched: " + "; ".join(
+                f"{d} ({'disabled by ' + DISABLE_ENV if r.status == DISABLED else 'failed to load'})"
+                for d, r in sorted(unloaded.items())) + "."
+        hint += catalogued
         raise PluginNotFoundError(
             f"unknown {kind} {bare!r}.{hint} Available {kind} plugins: {', '.join(known) or 'none'}"
         )
@@ -241,7 +274,24 @@ class Registry:
         ctx = context or BuildContext(registry=self)
         if ctx.registry is None:
             ctx.registry = self
-        return factory(config, ctx)
+        built = factory(config, ctx)
+        _check_interface(kind, record, built)
+        return built
+
+
+def _check_interface(kind: str, record: PluginRecord, built: Any) -> None:
+    """PluginError naming what ``built`` lacks of its kind's protocol (a task, i.e. a
+    supervised corpus, also of :class:`~t5kernel.api.Task`)."""
+    protocols = [PROTOCOL_FOR_KIND[kind]]
+    if kind == "corpus" and getattr(built, "supervised", False):
+        protocols.append(Task)
+    for protocol in protocols:
+        missing = [m for m in protocol_members(protocol) if not hasattr(built, m)]
+        if missing:
+            raise PluginError(
+                f"{kind} plugin {record.name!r} from {record.distribution} built a "
+                f"{type(built).__name__} without {', '.join(missing)} (a {protocol.__name__} "
+                f"has {', '.join(protocol_members(protocol))}; see t5kernel.api)")
 
 
 def _dist_name(ep: md.EntryPoint) -> str:
@@ -269,6 +319,12 @@ def _call_impl(impl: Any, kind: str, dist: str, version: str, ep_label: str) -> 
                                     error=f"hook yielded {type(spec).__name__}, not PluginSpec"))
             continue
         status, error = ACTIVE, ""
+        declared = spec.api_version
+        if not (isinstance(declared, (tuple, list)) and len(declared) == 2
+                and all(isinstance(v, int) for v in declared)):  # changed after creation
+            out.append(PluginRecord(kind, spec.name, dist, version, BROKEN, entry_point=ep_label,
+                                    error=f"api_version {declared!r} is not (major, minor)"))
+            continue
         if not _api_compatible(tuple(spec.api_version)):
             status = INCOMPATIBLE
             error = (
@@ -296,9 +352,12 @@ def default_registry(refresh: bool = False) -> Registry:
     return _DEFAULT
 
 
-def _catalogue_hint(kind: str, name: str, disabled: set[str] = frozenset()) -> str:
+def _catalogue_hint(kind: str, name: str, unloaded: dict[str, PluginRecord] | None = None
+                    ) -> str:
     """" It is provided by X, which is not installed: <install>" when the catalogue lists
-    it (or "which is disabled" when X is installed but named in T5K_DISABLE_PLUGINS)."""
+    it; when X is installed but was not loaded (``unloaded``: disabled by
+    T5K_DISABLE_PLUGINS, or its hooks failed to import), that instead, with the error."""
+    unloaded = unloaded or {}
     try:
         from t5kernel.catalogue import available_records
 
@@ -308,8 +367,12 @@ def _catalogue_hint(kind: str, name: str, disabled: set[str] = frozenset()) -> s
     if not rows:
         return ""
     row = rows[0]
-    if row["distribution"] in disabled:
+    record = unloaded.get(row["distribution"])
+    if record is not None and record.status == DISABLED:
         return (f" It is provided by distribution {row['distribution']}, which is installed "
                 f"but disabled here ({DISABLE_ENV}).")
+    if record is not None:
+        return (f" It is provided by distribution {row['distribution']}, which is installed "
+                f"but failed to load: {record.error}.")
     return (f" It is provided by distribution {row['distribution']}, which is not installed: "
             f"{row['install']}.")

@@ -85,3 +85,21 @@ def test_clean_refuses_to_overwrite_and_names_bad_input(raw, tmp_path, capsys):
     assert "missing.wet" in capsys.readouterr().err
     assert main(["clean", str(tmp_path / "o4")]) == 2
     assert "at least one input" in capsys.readouterr().err
+    (tmp_path / "o5").write_text("")
+    assert main(["clean", str(raw), str(tmp_path / "o5"), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err
+    (out / "report.json").unlink()  # as an interrupted clean leaves it
+    assert main(["clean", str(raw), str(out), "--quiet", "cleaning.badwords=false"]) == 2
+    assert "did not finish" in capsys.readouterr().err
+
+
+def test_an_interrupted_command_says_what_it_left(raw, tmp_path, capsys, monkeypatch):
+    from t5kernel import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_clean", interrupted)
+    assert main(["clean", str(raw), str(tmp_path / "out")]) == 130
+    err = capsys.readouterr().err
+    assert "output folder is unfinished" in err and "resume=true" not in err

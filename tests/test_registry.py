@@ -173,3 +173,83 @@ def test_list_plugins_json_does_not_import_torch():
     n, torch_loaded, datasets_loaded = out.stdout.split()
     assert int(n) >= len(BUILTIN_EXPECTED)
     assert torch_loaded == "False" and datasets_loaded == "False"
+
+
+@pytest.mark.parametrize("version", ["(1,)", "2", "None", "'1.1'", "(1, 'x')", "(1, 1, 0)"])
+def test_a_malformed_api_version_is_a_broken_plugin_not_a_crash(plugin_path, version):
+    _mixer_dist(plugin_path, "odd-api", "odd_api_hooks", name="odd",
+                extra=f", api_version={version}")
+    reg = Registry.discover(strict=False)  # discovery and listing go on
+    rec = _by_key(reg)[("mixer", "odd_api_hooks", "odd-api")]  # named by its entry point
+    assert rec.status == "broken" and "api_version must be (major, minor)" in rec.error
+    with pytest.raises(PluginNotFoundError):
+        reg.get("mixer", "odd")
+
+
+def test_a_misspelled_hook_is_reported(plugin_path):
+    fake_distribution(plugin_path, "typo-dist", "typo_hooks", MIXER_HOOKS.format(
+        name="typo", module="typo_hooks", extra="").replace("def t5k_mixers", "def t5k_mixer"))
+    reg = Registry.discover(strict=False)
+    rec = [r for r in reg.records if r.distribution == "typo-dist"]
+    assert len(rec) == 1 and rec[0].status == "broken" and "t5k_mixer" in rec[0].error
+    with pytest.raises(PluginError, match="strict plugin mode"):
+        Registry.discover(strict=True)
+
+
+def test_one_distribution_registering_a_name_twice(plugin_path):
+    fake_distribution(plugin_path, "twice-dist", "twice_hooks", MIXER_HOOKS.format(
+        name="twice", module="twice_hooks", extra="").replace(
+        '    yield PluginSpec(', '    yield PluginSpec("twice", "twice_hooks_impl:Mixer")\n'
+                                '    yield PluginSpec('),
+        extra_modules={"twice_hooks_impl": "class Mixer:\n    pass\n"})
+    reg = Registry.discover(strict=False)
+    recs = [r for r in reg.records if r.distribution == "twice-dist"]
+    assert [r.status for r in recs] == ["active", "broken"]
+    assert "registered more than once by twice-dist" in recs[1].error
+    assert reg.get("mixer", "twice") is recs[0]  # the first one is used
+
+
+def test_listing_by_kind_shows_distributions_that_failed_to_load(plugin_path):
+    fake_distribution(plugin_path, "boom-dist", "boom_hooks", "raise ImportError('boom')\n")
+    reg = Registry.discover(strict=False)
+    listed = {(r.distribution, r.status) for r in reg.list("mixer")}
+    assert ("boom-dist", "broken") in listed  # its kinds are unknown: it may be the mixer
+
+
+def test_catalogued_plugin_of_a_broken_distribution_is_named_as_broken():
+    from t5kernel.catalogue import available_records
+    from t5kernel.registry import PluginRecord, _catalogue_hint
+
+    row = available_records()[0]
+    broken = PluginRecord(None, "hooks", row["distribution"], "1.0", "broken",
+                          error="failed to import hooks module x: ImportError: boom")
+    hint = _catalogue_hint(row["kind"], row["name"], {row["distribution"]: broken})
+    assert "installed but failed to load: failed to import hooks module x" in hint
+    assert "not installed" not in hint
+
+
+def test_a_built_object_missing_its_interface_is_named(plugin_path):
+    fake_distribution(plugin_path, "hollow-dist", "hollow_hooks", MIXER_HOOKS.format(
+        name="hollow", module="hollow_hooks", extra=""),
+        extra_modules={"hollow_hooks_impl": "class Mixer:\n    def __init__(self, c, ctx):\n"
+                       "        pass\n"})
+    reg = Registry.discover(strict=True)
+    rec = reg.get("mixer", "hollow")
+    with pytest.raises(PluginError, match="built a Mixer without rates"):
+        reg.build("mixer", "hollow", rec.config())
+
+
+def test_plugin_text_is_not_read_as_markup(plugin_path, capsys):
+    from t5kernel.cli import main
+    from t5kernel.registry import default_registry
+
+    fake_distribution(plugin_path, "markup-dist", "markup_hooks", MIXER_HOOKS.format(
+        name="marked", module="markup_hooks", extra="").replace(
+        '"a test mixer"', '"closes [/] nothing; see [link] docs"'))
+    default_registry(refresh=True)
+    try:
+        assert main(["list-plugins", "--kind", "mixer"]) == 0
+    finally:
+        default_registry(refresh=True)
+    out = capsys.readouterr().out
+    assert "[/]" in out and "[link]" in out

@@ -417,6 +417,18 @@ def test_text_files_json_jsonl_parquet_and_order(files, tmp_path):
     assert _texts(_tf(paths=[str(folder / "*.parquet")]), "train") == ["p0", "p1"]
 
 
+def test_text_files_skip_empty_files(files, tmp_path):
+    """A 0-byte file among others adds no text (datasets cannot even read one)."""
+    folder = tmp_path / "some_empty"
+    folder.mkdir()
+    for name in ("empty.txt", "empty.jsonl"):
+        (folder / name).write_bytes(b"")
+    (folder / "b.txt").write_text("kept\n")
+    assert [e["text"] for e in _tf(paths=[str(folder)]).examples("train")] == ["kept"]
+    with pytest.raises(DataError, match="no non-empty text"):
+        _tf(paths=[str(folder / "empty.txt")]).num_examples("train")
+
+
 def test_text_files_errors(files, tmp_path):
     with pytest.raises(DataError, match="no paths"):
         _tf(paths=[])
@@ -433,8 +445,11 @@ def test_text_files_errors(files, tmp_path):
     with pytest.raises(DataError, match=r"c\.json.*no field 'text'"):
         _tf(paths=[str(files / "c.json")]).num_examples("train")
     (tmp_path / "broken.jsonl").write_text('{"text": "a"}\n{"text": \n')
-    with pytest.raises(DataError, match=r"cannot read .*broken\.jsonl"):
+    with pytest.raises(DataError, match=r"cannot read .*broken\.jsonl.*caused by .*JSON"):
         _tf(paths=[str(tmp_path / "broken.jsonl")]).num_examples("train")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.txt.*caused by UnicodeDecodeError"):
+        _tf(paths=[str(tmp_path / "latin1.txt")]).num_examples("train")
     (tmp_path / "ints.jsonl").write_text('{"text": 1}\n')
     with pytest.raises(DataError, match=r"field 'text' in .*ints\.jsonl' holds int64"):
         _tf(paths=[str(tmp_path / "ints.jsonl")]).num_examples("train")

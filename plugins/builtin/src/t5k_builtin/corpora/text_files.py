@@ -14,7 +14,8 @@ afterwards), progress bars are off while loading, and the Arrow cache goes to
 ``<run_dir>/cache/datasets`` (or a temporary directory owned by the corpus), never the
 user's hub cache. Each file is loaded on its own so errors can name it; the files are
 then concatenated in the configured order, which with each builder's in-file order makes
-``examples()`` deterministic. Texts that are empty or only whitespace are dropped.
+``examples()`` deterministic. Texts that are empty or only whitespace are dropped, and
+so are empty (0-byte) files.
 """
 
 from __future__ import annotations
@@ -74,8 +75,23 @@ def _quiet_datasets() -> Any:
     return quiet_datasets(offline=True)
 
 
+def _root_causes(err: BaseException) -> str:
+    """``err``'s first line, then each underlying cause's type and first line: datasets
+    wraps the real reason (a decoding or JSON parse error) in a generic one."""
+    parts, seen = [], set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        line = (str(err).strip().splitlines() or [""])[0]
+        parts.append(f"{type(err).__name__}: {line}" if parts else (line or type(err).__name__))
+        err = err.__cause__ or err.__context__
+    return "; caused by ".join(parts)
+
+
 def _load_file(datasets: Any, path: Path, config: TextFilesConfig, cache_dir: str) -> Any:
-    """One file as a Dataset with a single non-empty string column ``text``."""
+    """One file as a Dataset with a single non-empty string column ``text`` (None for an
+    empty file, which has no texts to give)."""
+    if path.stat().st_size == 0:
+        return None
     builder = BUILDERS[_suffix(path)]
     kwargs: dict[str, Any] = {}
     if builder == "text":
@@ -85,8 +101,8 @@ def _load_file(datasets: Any, path: Path, config: TextFilesConfig, cache_dir: st
             builder, data_files=[str(path)], split="train", cache_dir=cache_dir, **kwargs
         )
     except Exception as err:  # datasets raises many types; the user needs the file name
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DataError(f"text_files: cannot read {str(path)!r} as {builder}: {reason}") from err
+        raise DataError(f"text_files: cannot read {str(path)!r} as {builder}: "
+                        f"{_root_causes(err)}") from err
     field = "text" if builder == "text" else config.text_field
     if field not in ds.column_names:
         raise DataError(
@@ -148,11 +164,11 @@ class TextFiles:
             )
         if split not in self._datasets:
             with _quiet_datasets() as datasets:
-                parts = [
-                    _load_file(datasets, f, self.config, self._cache_dir)
-                    for f in self._files[split]
-                ]
-                ds = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+                loaded = (_load_file(datasets, f, self.config, self._cache_dir)
+                          for f in self._files[split])
+                parts = [part for part in loaded if part is not None]
+                ds = (parts[0] if len(parts) == 1
+                      else datasets.concatenate_datasets(parts) if parts else [])
             if len(ds) == 0:
                 names = ", ".join(str(f) for f in self._files[split])
                 raise DataError(f"text_files: the {split} split has no non-empty text ({names})")
