@@ -473,6 +473,7 @@ class Runner:
                 global_batch = next(stream)
                 np_batch = self._rank_rows(global_batch, stage, world, rank)
                 batch = backend.to_device(np_batch)
+                backend.seed(step_seed(int(cfg.seed), rank, self.global_step))
                 model.train()
                 with backend.autocast():
                     out = model(batch)
@@ -948,6 +949,18 @@ def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:
             raise RunDirError(
                 f"checkpoint {path} comes from a run with a different vocabulary "
                 f"({other} differs from {own}); ensemble members must share one vocabulary")
+
+
+def step_seed(seed: int, rank: int, step: int) -> int:
+    """The seed of one training step's random draws (dropout masks) on one process.
+
+    Drawn afresh each step from (run seed, rank, global step): every process of a
+    multi-process run draws its own masks for its own rows (seeded alike, the ranks drew
+    identical masks, so rows i and i + B/W of the global batch shared theirs), and a
+    resumed run draws exactly what the uninterrupted one did, whatever ran in between.
+    """
+    state = np.random.SeedSequence([int(seed), int(rank), int(step)]).generate_state(2)
+    return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: any backend's seed type
 
 
 @contextlib.contextmanager

@@ -297,3 +297,20 @@ def test_checkpoints_carry_the_loss_scaler_state(tmp_path, monkeypatch):
     assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
                  f"run_dir={run_dir}", "resume=true"]) == 0
     assert restored == [{"scale": 2.0 ** 4}]
+
+
+def test_every_step_and_process_draws_from_its_own_seed(tmp_path, monkeypatch):
+    """Each training step reseeds the backend from (seed, rank, global step): the ranks
+    of a multi-process run draw different dropout masks for their rows, and a resumed
+    step draws what it drew before."""
+    from t5k_builtin.backends.cpu import CpuBackend
+    from t5kernel.runloop import step_seed
+
+    seeds = []
+    real = CpuBackend.seed
+    monkeypatch.setattr(CpuBackend, "seed", lambda self, s: seeds.append(s) or real(self, s))
+    code, _ = _short_run(tmp_path, "r", "seed=7")
+    assert code == 0
+    assert seeds[0] == 7  # model initialisation: the same on every rank
+    assert seeds[-6:] == [step_seed(7, 0, step) for step in range(6)]
+    assert len({step_seed(7, rank, step) for rank in range(8) for step in range(100)}) == 800
