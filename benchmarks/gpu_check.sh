@@ -47,8 +47,11 @@ stage() {  # stage NAME SECONDS COMMAND...: run COMMAND under a time limit, repo
 }
 
 "$PY" - <<'PY' || exit 1
+import sys
 import torch
-assert torch.cuda.is_available(), "no CUDA GPU visible"
+if not torch.cuda.is_available():
+    sys.exit(f"gpu_check.sh: no CUDA GPU visible (torch {torch.__version__}, built for CUDA "
+             f"{torch.version.cuda or 'none'}); run it on a GPU machine")
 print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__,
       "| CUDA", torch.version.cuda)
 PY

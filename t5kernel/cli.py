@@ -87,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
                         "it as JSON lines with a per-rule report")
     cl.add_argument("paths", nargs="+", metavar="PATH",
                     help="raw pages (WET or JSON lines with url and text: files, folders or "
-                    "globs), then the output folder")
+                    "globs), then the output folder; key=value options of the corpus "
+                    "(e.g. cleaning.badwords_path=en.txt) may follow")
     cl.add_argument("--corpus", default="c4",
                     help="corpus plugin whose rules apply (c4, c4_unfiltered, realnews_like, "
                     "webtext_like; default c4)")
@@ -162,6 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(INTERRUPTED.get(args.command, "interrupted"), file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (``t5k list-plugins --json | head``)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error
+        return 141
     return 0
 
 

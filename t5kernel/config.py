@@ -399,7 +399,7 @@ def _dotlist_fails(items: Sequence[str]) -> bool:
 
 def _merge_layer(cfg: DictConfig, layer: DictConfig, registry: Any, what: str) -> DictConfig:
     """``cfg`` with one layer (a file, or all overrides) merged over it (module doc, step 2)."""
-    layer = _replace_plugin_sections(cfg, layer)
+    layer = _replace_plugin_sections(cfg, layer, registry)
     _expand_size_presets(cfg, layer, registry)
     try:
         return OmegaConf.merge(cfg, layer)
@@ -431,19 +431,41 @@ def _shape_conflict(base: Any, update: Any, prefix: str = "") -> str | None:
     return None
 
 
-def _replace_plugin_sections(base: DictConfig, update: DictConfig) -> DictConfig:
+def _replace_plugin_sections(base: DictConfig, update: DictConfig,
+                             registry: Any = None) -> DictConfig:
     """When an update picks a different plugin for a section, drop the old plugin's options.
 
     Options of one plugin mean nothing to another (``--objective span`` must not inherit
     options of ``iid_spans``), so a section whose ``name`` changes starts from the new
-    name alone, plus whatever the same update sets.
+    name alone, plus whatever the same update sets. The ``model`` section is the
+    exception: every architecture takes the same dimensions (layers, widths, heads,
+    dropout, ...), so the ones the new architecture also has are kept (``--arch lm`` on
+    the embedded default is a decoder-only model of the default's size and dropout, not
+    the architecture's own defaults).
     """
-    for path, _kind in PLUGIN_SECTIONS:
+    for path, kind in PLUGIN_SECTIONS:
         new_name = OmegaConf.select(update, f"{path}.name", default=None)
         old_name = OmegaConf.select(base, f"{path}.name", default=None)
         if new_name is not None and new_name != old_name:
-            OmegaConf.update(base, path, {"name": new_name}, merge=False)
+            kept = _shared_options(base, path, kind, str(new_name), registry) if (
+                path == "model") else {}
+            OmegaConf.update(base, path, {"name": new_name, **kept}, merge=False)
     return update
+
+
+def _shared_options(base: DictConfig, path: str, kind: str, name: str,
+                    registry: Any) -> dict[str, Any]:
+    """The options of ``base``'s section ``path`` that plugin ``name`` also has."""
+    if registry is None:
+        from t5kernel.registry import default_registry
+
+        registry = default_registry()
+    try:
+        fields = {f.name for f in dataclasses.fields(registry.get(kind, name).config)}
+    except PluginError:  # unknown or broken plugin: validate() reports it
+        return {}
+    section = OmegaConf.to_container(OmegaConf.select(base, path), resolve=False)
+    return {k: v for k, v in section.items() if k in fields and k != "name"}
 
 
 def _expand_size_presets(base: DictConfig, update: DictConfig, registry: Any) -> None:

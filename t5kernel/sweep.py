@@ -402,7 +402,12 @@ def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], r
     table = load_table(table_dir)
     out = Path(out) if out else Path("runs") / "sweeps" / f"{table.dir.name}-{scale}"
     rows = table.rows
+    paper_keys = [o for o in overrides if o.split("=", 1)[0].strip().startswith("paper.")]
+    if paper_keys:  # the metadata that decides how a row runs is read from its file
+        raise ConfigError(f"{paper_keys[0]!r}: a row's paper.* metadata comes from its YAML "
+                          "file and cannot be overridden; copy the table folder and edit it")
     if only:
+        only = [n[:-5] if n.endswith(".yaml") else n for n in only]  # file names too
         names = {r.name for r in rows}
         bad = [n for n in only if n not in names]
         if bad:

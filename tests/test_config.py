@@ -67,6 +67,21 @@ def test_choosing_another_plugin_drops_the_previous_plugins_options(registry):
     assert set(cfg.model) == {"name"}
     cfg = compose(overrides=["objective.name=iid_spans", "objective.noise_density=0.5"])
     assert cfg.objective.noise_density == 0.5
+    cfg = compose(overrides=["objective.name=span"])  # over the default's iid_spans
+    assert set(cfg.objective) == {"name"}  # span starts from its own defaults
+
+
+def test_another_architecture_keeps_the_model_dimensions(registry):
+    """Architectures share their dimensions: ``--arch lm`` on the embedded default is a
+    decoder-only model of the default's size and dropout (not the plugin's base-sized
+    defaults); a size given beside it still applies."""
+    default = validate(compose(), registry).model
+    for arch in ("lm", "prefix_lm", "encdec_shared", "encdec_half"):
+        model = validate(compose(overrides=[f"model.name={arch}"]), registry).model
+        assert (model.name, model.num_layers, model.d_model, model.dropout_rate) == (
+            arch, default.num_layers, default.d_model, default.dropout_rate), arch
+    base = validate(compose(overrides=["model.name=lm", "model.size=base"]), registry).model
+    assert (base.num_layers, base.d_model) == (12, 768)
 
 
 def test_missing_config_file(registry):

@@ -110,7 +110,7 @@ def test_a_tiny_sweep_runs_the_paper_procedure_and_resumes(tmp_path, capsys):
     table = _demo_tables(tmp_path / "paper")
     out = tmp_path / "sweep"
     args = ["sweep", str(table), "--scale", "tiny", "--out", str(out), "--quiet",
-            "--rows", "baseline,span"]
+            "--rows", "baseline,span.yaml"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Demo: objectives" in printed and "Random spans" in printed
@@ -152,6 +152,9 @@ def test_sweep_errors_name_the_problem(tmp_path, capsys):
     assert "'nope' is not a row of t99_demo" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "no table.yaml" in capsys.readouterr().err
+    assert main(["sweep", str(table), "--out", str(tmp_path / "o"),
+                 "paper.finetune_groups.GLUE=[demo_acceptability]"]) == 2
+    assert "paper.* metadata comes from its YAML file" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model_size='8x'"):
         (table / "span.yaml").write_text(yaml.safe_dump({"paper": {"model_size": "8x"}}))
         t = sw.load_table(table)
