@@ -300,23 +300,31 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(records, indent=1))
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    console = Console()
+    # a narrow terminal (or a pipe: 80 columns) shows distribution and version inside the
+    # summary, which keeps a readable width; --json has every field
+    wide = console.width >= 120
+    columns = ("kind", "name", "distribution", "version", "status") if wide else (
+        "kind", "name", "status")
     table = Table(title="t5kernel plugins")
-    for col in ("kind", "name", "distribution", "version", "status"):
+    for col in columns:
         table.add_column(col, no_wrap=True)
     table.add_column("summary", overflow="fold")
-    from rich.markup import escape
-
     for r in records:  # plugins' text is shown as written, never read as rich markup
         summary = escape(r["summary"] or "")
+        if not wide:
+            summary = f"{summary} [dim]({escape(r['distribution'])} {escape(r['version'] or '')})[/dim]"
         if r.get("error"):
             summary = f"{summary} [red]{escape(r['error'])}[/red]".strip()
         if r["status"] == "available" and r.get("install"):
             summary = f"{summary} (install: {escape(r['install'])})"
-        table.add_row(*(escape(str(v)) for v in (r["kind"] or "-", r["name"], r["distribution"],
-                                                  r["version"] or "", r["status"])), summary)
-    Console().print(table)
+        values = {"kind": r["kind"] or "-", "name": r["name"], "distribution": r["distribution"],
+                  "version": r["version"] or "", "status": r["status"]}
+        table.add_row(*(escape(str(values[c])) for c in columns), summary)
+    console.print(table)
     return 0
 
 
