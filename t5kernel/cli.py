@@ -268,16 +268,21 @@ def _print_results(console: Any, results: dict[str, Any],
         if first is not None and last is not None:
             console.print(f"{stage}: {info['steps']} steps, loss {first:.3f} -> {last:.3f}, "
                           f"{info['tokens']:,} tokens in {info['seconds']:.0f}s")
-    table = Table(title=title)
-    for col in ("task", "metric", "model", "copy input", "majority"):
-        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
+    if not results.get("eval"):  # nothing was evaluated (eval.after_training=false)
+        return
     baselines = results.get("baselines", {})
+    table = Table(title=title)
+    columns = ("task", "metric", "model") + (("copy input", "majority") if baselines else ())
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("task", "metric") else "right")
     for task, metrics in sorted(results.get("eval", {}).items()):
         base = baselines.get(task, {})
         for metric, value in metrics.items():
-            table.add_row(task, metric, f"{value:.2f}",
-                          _fmt(base.get("copy_input", {}).get(metric)),
-                          _fmt(base.get("majority_target", {}).get(metric)))
+            row = [task, metric, f"{value:.2f}"]
+            if baselines:  # the trivial baselines the model must beat (runs record them)
+                row += [_fmt(base.get("copy_input", {}).get(metric)),
+                        _fmt(base.get("majority_target", {}).get(metric))]
+            table.add_row(*row)
     console.print(table)
     for name, value in results.get("averages", {}).items():
         console.print(f"average ({name}): {value:.2f}")
