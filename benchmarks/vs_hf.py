@@ -12,6 +12,13 @@ Both sides hold the same random T5 v1.0 weights (nothing downloaded). Per config
   and whether the greedy ids are identical;
 - one memory process per implementation runs the same work alone and reports its
   ``ru_maxrss`` (and CUDA peak), so one model's allocations cannot inflate the other's.
+  Memory figures (``*_mb``) are MiB (2^20 bytes).
+
+Dropout: ours draws the reference's masks (Mesh TF, facts §1.6: one mask per row shared
+across positions, the attention mask shared across queries), transformers element-wise;
+that is each implementation's own T5, but it is less random-number and memory work on
+our side. ``--elementwise-dropout`` makes ours drop element-wise as transformers does, and
+``--dropout 0`` takes dropout out of the comparison.
 
 Achieved FLOP/s use the weight-matmul FLOPs of our architecture's ``describe()``
 (training = 3x forward; decoding counts every input token once and every generated token
@@ -75,8 +82,13 @@ CONFIGS = {
 }
 #: configurations run when --configs is not given, per device
 DEFAULT_CONFIGS = {"cpu": "tiny,small", "cuda": "base"}
-#: dense tensor-core peak FLOP/s per GPU model and precision (vendor datasheets), for MFU
-NOMINAL_PEAK = {"H200": {"bf16": 989.4e12, "fp32": 494.7e12},  # fp32 = TF32
+#: dense tensor-core peak FLOP/s per GPU model and precision (vendor datasheets, without
+#: sparsity), for MFU; the first name found in the device name counts, so the PCIe / NVL
+#: parts come before their SXM namesakes
+NOMINAL_PEAK = {"H200 NVL": {"bf16": 835.5e12, "fp32": 417.8e12},  # fp32 = TF32
+                "H100 NVL": {"bf16": 835.5e12, "fp32": 417.8e12},
+                "H100 PCIe": {"bf16": 756.5e12, "fp32": 378.0e12},
+                "H200": {"bf16": 989.4e12, "fp32": 494.7e12},
                 "H100": {"bf16": 989.4e12, "fp32": 494.7e12},
                 "A100": {"bf16": 312e12, "fp32": 156e12}}
 DECODE = (32, 128, 32)  # rows, input length, new tokens
