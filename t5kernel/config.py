@@ -608,13 +608,13 @@ def _validate_section(
     except PluginError as exc:  # same type, the key named
         raise type(exc)(f"{path}.name: {exc}") from None
     schema = _schema(record.config)
-    allowed = [f.name for f in dataclasses.fields(record.config)]
-    for key in data:
-        if key not in allowed:
-            raise ConfigError(
-                f"{path}.{key}: unknown option of {kind} {name!r}; allowed: "
-                f"{', '.join(allowed) or '(none)'}"
-            )
+    unknown = _unknown_option(schema, data)
+    if unknown is not None:
+        key, allowed = unknown
+        raise ConfigError(
+            f"{path}.{key}: unknown option of {kind} {name!r}; allowed: "
+            f"{', '.join(allowed) or '(none)'}"
+        )
     try:
         merged = OmegaConf.merge(schema, data)
     except OmegaConfBaseException as exc:
@@ -624,6 +624,23 @@ def _validate_section(
         ) from exc
     instance = _instantiate(path, kind, str(name), merged)
     return {"name": str(name), **OmegaConf.to_container(merged)}, instance
+
+
+def _unknown_option(schema: DictConfig, data: dict[str, Any], prefix: str = ""
+                    ) -> tuple[str, list[str]] | None:
+    """The first key of ``data`` that ``schema`` (a structured config) lacks, with the keys
+    it has at that level; nested option groups (``corpus.cleaning.*``) are searched too."""
+    allowed = [str(k) for k in schema.keys()]
+    for key, value in data.items():
+        if key not in allowed:
+            return f"{prefix}{key}", allowed
+        node = schema._get_node(key)
+        if isinstance(value, dict) and isinstance(node, DictConfig) and (
+                OmegaConf.get_type(node) not in (dict, None)):
+            found = _unknown_option(node, value, f"{prefix}{key}.")
+            if found is not None:
+                return found
+    return None
 
 
 def _instantiate(path: str, kind: str, name: str, node: DictConfig) -> Any:

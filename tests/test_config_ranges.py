@@ -65,6 +65,8 @@ CASES = [
     (["--corpus", "c4", "corpus.cleaning.language_threshold=2"],
      "corpus.cleaning.language_threshold=2.0"),
     (["--corpus", "c4", "corpus.cleaning.dedupe=paragraphs"], "corpus.cleaning.dedupe"),
+    (["--corpus", "c4", "corpus.cleaning.badword=false"],
+     "corpus.cleaning.badword: unknown option of corpus 'c4'; allowed: max_page_chars"),
 ]
 
 
