@@ -92,11 +92,15 @@ class PluginSpec:
             )
         if not dataclasses.is_dataclass(self.config):
             raise ValueError(f"plugin {self.name!r}: config must be a dataclass type")
-        version = self.api_version
-        if not (isinstance(version, (tuple, list)) and len(version) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in version)):
+        if not is_api_version(self.api_version):
             raise ValueError(f"plugin {self.name!r}: api_version must be (major, minor) "
-                             f"integers like {API_VERSION}, got {version!r}")
+                             f"integers like {API_VERSION}, got {self.api_version!r}")
+
+
+def is_api_version(value: Any) -> bool:
+    """Whether ``value`` is a kernel API version: two integers, (major, minor)."""
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
 
 
 @dataclasses.dataclass

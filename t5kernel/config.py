@@ -456,16 +456,25 @@ def _replace_plugin_sections(base: DictConfig, update: DictConfig,
 def _shared_options(base: DictConfig, path: str, kind: str, name: str,
                     registry: Any) -> dict[str, Any]:
     """The options of ``base``'s section ``path`` that plugin ``name`` also has."""
+    schema = _plugin_config_class(kind, name, registry)
+    if schema is None:
+        return {}
+    fields = {f.name for f in dataclasses.fields(schema)}
+    section = OmegaConf.to_container(OmegaConf.select(base, path), resolve=False)
+    return {k: v for k, v in section.items() if k in fields and k != "name"}
+
+
+def _plugin_config_class(kind: str, name: str, registry: Any) -> type | None:
+    """Plugin ``name``'s config dataclass, looked up while composing (``registry`` None:
+    the default one); None for an unknown or broken plugin, which validate() reports."""
     if registry is None:
         from t5kernel.registry import default_registry
 
         registry = default_registry()
     try:
-        fields = {f.name for f in dataclasses.fields(registry.get(kind, name).config)}
-    except PluginError:  # unknown or broken plugin: validate() reports it
-        return {}
-    section = OmegaConf.to_container(OmegaConf.select(base, path), resolve=False)
-    return {k: v for k, v in section.items() if k in fields and k != "name"}
+        return registry.get(kind, name).config
+    except PluginError:
+        return None
 
 
 def _expand_size_presets(base: DictConfig, update: DictConfig, registry: Any) -> None:
@@ -489,13 +498,8 @@ def _expand_size_presets(base: DictConfig, update: DictConfig, registry: Any) ->
             base, f"{path}.name", default=None)
         if not name:
             raise ConfigError(f"{path}.size: {path}.name is missing; sizes belong to a plugin")
-        if registry is None:
-            from t5kernel.registry import default_registry
-
-            registry = default_registry()
-        try:
-            schema = registry.get(kind, str(name)).config
-        except PluginError:  # unknown or broken plugin: validate() reports it
+        schema = _plugin_config_class(kind, str(name), registry)
+        if schema is None:
             continue
         presets = getattr(schema, "PRESETS", None)
         if not presets:

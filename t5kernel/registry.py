@@ -34,6 +34,7 @@ from t5kernel.api import (
     BuildContext,
     PluginSpec,
     Task,
+    is_api_version,
     protocol_members,
 )
 from t5kernel.errors import PluginConflictError, PluginError, PluginNotFoundError
@@ -145,10 +146,11 @@ class Registry:
         pm.add_hookspecs(hookspecs)
         records: list[PluginRecord] = []
         origin: dict[str, tuple[str, str, str]] = {}  # pluggy name -> (dist, version, ep)
+        disabled_dists = {_normalized(d) for d in disabled}
         for ep in sorted(eps, key=lambda e: (_dist_name(e), e.name)):
             dist, version = _dist_name(ep), _dist_version(ep)
             ep_label = f"{ep.name} = {ep.value}"
-            if _normalized(dist) in {_normalized(d) for d in disabled} or ep.name in disabled:
+            if _normalized(dist) in disabled_dists or ep.name in disabled:
                 records.append(
                     PluginRecord(None, ep.name, dist, version, DISABLED, entry_point=ep_label)
                 )
@@ -195,7 +197,7 @@ class Registry:
         for (kind, name), idxs in by_key.items():
             dists = {self.records[i].distribution for i in idxs}
             if len(dists) < 2:
-                for i in idxs[1:] if len(idxs) > 1 else ():  # one distribution, twice
+                for i in idxs[1:]:  # one distribution registering it more than once
                     self.records[i] = dataclasses.replace(
                         self.records[i], status=BROKEN,
                         error=f"{kind} {name!r} is registered more than once by "
@@ -286,12 +288,13 @@ def _check_interface(kind: str, record: PluginRecord, built: Any) -> None:
     if kind == "corpus" and getattr(built, "supervised", False):
         protocols.append(Task)
     for protocol in protocols:
-        missing = [m for m in protocol_members(protocol) if not hasattr(built, m)]
+        members = protocol_members(protocol)
+        missing = [m for m in members if not hasattr(built, m)]
         if missing:
             raise PluginError(
                 f"{kind} plugin {record.name!r} from {record.distribution} built a "
                 f"{type(built).__name__} without {', '.join(missing)} (a {protocol.__name__} "
-                f"has {', '.join(protocol_members(protocol))}; see t5kernel.api)")
+                f"has {', '.join(members)}; see t5kernel.api)")
 
 
 def _dist_name(ep: md.EntryPoint) -> str:
@@ -319,11 +322,10 @@ def _call_impl(impl: Any, kind: str, dist: str, version: str, ep_label: str) -> 
                                     error=f"hook yielded {type(spec).__name__}, not PluginSpec"))
             continue
         status, error = ACTIVE, ""
-        declared = spec.api_version
-        if not (isinstance(declared, (tuple, list)) and len(declared) == 2
-                and all(isinstance(v, int) for v in declared)):  # changed after creation
+        if not is_api_version(spec.api_version):  # changed after PluginSpec checked it
             out.append(PluginRecord(kind, spec.name, dist, version, BROKEN, entry_point=ep_label,
-                                    error=f"api_version {declared!r} is not (major, minor)"))
+                                    error=f"api_version {spec.api_version!r} is not "
+                                          "(major, minor)"))
             continue
         if not _api_compatible(tuple(spec.api_version)):
             status = INCOMPATIBLE

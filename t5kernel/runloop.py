@@ -523,7 +523,7 @@ class Runner:
                 if (every and step_no % every == 0) or step_no == stage.steps:
                     paused = time.perf_counter()
                     if self._evaluates_checkpoints(stage_name):
-                        with self._evaluation_model(comps), _rng_kept(comps.backend):
+                        with self._evaluation_model(comps):
                             if self.main:
                                 self._eval_checkpoint(comps, best)
                     if step_no == stage.steps and stage_name == "pretrain":
@@ -957,23 +957,12 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     Drawn afresh each step from (run seed, rank, global step): every process of a
     multi-process run draws its own masks for its own rows (seeded alike, the ranks drew
     identical masks, so rows i and i + B/W of the global batch shared theirs), and a
-    resumed run draws exactly what the uninterrupted one did, whatever ran in between.
+    resumed run draws exactly what the uninterrupted one did, whatever ran in between
+    (evaluating checkpoints, say, or a once-per-process kernel timing in the first
+    decode), so training is the same whether or not its checkpoints are evaluated.
     """
     state = np.random.SeedSequence([int(seed), int(rank), int(step)]).generate_state(2)
     return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: any backend's seed type
-
-
-@contextlib.contextmanager
-def _rng_kept(backend: Any):
-    """Within: anything may draw from the backend's random generators; after, they are as
-    before. Evaluation between training steps thus leaves training's dropout masks alone:
-    a run continues the same whether or not it evaluates its checkpoints, and a resumed
-    run the same as one never stopped (whatever evaluation draws, e.g. once per process)."""
-    state = backend.rng_state()
-    try:
-        yield
-    finally:
-        backend.set_rng_state(state)
 
 
 def _selection_score(values: list[float]) -> float:

@@ -165,29 +165,12 @@ def row_config(table: Table, row: Row, scale: str, overrides: list[str], registr
              _without_meta(row.path, parts_dir / "row.yaml", ("paper",))]
     base_data = OmegaConf.to_container(_load_yaml(table.baseline), resolve=False)
     meta = {**(base_data.get("paper") or {}), **row.meta}
+    # a row that changes the architecture (P Table 2) keeps the baseline's other model
+    # options: composing does that (t5kernel.config._replace_plugin_sections)
     first = compose(files, list(overrides), registry)
-    derived = [*_kept_model_options(base_data, row, registry),
-               *_relative_changes(first, row, meta, sizes, scale)]
+    derived = _relative_changes(first, row, meta, sizes, scale)
     cfg = validate(compose(files, [*derived, *overrides], registry), registry)
     return cfg, meta
-
-
-def _kept_model_options(base: dict[str, Any], row: Row, registry: Any) -> list[str]:
-    """A row that changes the architecture (P Table 2) keeps the baseline's other model
-    options (dropout, ...) that the new architecture has: only its difference changes.
-    (Choosing another plugin otherwise starts its section afresh, t5kernel.config.)"""
-    import dataclasses
-
-    row_model = (OmegaConf.to_container(_load_yaml(row.path), resolve=False).get("model")
-                 or {})
-    base_model = dict(base.get("model") or {})
-    name = row_model.get("name")
-    if name is None or name == base_model.get("name"):
-        return []
-    fields = {f.name for f in dataclasses.fields(registry.get("architecture", str(name)).config)}
-    return [o for key, value in base_model.items()
-            if key not in ("name", "size") and key not in row_model and key in fields
-            for o in _flatten(f"model.{key}", value)]
 
 
 def _relative_changes(cfg: DictConfig, row: Row, meta: dict[str, Any],

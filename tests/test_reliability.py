@@ -234,7 +234,7 @@ def test_evaluating_checkpoints_leaves_the_training_draws_alone(tmp_path, monkey
     checkpoints are evaluated or not, and a run resumed after an evaluation goes on as the
     uninterrupted one. Evaluation here draws from the global generator at every checkpoint
     (as a once-per-process cost, e.g. a first decode's kernel timing, would in a resumed
-    run only); the run loop puts the generators back afterwards."""
+    run only); every training step draws from its own seed (runloop.step_seed)."""
     from t5kernel.runloop import Runner
 
     real = Runner.evaluate
