@@ -130,7 +130,8 @@ class EvalConfig:
     #: run without fine-tuning that pre-trains on the tasks (multi-task training) is
     #: evaluated at its pre-training checkpoints instead
     best_checkpoint_per_task: bool = True
-    #: evaluate only the first N validation examples of each task (0 = all)
+    #: evaluate only the first N validation examples of each task (0 = all); the cut moves
+    #: on to the end of a group scored together (a MultiRC question's answers)
     max_examples: int = 0
     #: 1 = greedy decoding (the paper's study setting); > 1 = beam search (final models:
     #: 4 with alpha 0.6, for WMT and CNN/DM only; facts §5.4)

@@ -749,9 +749,20 @@ class Runner:
         ckpt.atomic_write_text(folder / f"{task}.jsonl", "\n".join(lines) + "\n")
 
     def _eval_examples(self, task: Any, split: str | None = None) -> list[dict[str, Any]]:
+        """The split's examples, the first ``eval.max_examples`` of them if that is set.
+
+        The cut never splits a group of examples scored together (an example's ``"group"``
+        key: a MultiRC question's answers): it is moved on to the group's end, since the
+        question's exact match over some of its answers is not the metric.
+        """
         examples = list(task.examples(split or self.cfg.eval.split))
         limit = int(self.cfg.eval.max_examples)
-        return examples[:limit] if limit else examples
+        if not limit or limit >= len(examples):
+            return examples
+        group = examples[limit - 1].get("group")
+        while group is not None and limit < len(examples) and examples[limit].get("group") == group:
+            limit += 1
+        return examples[:limit]
 
     def _score(self, task: Any, predictions: list[str], examples: list[dict[str, Any]]
                ) -> dict[str, float]:
