@@ -236,6 +236,11 @@ class Objective(Protocol):
     ``state`` is a value the iterator's ``state()`` returned earlier, possibly in
     another process; the iterator restores ``rng`` itself. Objectives without it are
     resumed by rebuilding the stream and skipping what was consumed.
+
+    Optional, on the class (a static method): ``targets_length_for(config, inputs_length)``,
+    the targets length the objective's reference recipe derives for an inputs length (span
+    corruption's ``random_spans_helper``). ``t5k sweep`` rows with
+    ``paper.targets_from_objective`` use it at every scale.
     """
 
     def examples(

@@ -50,7 +50,7 @@ SCALES_DIR = "scales"
 SCALES = ("paper", "small", "tiny")
 #: metadata keys a row may hold under ``paper:``
 ROW_META = {"row", "star", "scores", "multiply", "model_size", "repeats", "finetune_groups",
-            "leave_one_out", "ensemble", "note", "scale_with_inputs",
+            "leave_one_out", "ensemble", "note", "scale_with_inputs", "targets_from_objective",
             "finetune_targets_length",
             # descriptive only: the paper's other columns and facts about the row
             "std", "runs", "params", "flops", "corpus_size", "tokens"}
@@ -169,8 +169,25 @@ def row_config(table: Table, row: Row, scale: str, overrides: list[str], registr
     # options: composing does that (t5kernel.config._replace_plugin_sections)
     first = compose(files, list(overrides), registry)
     derived = _relative_changes(first, row, meta, sizes, scale)
+    if meta.get("targets_from_objective"):
+        derived.append(f"pretrain.targets_length={_objective_targets_length(first, row, registry)}")
     cfg = validate(compose(files, [*derived, *overrides], registry), registry)
     return cfg, meta
+
+
+def _objective_targets_length(cfg: DictConfig, row: Row, registry: Any) -> int:
+    """``paper.targets_from_objective``: the targets length the row's objective derives
+    for the scale's inputs length (its class's ``targets_length_for``), as the paper's gin
+    files derive it at 512 (``span.gin``'s ``random_spans_helper``)."""
+    from t5kernel.config import _validate_section
+
+    name = str(cfg.objective.name)
+    derive = getattr(registry.get("objective", name).load(), "targets_length_for", None)
+    if derive is None:
+        raise ConfigError(f"{row.path}: paper.targets_from_objective, but objective {name!r} "
+                          "does not derive a targets length (no targets_length_for)")
+    _, options = _validate_section("objective", "objective", cfg.objective, registry)
+    return int(derive(options, int(cfg.pretrain.inputs_length)))
 
 
 def _relative_changes(cfg: DictConfig, row: Row, meta: dict[str, Any],

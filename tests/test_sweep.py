@@ -188,3 +188,38 @@ def test_ensemble_rows_decode_their_members_together(tmp_path, mode):
     assert len(results["checkpoints"]) == 2 and set(results["eval"]) == {"demo_acceptability"}
     record = json.loads((out / "sweep.json").read_text())
     assert "ACC" in record["rows"][f"ensemble_{mode}"]["columns"]
+
+
+@pytest.mark.parametrize(("inputs_length", "expected"), [
+    (64, [16, 14, 14, 13]), (192, [48, 44, 41, 37]), (256, [62, 58, 54, 49]),
+    (512, [126, 114, 105, 99]), (1024, [250, 229, 210, 196])])
+def test_span_rows_derive_their_targets_length_at_any_scale(tmp_path, inputs_length, expected):
+    """P Table 7's rows take span.gin's random_spans_helper targets length at the scale's
+    inputs length: the paper's 126 / 114 / 105 / 99 at 512, and what full chunks need at
+    other lengths (a length scaled linearly from 512 is too short at 192, 256 and 1024)."""
+    import shutil
+
+    root = tmp_path / "paper"
+    shutil.copytree(PAPER, root, ignore=shutil.ignore_patterns("t0[0-68-9]*", "t1*"))
+    scale = yaml.safe_load((root / "scales" / "tiny.yaml").read_text())
+    scale["pretrain"]["inputs_length"] = inputs_length
+    (root / "scales" / "custom.yaml").write_text(yaml.safe_dump(scale))
+    table = sw.load_table(root / "t07_span_lengths")
+    registry = default_registry()
+    got = [sw.row_config(table, table.rows[i], "custom", [], registry, tmp_path / str(i))[0]
+           for i in range(1, 5)]
+    assert [r.name for r in table.rows[1:]] == ["span_2", "span_3", "span_5", "span_10"]
+    assert [int(c.pretrain.targets_length) for c in got] == expected
+    # a user's override still wins
+    cfg, _ = sw.row_config(table, table.rows[2], "custom", [f"pretrain.targets_length={999}"],
+                           registry, tmp_path / "o")
+    assert cfg.pretrain.targets_length == 999
+
+
+def test_targets_from_an_objective_that_derives_none_is_refused(tmp_path, monkeypatch):
+    from t5k_builtin.objectives.span import Span
+
+    monkeypatch.delattr(Span, "targets_length_for")
+    table = sw.load_table(PAPER / "t07_span_lengths")
+    with pytest.raises(ConfigError, match="objective 'span' does not derive a targets length"):
+        sw.row_config(table, table.rows[2], "tiny", [], default_registry(), tmp_path)

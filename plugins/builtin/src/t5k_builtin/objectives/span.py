@@ -57,6 +57,16 @@ class Span(BlockObjective):
         self.vocab_size = int(vocab.vocab_size)
         self.eos_id = int(vocab.eos_id)
 
+    @staticmethod
+    def targets_length_for(config: Any, inputs_length: int) -> int:
+        """The targets length ``span.gin`` derives for ``inputs_length`` (its
+        ``random_spans_helper``; one more with ``trailing_sentinel``): 114 at 512 inputs,
+        density 0.15, mean span 3. A full chunk's targets fill it exactly."""
+        _, targets = noise.random_spans_helper(
+            int(inputs_length), float(config.noise_density),
+            float(config.mean_noise_span_length))
+        return targets + int(config.trailing_sentinel)
+
     def raw_length(self, inputs_length: int, targets_length: int) -> int:
         """Raw tokens per chunk from the reference's ``random_spans_helper`` (facts §3.5).
 
@@ -65,10 +75,10 @@ class Span(BlockObjective):
         """
         check_lengths(self.name, inputs_length, targets_length)
         cfg = self.config
-        tokens_length, needed = noise.random_spans_helper(
+        tokens_length, _ = noise.random_spans_helper(
             int(inputs_length), float(cfg.noise_density), float(cfg.mean_noise_span_length)
         )
-        needed += int(cfg.trailing_sentinel)
+        needed = self.targets_length_for(cfg, inputs_length)
         if int(targets_length) < needed:
             raise ConfigError(
                 f"objective {self.name}: targets_length {targets_length} is too short for "
