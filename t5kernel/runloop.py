@@ -577,7 +577,9 @@ class Runner:
         self._say(f"[yellow]{where}; step skipped ({skipped} of at most {limit})[/yellow]")
 
     def _report_corpus_passes(self, stage_info: dict[str, Any]) -> None:
-        """How many times pre-training read its corpus (P Table 9's "repeats")."""
+        """How many times pre-training read its corpus (P Table 9's "repeats"), counting
+        documents the objective read ahead into its current block but has not yet turned
+        into training examples."""
         docs = self._documents
         stage_info["corpus"] = {"max_tokens": docs.max_tokens or None,
                                 "tokens_per_pass": docs.pass_tokens,
