@@ -490,3 +490,15 @@ def test_raw_files_for_the_filtered_variants(tmp_path):
     # language id still apply
     assert len(got) == 6 and all(ex["text"].endswith("Menu") or "Lorem" in ex["text"]
                                  for ex in got)
+
+
+def test_wikipedia_raw_files_are_read_without_the_c4_rules(tmp_path):
+    """TFDS wikipedia filters nothing: no language id (the German page stays), no URL
+    dedupe, no length limit, no line or page heuristics (the lorem ipsum page stays)."""
+    path, _, _ = raw_pages_file(tmp_path)
+    corpus = WikipediaCorpus(WikipediaConfig(raw_files=[str(path)]), ctx())
+    got = list(corpus.examples("train")) + list(corpus.examples("validation"))
+    pages = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted(ex["text"] for ex in got) == sorted(p["text"] for p in pages)
+    assert not any(k.startswith(("pages_removed", "lines_removed")) and v
+                   for k, v in corpus.report.items())

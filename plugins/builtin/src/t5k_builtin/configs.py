@@ -578,6 +578,13 @@ def _c4_unfiltered_cleaning() -> C4CleanConfig:
     return C4CleanConfig(clean=False, dedupe="none", badwords=False)
 
 
+def _no_cleaning() -> C4CleanConfig:
+    """Every rule off: TFDS ``wikipedia`` filters nothing (no length limit, URL dedupe or
+    language id; its pages come from the dump's parser)."""
+    return C4CleanConfig(max_page_chars=0, url_dedupe=False, clean=False, dedupe="none",
+                         badwords=False, language="")
+
+
 @dataclass
 class WebCorpusConfig:
     """A pre-training corpus from the Hugging Face hub, local shards, or raw web pages.
@@ -664,7 +671,8 @@ class WikipediaConfig(WebCorpusConfig):
 
     hub_path: str = "wikimedia/wikipedia"
     hub_name: str | None = "20231101.en"
-    cleaning: C4CleanConfig = field(default_factory=_c4_unfiltered_cleaning)
+    #: raw_files are read as they are, like TFDS's articles (each rule can be switched on)
+    cleaning: C4CleanConfig = field(default_factory=_no_cleaning)
 
 
 @dataclass
