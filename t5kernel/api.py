@@ -188,7 +188,12 @@ class Corpus(Protocol):
 
 @runtime_checkable
 class Task(Corpus, Protocol):
-    """A supervised corpus: a downstream task in text-to-text form."""
+    """A supervised corpus: a downstream task in text-to-text form.
+
+    Optional: ``vocabulary_texts()``, a mapping of language code -> texts in a language
+    the pre-training corpus lacks (a translation task's non-English side), which a
+    vocabulary trained on the corpus then also covers (:func:`t5kernel.data.vocabulary_texts`).
+    """
 
     evaluators: tuple[str, ...]
 

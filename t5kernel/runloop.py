@@ -237,17 +237,8 @@ class Runner:
 
     @staticmethod
     def _vocab_texts(corpus: Any, tasks: dict[str, Any]):
-        """Texts a vocabulary may train on: the pre-training corpus, else the tasks."""
-        def gen():
-            if corpus is not None:
-                for ex in corpus.examples("train"):
-                    yield ex["text"]
-            else:
-                for task in tasks.values():
-                    for ex in task.examples("train"):
-                        yield ex["inputs"]
-                        yield ex["targets"]
-        return gen()
+        """Texts a vocabulary may train on (:func:`t5kernel.data.vocabulary_texts`)."""
+        return data.vocabulary_texts(corpus, tasks)
 
     # -- main -----------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -234,3 +234,53 @@ class _Vocab:
 def test_encode_example_truncates_and_appends_eos():
     ex = data.encode_example({"inputs": "abcdef", "targets": "xy"}, _Vocab(), 4, 5)
     assert ex["inputs"].tolist() == [97, 98, 99, 1] and ex["targets"].tolist() == [120, 121, 1]
+
+
+class _Corpus:
+    def __init__(self, texts):
+        self.texts = texts
+
+    def examples(self, split):
+        assert split == "train"
+        return iter({"text": t} for t in self.texts)
+
+
+class _Translation:
+    def __init__(self, texts_by_language):
+        self.texts_by_language = texts_by_language
+
+    def vocabulary_texts(self):
+        return {lang: iter(texts) for lang, texts in self.texts_by_language.items()}
+
+    def examples(self, split):
+        raise AssertionError("a corpus run reads only vocabulary_texts from tasks")
+
+
+def test_vocabulary_texts_mix_other_languages_at_a_tenth_of_the_corpus():
+    """P §3.1.3: C4 mixed 10:1:1:1 with German, French and Romanian, by characters."""
+    docs = [("english " * 50).strip()] * 200
+    de = [f"deutsch {i} äöü" for i in range(10_000)]
+    ro = [f"română {i}" for i in range(30)]  # runs out
+    tasks = {"wmt_ende": _Translation({"de": de}), "wmt_enro": _Translation({"ro": ro}),
+             "glue_cola": object()}  # no vocabulary_texts: contributes nothing
+    texts = list(data.vocabulary_texts(_Corpus(docs), tasks))
+    assert len(texts) == len(docs)  # one text per corpus document
+    lines = [line for text in texts for line in text.split("\n")]
+    english = sum(len(line) for line in lines if line.startswith("english"))
+    german = [line for line in lines if line.startswith("deutsch")]
+    assert english == sum(map(len, docs))
+    assert german == de[:len(german)]  # in order
+    assert 0.1 * english <= sum(map(len, german)) <= 0.1 * english + len(de[0]) + 1
+    assert [line for line in lines if line.startswith("română")] == ro
+    assert texts[0].startswith(docs[0] + "\n" + de[0])
+
+
+def test_vocabulary_texts_without_other_languages_are_the_corpus():
+    docs = ["one", "two", "three"]
+    assert list(data.vocabulary_texts(_Corpus(docs), {})) == docs
+
+    class Task:
+        def examples(self, split):
+            return iter([{"inputs": "a", "targets": "b"}, {"inputs": "c", "targets": "d"}])
+
+    assert list(data.vocabulary_texts(None, {"t": Task()})) == ["a", "b", "c", "d"]

@@ -275,6 +275,23 @@ def test_cnn_dailymail_jsonl_errors_and_hub(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------- WMT
+def test_wmt_offers_its_non_english_training_side_to_the_vocabulary(tmp_path):
+    (tmp_path / "train.en").write_text("Hello.\nGood night.\n", encoding="utf-8")
+    (tmp_path / "train.de").write_text("Hallo.\nGute Nacht.\n", encoding="utf-8")
+    (tmp_path / "test.en").write_text("Yes.\n", encoding="utf-8")
+    (tmp_path / "test.de").write_text("Ja.\n", encoding="utf-8")
+    task = q.WmtEnDe(WmtEnDeConfig(train_prefixes=[str(tmp_path / "train")],
+                                   test_prefixes=[str(tmp_path / "test")]))
+    assert {k: list(v) for k, v in task.vocabulary_texts().items()} == {
+        "de": ["Hallo.", "Gute Nacht."]}
+    reverse = q.WmtEnDe(WmtEnDeConfig(train_prefixes=[str(tmp_path / "train")],
+                                      source_language="de", target_language="en"))
+    assert {k: list(v) for k, v in reverse.vocabulary_texts().items()} == {
+        "de": ["Hallo.", "Gute Nacht."]}
+    test_only = q.WmtEnDe(WmtEnDeConfig(test_prefixes=[str(tmp_path / "test")]))
+    assert test_only.vocabulary_texts() == {}
+
+
 @pytest.mark.parametrize(("cls", "cfg", "lang", "name", "lines", "first_target"), [
     (q.WmtEnDe, WmtEnDeConfig, "de", "German", 3003, "Gutach: Noch mehr Sicherheit für Fußgänger"),
     (q.WmtEnFr, WmtEnFrConfig, "fr", "French", 3003, None),

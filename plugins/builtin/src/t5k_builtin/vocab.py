@@ -6,7 +6,10 @@ after the pieces and numbered from the end, ``<extra_id_k>`` = ``vocab_size - 1 
 ``decode`` maps every id >= the piece count to unk and stops at the first EOS. Encoding
 never produces a sentinel: objectives insert them. (Later SeqIO, and transformers'
 ``T5Tokenizer``, add the sentinels to the SentencePiece model as pieces, so they encode
-the text ``<extra_id_0>`` as one id and decode sentinels by name; ids are the same.)
+the text ``<extra_id_0>`` as one id and decode sentinels by name; ids are the same.) A
+model file that already ends with those pieces (SeqIO's ``cc_all.32000.100extra``) keeps
+them as its sentinels, with the same ids; its encoding then turns the text
+``<extra_id_k>`` into the sentinel, as SeqIO's does.
 
 ``build_sentencepiece`` loads ``config.model_file`` or trains a model on the run's corpus
 texts with sentencepiece's own trainer (deterministic: one thread, no sampling or
@@ -16,6 +19,7 @@ shuffling), caching it in ``<run_dir>/vocab/spm.model`` so a resumed run reuses 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -28,6 +32,10 @@ from t5kernel.errors import ConfigError, DataError
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 MODEL_FILENAME = "spm.model"
+#: beside a trained ``spm.model``: the options it was trained with
+OPTIONS_FILENAME = "spm.options.json"
+TRAINING_OPTIONS = ("size", "model_type", "character_coverage", "max_training_texts",
+                    "max_text_chars")
 #: fixed seed for sentencepiece's global generator: same texts -> same model bytes
 _TRAIN_SEED = 0
 _MODEL_TYPES = ("unigram", "bpe", "char", "word")
@@ -57,7 +65,16 @@ class SentencePieceVocabulary:
         self._proto = bytes(model_proto)
         self._sp = sp
         self.extra_ids = int(extra_ids)
-        self.base_vocab_size = int(sp.get_piece_size())
+        pieces = int(sp.get_piece_size())
+        built_in = _sentinel_pieces(sp)
+        if built_in and built_in != self.extra_ids:
+            raise ConfigError(
+                f"SentencePiece model{where} ends with {built_in} sentinel pieces "
+                f"<extra_id_{built_in - 1}> ... <extra_id_0> (a SeqIO-built model, e.g. "
+                f"cc_all.32000.100extra); set vocabulary.extra_ids={built_in} to use them "
+                f"(got {self.extra_ids})")
+        #: the pieces before the sentinels: its own ones when the model already has them
+        self.base_vocab_size = pieces - built_in
         self.vocab_size = self.base_vocab_size + self.extra_ids
 
     @classmethod
@@ -127,6 +144,15 @@ class SentencePieceVocabulary:
         )
 
 
+def _sentinel_pieces(sp: Any) -> int:
+    """How many pieces at the model's end are T5's sentinels, numbered from the end as
+    SeqIO adds them (``▁<extra_id_0>`` last; with or without the ``▁``)."""
+    pieces, k = int(sp.get_piece_size()), 0
+    while k < pieces and sp.id_to_piece(pieces - 1 - k).lstrip("\u2581") == f"<extra_id_{k}>":
+        k += 1
+    return k
+
+
 def build_sentencepiece(config: Any, context: Any) -> SentencePieceVocabulary:
     """The ``sentencepiece`` vocabulary plugin: load ``model_file`` or train on the corpus."""
     _validate(config)
@@ -141,6 +167,7 @@ def build_sentencepiece(config: Any, context: Any) -> SentencePieceVocabulary:
                 f"cached vocabulary {cached} has {vocab.base_vocab_size} pieces but "
                 f"vocabulary.size={config.size}; use the same size or delete the file"
             )
+        _check_training_options(cached.with_name(OPTIONS_FILENAME), config)
         return vocab
     texts = (getattr(context, "extras", None) or {}).get("texts")
     if texts is None:
@@ -150,8 +177,33 @@ def build_sentencepiece(config: Any, context: Any) -> SentencePieceVocabulary:
         )
     proto = train_sentencepiece(texts, config)
     if cached is not None:
+        options = json.dumps(_training_options(config), indent=1, sort_keys=True) + "\n"
+        _atomic_write(cached.with_name(OPTIONS_FILENAME), options.encode())
         _atomic_write(cached, proto)
     return SentencePieceVocabulary(proto, config.extra_ids)
+
+
+def _training_options(config: Any) -> dict[str, Any]:
+    """The options that shape a trained model (beside ``size``, which the model shows)."""
+    return {key: getattr(config, key) for key in TRAINING_OPTIONS}
+
+
+def _check_training_options(path: Path, config: Any) -> None:
+    """A cached model trained with other options is refused, not silently reused (a run
+    directory written before the options were recorded is checked by size only)."""
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cached vocabulary options {path} are unreadable ({exc}); delete "
+                        "the vocab folder to train the vocabulary again") from None
+    for key, value in _training_options(config).items():
+        if key in saved and saved[key] != value:
+            raise DataError(
+                f"cached vocabulary {path.parent / MODEL_FILENAME} was trained with "
+                f"vocabulary.{key}={saved[key]!r} but the run asks for {value!r}; use the "
+                "same options or delete the vocab folder")
 
 
 #: the kernel looks for the optional ``planned_size`` on the plugin's target

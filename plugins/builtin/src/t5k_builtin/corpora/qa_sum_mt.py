@@ -413,6 +413,20 @@ class Wmt(_Task):
         return {"inputs": self.prefix + source, "targets": target,
                 c.source_language: source, c.target_language: target}
 
+    def vocabulary_texts(self) -> dict[str, Iterator[str]]:
+        """The training split's non-English side(s), for a vocabulary trained on an
+        English corpus to cover (P §3.1.3 mixes C4 10:1:1:1 with German, French and
+        Romanian); nothing without a training split."""
+        if "train" not in self.splits:
+            return {}
+
+        def side(lang: str) -> Iterator[str]:
+            return (ex[lang] for ex in self.examples("train"))
+
+        return {lang: side(lang)
+                for lang in (self.config.source_language, self.config.target_language)
+                if lang[:2] != "en"}
+
     def example_from_hub(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """A ``wmt/wmt1x`` row: ``{"translation": {"de": ..., "en": ...}}``."""
         pair = row["translation"]
