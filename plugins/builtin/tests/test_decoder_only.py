@@ -50,7 +50,7 @@ def random_examples(seed, n):
 
 # ------------------------------------------------------------------------ features
 def test_features_layout_by_hand():
-    f = delimited_lm_features([EX_A, EX_B], 6, 6, pack=True, loss_on_targets_only=True)
+    f = delimited_lm_features([EX_A, EX_B], 7, 5, pack=True, loss_on_targets_only=True)
     assert f["decoder_target_tokens"].shape == (1, 12)
     assert f["decoder_target_tokens"][0].tolist() == [5, 6, 1, 7, 1, 8, 9, 10, 1, 11, 12, 1]
     assert f["decoder_input_tokens"][0].tolist() == [0, 5, 6, 1, 7, 0, 8, 9, 10, 1, 11, 12]
@@ -59,7 +59,7 @@ def test_features_layout_by_hand():
     # inputs incl. EOS plus one extra position (the one predicting the first target)
     assert f["decoder_causal_attention"][0].tolist() == [1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0]
     assert f["decoder_loss_weights"][0].tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1, 1]
-    lm = delimited_lm_features([EX_A, EX_B], 6, 6, pack=True)
+    lm = delimited_lm_features([EX_A, EX_B], 7, 5, pack=True)
     assert lm["decoder_loss_weights"][0].tolist() == [1] * 12
     # unpacked: one example per row plus the prompt for generation
     u = delimited_lm_features([EX_A, EX_B], 6, 6, pack=False, num_rows=3)
@@ -70,10 +70,33 @@ def test_features_layout_by_hand():
         delimited_lm_features([EX_A, EX_B], 3, 3, pack=True, num_rows=1)
 
 
-def test_packing_needs_whole_concatenation_to_fit():
+def test_packing_needs_inputs_and_targets_each_to_fit():
+    """Mesh TF packs the inputs and targets features (pack_dataset) before concatenating
+    them (_dynamic_text2self): a row's inputs fit inputs_length and its targets
+    targets_length, not just their sum the row."""
     a = arch(True)
-    assert a.pack([EX_A, EX_B], 6, 6) == [[0, 1]]
-    assert a.pack([EX_A, EX_B], 5, 5) == [[0], [1]]  # 5 + 7 > 10
+    assert a.pack([EX_A, EX_B], 7, 5) == [[0, 1]]
+    assert a.pack([EX_A, EX_B], 6, 6) == [[0], [1]]  # inputs 3 + 4 > 6, though 12 <= 12
+    assert a.pack([EX_A, EX_B], 8, 4) == [[0], [1]]  # targets 2 + 3 > 4
+    for i, t in ((7, 5), (6, 6), (8, 4)):
+        f = delimited_lm_features([EX_A, EX_B], i, t, pack=True)
+        assert f["decoder_segment_ids"].max(axis=1).tolist() == [
+            len(g) for g in a.pack([EX_A, EX_B], i, t)]
+
+
+def test_a_batch_without_inputs_has_targets_length_rows():
+    """The lm objective's examples have no inputs (the reference's LM has only a targets
+    feature): rows are targets_length long, one 512-token chunk per row at P Table 2's
+    "LM, LM" lengths (512/512), not two in a 1024-token row."""
+    empty = np.zeros(0, np.int32)
+    chunks = [{"inputs": empty, "targets": np.r_[np.arange(3, 14), 1]} for _ in range(3)]
+    f = delimited_lm_features(chunks, 12, 12, pack=True)
+    assert f["decoder_target_tokens"].shape == (3, 12)
+    assert f["decoder_segment_ids"].max(axis=1).tolist() == [1, 1, 1]
+    assert arch(False).pack(chunks, 12, 12) == [[0], [1], [2]]
+    assert f["decoder_loss_weights"].sum() == 36
+    mixed = delimited_lm_features([*chunks, EX_A], 12, 12, pack=True)
+    assert mixed["decoder_target_tokens"].shape[1] == 24
 
 
 # ---------------------------------------------------------------------- visibility
@@ -93,7 +116,7 @@ def attention_visibility(model, feats):
 
 
 def test_prefix_lm_visibility_rule_by_hand():
-    feats = delimited_lm_features([EX_A, EX_B], 6, 6, pack=True, loss_on_targets_only=True)
+    feats = delimited_lm_features([EX_A, EX_B], 7, 5, pack=True, loss_on_targets_only=True)
     visible = attention_visibility(arch(True).build(VOCAB), feats)
     expected = torch.zeros(12, 12, dtype=torch.bool)
     for lo, hi, region in ((0, 5, 4), (5, 12, 5)):  # segment rows, region size

@@ -5,7 +5,17 @@ Both are one causal :class:`~t5k_builtin.model.layers.Stack` without cross-atten
 (inherited from :class:`EncDecModel`). Text-to-text examples are fed the Mesh TF
 "delimited_lm" way: each packed segment is ``[inputs..., EOS, targets..., EOS]`` (inputs
 already end in EOS), rows are ``inputs_length + targets_length`` long, and the decoder
-inputs are that sequence shifted right by one with 0 at each segment start (§1.10).
+inputs are that sequence shifted right by one with 0 at each segment start (§1.10). As
+Mesh TF packs the two features before it concatenates them (``pack_dataset`` then
+``_dynamic_text2self``), an example joins a row only while the row's inputs fit in
+``inputs_length`` and its targets in ``targets_length``. A batch without inputs (the
+``lm`` objective's; the reference has only a ``targets`` feature there) has rows
+``targets_length`` long: one 512-token chunk per row in P Table 2's "LM, LM" row, as
+the reference's 128 x 512 tokens per step.
+
+One deliberate difference: segment starts get decoder input 0 as in decoding (and seqio's
+``autoregressive_inputs``), where Mesh TF's training shift of a packed row feeds the
+previous segment's final EOS to the first token of segments 2, 3, ...
 
 - ``lm``: causal attention, causal buckets, loss on the whole sequence (MTF default
   ``loss_on_targets_only=False``).
@@ -15,7 +25,7 @@ inputs are that sequence shifted right by one with 0 at each segment start (§1.
   bidirectional (§1.4: ``input_full_attention`` → not fully autoregressive); loss on the
   targets only.
 
-Features (numpy, int32, ``[rows, inputs_length + targets_length]``): ``decoder_target_tokens``,
+Features (numpy, int32, ``[rows, width]``, width as above): ``decoder_target_tokens``,
 ``decoder_input_tokens``, ``decoder_segment_ids``, ``decoder_positions``,
 ``decoder_loss_weights``, and ``decoder_causal_attention`` (seqio's name: 1 on the fully
 visible inputs region; the prefix LM reads it). Unpacked features (``pack=False``, as
@@ -75,14 +85,20 @@ def _check_depths(config: EncDecConfig) -> None:
 def delimited_lm_groups(
     examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
 ) -> list[list[int]]:
-    """Greedy sequential packing of whole ``inputs + targets`` sequences (facts §1.11).
-
-    One feature of length ``inputs_length + targets_length``: an example joins the current
-    row only if its whole (truncated) concatenation still fits.
-    """
+    """Greedy sequential packing (facts §1.11), as Mesh TF's ``pack_dataset`` before
+    ``_dynamic_text2self``: an example joins the current row only if both its (truncated)
+    inputs and targets still fit their lengths."""
     pairs = _pairs(examples, inputs_length, targets_length)
-    sizes = [(a.size + b.size, 0) for a, b in pairs]
-    return _greedy_groups(sizes, inputs_length + targets_length, 0)
+    return _greedy_groups([(a.size, b.size) for a, b in pairs], inputs_length, targets_length)
+
+
+def delimited_lm_width(pairs: Sequence[tuple[np.ndarray, np.ndarray]], inputs_length: int,
+                       targets_length: int) -> int:
+    """Row length: ``inputs_length + targets_length``, or ``targets_length`` for a batch
+    without inputs (the reference's targets-only LM feature)."""
+    if pairs and not any(a.size for a, _ in pairs):
+        return targets_length
+    return inputs_length + targets_length
 
 
 def delimited_lm_features(
@@ -101,8 +117,9 @@ def delimited_lm_features(
     whose target is the first target token (no target token is ever visible there).
     """
     pairs = _pairs(examples, inputs_length, targets_length)
-    length = inputs_length + targets_length
-    groups, rows = row_groups([(a.size + b.size, 0) for a, b in pairs], length, 0, pack, num_rows)
+    length = delimited_lm_width(pairs, inputs_length, targets_length)
+    groups, rows = row_groups([(a.size, b.size) for a, b in pairs], inputs_length,
+                              targets_length, pack, num_rows)
     seqs = [[np.concatenate(pairs[i]) for i in g] for g in groups]
     tokens, segments, positions = _fill(seqs, length, rows)
     n_in = np.zeros((rows, length), np.int32)  # inputs length of each position's segment
@@ -426,7 +443,7 @@ class LMArchitecture(EncDecArchitecture):
     def pack(
         self, examples: Sequence[Mapping[str, Any]], inputs_length: int, targets_length: int
     ) -> list[list[int]]:
-        """Greedy packing of whole concatenations (:func:`delimited_lm_groups`)."""
+        """Greedy packing by inputs and targets lengths (:func:`delimited_lm_groups`)."""
         return delimited_lm_groups(examples, inputs_length, targets_length)
 
     def features(
