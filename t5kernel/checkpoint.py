@@ -93,6 +93,7 @@ def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict
          state: dict[str, Any]) -> Path:
     """Write ``root/step_<step>`` atomically and return its path."""
     import torch
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     root = Path(root)
@@ -115,7 +116,7 @@ def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:  # safetensors reports I/O errors its own way
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(
             f"could not write checkpoint step_{step} in {root}: {exc}; earlier checkpoints are intact"

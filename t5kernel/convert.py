@@ -13,14 +13,22 @@ The direction follows from SRC: a folder with ``config.json`` is imported (as
 checkpoint) or one of its ``checkpoints/step_N`` folders is exported. An import writes
 ``DST/config.yaml`` (the embedded default run with the model, the vocabulary and
 ``init_checkpoint`` set, so ``t5k run --config DST/config.yaml`` trains from the imported
-weights) and ``DST/checkpoints/step_0``. DST must be new or empty; a failed conversion
-removes what it wrote.
+weights) and ``DST/checkpoints/step_0``.
+
+DST must be new or an empty folder. Either way the output is written into a temporary
+sibling folder (``.DST.<random>.tmp``), fsynced, and renamed onto DST at the end, so DST
+appears complete or not at all: a failed conversion removes the temporary folder (a hard
+kill may leave it behind, never a half-written DST). A write failure (disk full, ...)
+is a CheckpointError naming DST.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,27 +43,70 @@ _STEP_RE = re.compile(r"^step_\d+$")
 def convert(src: Path, dst: Path, registry: Any, arch: str = "encdec",
             say: Callable[[str], Any] = print) -> str:
     """Convert ``src`` into ``dst``; returns ``"import"`` or ``"export"``."""
+    from safetensors import SafetensorError
+
     src, dst = Path(src), Path(dst)
     if not src.exists():
         raise DataError(f"{src} does not exist")
     direction, run_dir, step_dir = _detect(src)
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+    if dst.is_symlink() and dst.is_dir():
+        dst = dst.resolve()  # an empty folder behind a link: fill that folder
+    if dst.exists() and not dst.is_dir():
+        raise DataError(f"{dst} is a file; choose a new folder")
+    if dst.exists() and any(dst.iterdir()):
         raise DataError(f"{dst} already exists and is not empty; choose a new folder")
-    created = not dst.exists()
-    dst.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(dst)
+    messages: list[str] = []
     try:
         if direction == "import":
-            _import(src, dst, registry, arch, say)
+            _import(src, tmp, _absolute(dst), registry, arch, messages.append)
         else:
-            _export(run_dir, step_dir, dst, registry, say)
+            _export(run_dir, step_dir, tmp, registry, messages.append)
+        _fsync_tree(tmp)
+        os.replace(tmp, dst)  # onto a missing or empty dst; atomic on one file system
+        ckpt._fsync_dir(dst.parent)
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = (str(exc) or type(exc).__name__).replace(str(tmp), str(dst))
+        raise CheckpointError(
+            f"could not write {dst}: {reason}; nothing was left there") from exc
     except BaseException:
-        if created:
-            shutil.rmtree(dst, ignore_errors=True)
-        else:
-            for child in dst.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for message in messages:
+        say(message.replace(str(tmp), str(dst)))
     return direction
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute through its parent's real location (it may not exist yet)."""
+    return path.parent.resolve() / path.name
+
+
+def _temporary_sibling(dst: Path) -> Path:
+    """A new empty folder next to ``dst`` (created with its parents); DataError if that
+    place cannot hold a folder (a parent is a file, no permission, ...)."""
+    for parent in (dst.parent, *dst.parent.parents):
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise DataError(f"cannot create {dst}: {parent} is a file, not a folder")
+            break
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
+        os.chmod(tmp, ckpt.default_mode(directory=True))
+    except OSError as exc:
+        raise DataError(f"cannot create {dst}: {exc.strerror or exc}") from None
+    return tmp
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root``, so the rename publishes durable data."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(Path(folder) / name, "rb") as f:
+                os.fsync(f.fileno())
+        ckpt._fsync_dir(Path(folder))
 
 
 def _detect(src: Path) -> tuple[str, Path | None, Path | None]:
@@ -77,8 +128,12 @@ def _detect(src: Path) -> tuple[str, Path | None, Path | None]:
     )
 
 
-def _import(src: Path, dst: Path, registry: Any, arch: str, say: Callable[[str], Any]) -> None:
+def _import(src: Path, work: Path, final: Path, registry: Any, arch: str,
+            say: Callable[[str], Any]) -> None:
+    """Write the import into ``work``; the paths in its config.yaml name ``final`` (the
+    absolute place ``work`` is renamed to)."""
     from omegaconf import OmegaConf
+    from safetensors import SafetensorError
 
     from t5kernel.config import compose, validate
 
@@ -89,22 +144,40 @@ def _import(src: Path, dst: Path, registry: Any, arch: str, say: Callable[[str],
                           "(its plugin has no from_hf)")
     options, state = from_hf(src)
     hf_vocabulary = getattr(target, "hf_vocabulary", None)
-    vocabulary = hf_vocabulary(src, dst) if hf_vocabulary is not None else None
-    step_dir = dst / "checkpoints" / "step_0"
+    vocabulary = hf_vocabulary(src, work) if hf_vocabulary is not None else None
     cfg = compose()
     OmegaConf.update(cfg, "model", {"name": arch, **options}, merge=False)
     if vocabulary is not None:
         OmegaConf.update(cfg, "vocabulary", vocabulary, merge=False)
-    cfg.init_checkpoint = str(step_dir.resolve())
-    cfg = validate(cfg, registry)
-    ckpt.save(dst / "checkpoints", 0, state, {},
-              {"step": 0, "stage": "import", "source": str(src.resolve())})
-    ckpt.atomic_write_text(dst / "config.yaml", OmegaConf.to_yaml(cfg))
-    say(f"imported {src} -> {step_dir} ({arch}, {len(state)} tensors)")
+    cfg.init_checkpoint = str((work / "checkpoints" / "step_0").resolve())
+    cfg = validate(cfg, registry)  # with the files where they are now, then
+    # every path into ``work`` (the vocabulary's file, init_checkpoint) made one into ``final``
+    cfg = OmegaConf.create(_repoint(OmegaConf.to_container(cfg), work.resolve(), final))
+    try:
+        ckpt.save(work / "checkpoints", 0, state, {},
+                  {"step": 0, "stage": "import", "source": str(src.resolve())})
+    except CheckpointError as exc:  # a write failure: reported by convert, naming DST
+        if isinstance(exc.__cause__, (OSError, SafetensorError)):
+            raise exc.__cause__ from None
+        raise
+    ckpt.atomic_write_text(work / "config.yaml", OmegaConf.to_yaml(cfg))
+    # (convert prints these once ``work`` is in place, with DST for ``work``)
+    say(f"imported {src} -> {work / 'checkpoints' / 'step_0'} ({arch}, {len(state)} tensors)")
     if vocabulary is None:
-        say(f"warning: {src} has no tokenizer t5k can use; {dst / 'config.yaml'} keeps the "
+        say(f"warning: {src} has no tokenizer t5k can use; {work / 'config.yaml'} keeps the "
             "default vocabulary: set vocabulary.model_file to the model's SentencePiece file")
-    say(f"train from it: t5k run --config {dst / 'config.yaml'}")
+    say(f"train from it: t5k run --config {work / 'config.yaml'}")
+
+
+def _repoint(value: Any, old: Path, new: Path) -> Any:
+    """``value`` (plain containers) with each string path at or under ``old`` moved to ``new``."""
+    if isinstance(value, dict):
+        return {k: _repoint(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_repoint(v, old, new) for v in value]
+    if isinstance(value, str) and (value == str(old) or value.startswith(str(old) + os.sep)):
+        return str(new) + value[len(str(old)):]
+    return value
 
 
 def _export(run_dir: Path, step_dir: Path, dst: Path, registry: Any,
@@ -127,6 +200,41 @@ def _export(run_dir: Path, step_dir: Path, dst: Path, registry: Any,
     except T5KError as exc:
         raise DataError(f"cannot rebuild the vocabulary of {run_dir}: {exc}") from None
     model = arch.build(vocab.vocab_size)
-    ckpt.load_model_weights(model, step_dir)
+    try:
+        ckpt.load_model_weights(model, step_dir)
+    except CheckpointError:
+        _refuse_added_layers(cfg, registry, ctx, model, step_dir)
+        raise
     to_hf(model, vocab.vocab_size, dst, vocabulary=vocab)
     say(f"exported {step_dir} ({name}) -> {dst}")
+
+
+def _refuse_added_layers(cfg: Any, registry: Any, ctx: BuildContext, model: Any,
+                         step_dir: Path) -> None:
+    """ConfigError when ``step_dir`` was written while fine-tuning with a strategy that adds
+    layers to the model (adapters): those have no Hugging Face T5 equivalent."""
+    from t5kernel.config import plugin_config
+
+    try:
+        stages = json.loads((step_dir / "state.json").read_text()).get("stage_steps", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    if "finetune" not in stages:
+        return
+    section = cfg.finetune.strategy
+    try:
+        record = registry.get("finetune", str(section.name))
+        strategy = registry.build("finetune", record.name, plugin_config(section, record), ctx)
+        before = set(model.state_dict())
+        strategy.setup(model, int(cfg.finetune.steps))
+        added = sorted(set(model.state_dict()) - before)
+    except Exception:  # the plain load's error says enough then
+        return
+    if added:
+        raise ConfigError(
+            f"checkpoint {step_dir} was fine-tuned with finetune.strategy "
+            f"{str(section.name)!r}, which adds layers to the model ({len(added)} tensors, "
+            f"e.g. {added[0]}); such layers (adapters) have no Hugging Face T5 equivalent, "
+            f"so it cannot be exported: export a checkpoint from before fine-tuning, or "
+            f"fine-tune with finetune.strategy.name=full"
+        )

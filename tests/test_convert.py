@@ -3,7 +3,9 @@
 Random-init models only (nothing downloaded); transformers is a test-only dependency.
 """
 
+import contextlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from t5kernel import checkpoint as ckpt
 from t5kernel.api import BuildContext
 from t5kernel.cli import main
 from t5kernel.config import compose, plugin_config, validate
+from t5kernel.errors import CheckpointError
 from t5kernel.registry import default_registry
 from t5kernel.runloop import Runner, prepare_run_dir
 from t5kernel.testing import TINY_OVERRIDES
@@ -140,6 +143,128 @@ def test_import_round_trip_and_init_checkpoint(exported, no_tasks, tmp_path, cap
     assert f"init:modelweightsfrom{step0.resolve()}" in out
 
 
+def test_export_then_import_keeps_the_run_layout(trained_run, exported, tmp_path):
+    """t5k -> HF -> t5k: the export holds the 400 true ids' rows; the import pads them
+    back to the run's 512 (vocab_divisor 128, not 16), so its config's model section and
+    every tensor shape are the run's, and either loads the other's checkpoints."""
+    back = tmp_path / "back"
+    assert main(["convert", str(exported), str(back)]) == 0
+    assert json.loads((exported / "config.json").read_text())["vocab_size"] == 400
+    assert OmegaConf.load(back / "config.yaml").model == OmegaConf.load(
+        trained_run / "config.yaml").model
+    step = ckpt.latest_valid(trained_run / "checkpoints")
+    ours = load_file(str(step / "model.safetensors"))
+    again = load_file(str(back / "checkpoints" / "step_0" / "model.safetensors"))
+    assert {k: v.shape for k, v in again.items()} == {k: v.shape for k, v in ours.items()}
+    assert all(torch.equal(again[k], ours[k]) for k in ours if k != "shared.weight")
+    assert again["shared.weight"].shape[0] == 512
+    assert torch.equal(again["shared.weight"][:400], ours["shared.weight"][:400])
+    assert not again["shared.weight"][400:].any()  # masked out of the softmax; zeros
+    _, _, model = build(back)
+    ckpt.load_model_weights(model, step)  # the original run's checkpoint fits
+
+
+@contextlib.contextmanager
+def file_size_limit(limit):
+    """Writes past ``limit`` bytes fail with EFBIG, as on a full disk (Python ignores
+    SIGXFSZ); the soft limit only, so it can be lifted again."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_write_failure_is_one_error_line(trained_run, exported, tmp_path, capsys):
+    """Export (safetensors' SafetensorError) and import (OSError copying spiece.model)
+    into a 'full disk': `error: could not write DST` and exit 2, nothing left behind."""
+    (tmp_path / "empty").mkdir()
+    for src, dst in ((trained_run, tmp_path / "exp"), (exported, tmp_path / "imp"),
+                     (exported, tmp_path / "empty")):
+        with file_size_limit(16 * 1024):
+            code = main(["convert", str(src), str(dst)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith(f"error: could not write {dst}: ") and "File too large" in err
+        assert "Traceback" not in err and ".tmp" not in err
+        assert (dst.exists() and not any(dst.iterdir())) == (dst.name == "empty")
+        assert not dst.exists() or dst.name == "empty"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no temporary folder
+
+
+def test_checkpoint_save_reports_safetensors_write_errors(tmp_path):
+    """safetensors raises SafetensorError, not OSError, for a failed write."""
+    state = {"w": torch.zeros(64, 1024)}
+    with file_size_limit(16 * 1024), pytest.raises(CheckpointError,
+                                                    match="could not write checkpoint step_3"):
+        ckpt.save(tmp_path / "checkpoints", 3, state, {}, {"step": 3})
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new_dst", "empty_dst"])
+def test_the_output_appears_only_once_complete(trained_run, exported, tmp_path, monkeypatch,
+                                               existing):
+    """A hard kill at any point leaves no half-written DST: while the weights are being
+    written DST is still missing (or still empty), then it is renamed into place."""
+    import safetensors.torch
+
+    seen = []
+    real_save_file, real_save = safetensors.torch.save_file, ckpt.save
+
+    def dst_state():
+        return "missing" if not dst.exists() else sorted(p.name for p in dst.iterdir())
+
+    def save_file(*args, **kwargs):
+        seen.append(dst_state())
+        return real_save_file(*args, **kwargs)
+
+    def save(*args, **kwargs):
+        seen.append(dst_state())
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    monkeypatch.setattr(ckpt, "save", save)
+    for src, name in ((trained_run, "exp"), (exported, "imp")):
+        dst = tmp_path / name
+        if existing:
+            dst.mkdir()
+        seen.clear()
+        assert main(["convert", str(src), str(dst)]) == 0
+        assert seen and all(s == ([] if existing else "missing") for s in seen), seen
+        assert (dst / ("config.json" if name == "exp" else "config.yaml")).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp", "imp"]
+    transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "exp")
+    cfg = OmegaConf.load(tmp_path / "imp" / "config.yaml")  # paths name DST, not the temporary
+    assert cfg.init_checkpoint == str((tmp_path / "imp" / "checkpoints" / "step_0").resolve())
+    assert cfg.vocabulary.model_file == str((tmp_path / "imp" / "spiece.model").resolve())
+
+
+def test_adapter_fine_tuned_checkpoints_are_refused(trained_run, tmp_path, capsys):
+    run_dir = tmp_path / "adapters"
+    shutil.copytree(trained_run, run_dir)
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg.finetune.strategy = {"name": "adapters", "inner_dim": 8}
+    OmegaConf.save(cfg, run_dir / "config.yaml")
+    registry = default_registry()
+    _, _, model = build(run_dir)
+    pretrained = ckpt.latest_valid(run_dir / "checkpoints")
+    ckpt.load_model_weights(model, pretrained)
+    section = validate(compose([run_dir / "config.yaml"]), registry).finetune.strategy
+    record = registry.get("finetune", "adapters")
+    registry.build("finetune", record.name, plugin_config(section, record),
+                   BuildContext(registry=registry)).setup(model, 4)
+    step = ckpt.save(run_dir / "checkpoints", 99, model.state_dict(), {},
+                     {"step": 99, "stage_steps": {"pretrain": 2, "finetune": 97}})
+    assert main(["convert", str(run_dir), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {step} was fine-tuned with finetune.strategy "
+                          "'adapters'") and "(adapters) have no Hugging Face T5 equivalent" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["convert", str(pretrained), str(tmp_path / "out")]) == 0  # before: fine
+
+
 def test_a_resumed_run_keeps_its_own_weights(trained_run, tmp_path):
     """init_checkpoint only initialises a fresh run; resuming restores the run's checkpoint."""
     import shutil
@@ -207,6 +332,12 @@ def test_convert_errors(trained_run, exported, tmp_path, capsys):
 
     fails(tmp_path / "nope", tmp_path / "o1", "does not exist")
     fails(tmp_path, tmp_path / "o2", "neither a Hugging Face model folder")
+    (tmp_path / "a_file").write_text("x")
+    fails(exported, tmp_path / "a_file" / "sub", f"cannot create {tmp_path / 'a_file' / 'sub'}: "
+          f"{tmp_path / 'a_file'} is a file, not a folder")
+    assert main(["convert", str(exported), str(tmp_path / "a_file")]) == 2
+    assert "a_file is a file; choose a new folder" in capsys.readouterr().err
+    assert (tmp_path / "a_file").read_text() == "x"
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     assert main(["convert", str(exported), str(tmp_path / "full")]) == 2

@@ -169,10 +169,39 @@ def test_vocab_divisor_pads_the_true_vocabulary_to_the_row_count():
     assert hf_interop.choose_vocab_divisor(32100, 32128) == 128  # T5's 32000 + 100
     assert hf_interop.choose_vocab_divisor(384, 384) == 128
     assert hf_interop.choose_vocab_divisor(300, 320) == 64
-    assert hf_interop.choose_vocab_divisor(301, 301) == 1
-    assert hf_interop.choose_vocab_divisor(100, 384) == 384  # no power of two fits
+    # the true ids only (our export, a resize to len(tokenizer)): the standard divisor
+    assert hf_interop.choose_vocab_divisor(301, 301) == 128
+    assert hf_interop.choose_vocab_divisor(32100, 32100) == 128
     with pytest.raises(DataError, match="32129 ids"):
         hf_interop.choose_vocab_divisor(32129, 32128)
+
+
+@pytest.mark.parametrize("ids,rows", [(100, 384), (1100, 1103)])
+def test_rows_the_tokenizer_does_not_explain_are_refused(ids, rows):
+    """Not the true ids nor them padded to a power of two: say so, not divisor = rows."""
+    with pytest.raises(DataError, match=f"{rows} rows for the tokenizer's {ids} ids"):
+        hf_interop.choose_vocab_divisor(ids, rows)
+
+
+def test_true_ids_only_import_with_the_standard_divisor_and_zero_padding(tmp_path, spm_proto):
+    """import(export(x)) has x's layout: 300 rows for 200 pieces + 100 sentinels come in
+    as vocab_divisor 128 (384 rows), not 4 (300 % 4 == 0), the extra rows zero."""
+    hf = save_hf(tmp_path / "hf", SMALL, 300)
+    (tmp_path / "hf" / "spiece.model").write_bytes(spm_proto)
+    options, state = EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert options["vocab_divisor"] == 128
+    shared = state["shared.weight"]
+    assert shared.shape == (384, SMALL["d_model"])
+    assert torch.equal(shared[:300], hf.shared.weight.detach())
+    assert not shared[300:].any()
+    model = EncDecArchitecture(EncDecConfig(**options)).build(300)
+    model.load_state_dict(state, strict=True)
+    feats = batch(300)
+    assert_close_logits(our_logits(model, feats), hf_logits(hf, feats), feats, 300)
+    # and back out: the same 300 rows
+    EncDecArchitecture(EncDecConfig(**options)).to_hf(model, 300, tmp_path / "out")
+    again = load_file(str(tmp_path / "out" / "model.safetensors"))
+    assert torch.equal(again["shared.weight"], hf.shared.weight.detach())
 
 
 def test_spiece_model_sets_the_true_vocabulary(tmp_path, spm_proto):
@@ -185,9 +214,44 @@ def test_spiece_model_sets_the_true_vocabulary(tmp_path, spm_proto):
                        "model_file": str((tmp_path / "dst" / "spiece.model").resolve())}
     assert (tmp_path / "dst" / "spiece.model").read_bytes() == spm_proto
     (tmp_path / "hf" / "tokenizer_config.json").write_text(json.dumps({"extra_ids": 20}))
-    options, _ = EncDecArchitecture.from_hf(tmp_path / "hf")
-    assert options["vocab_divisor"] == 384  # 220 ids: no power of two pads to 384
+    with pytest.raises(DataError, match="384 rows for the tokenizer's 220 ids"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")  # no power of two pads 220 to 384
     assert EncDecArchitecture.hf_vocabulary(tmp_path / "hf", tmp_path / "d2")["extra_ids"] == 20
+
+
+@pytest.mark.parametrize("source", ["tokenizer_config.json", "added_tokens.json", "tokenizer.json"])
+def test_added_tokens_are_refused_by_name(tmp_path, spm_proto, source):
+    save_hf(tmp_path / "hf", SMALL, 302)
+    (tmp_path / "hf" / "spiece.model").write_bytes(spm_proto)
+    # the special tokens and sentinels these files also list are not added tokens
+    listed = {0: "<pad>", 1: "</s>", 299: "<extra_id_0>", 300: "<mytok1>", 301: "<mytok2>"}
+    content = {
+        "tokenizer_config.json": {"extra_ids": 100, "added_tokens_decoder": {
+            str(i): {"content": c, "special": i < 300} for i, c in listed.items()}},
+        "added_tokens.json": {c: i for i, c in listed.items()},
+        "tokenizer.json": {"added_tokens": [{"id": i, "content": c} for i, c in listed.items()]},
+    }[source]
+    (tmp_path / "hf" / source).write_text(json.dumps(content))
+    with pytest.raises(DataError, match=r"2 added token.*'<mytok1>' \(id 300\), '<mytok2>' "
+                                        r"\(id 301\)"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+    (tmp_path / "hf" / source).unlink()  # the same rows, unexplained: refused too
+    with pytest.raises(DataError, match="302 rows for the tokenizer's 300 ids"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_tokens_added_with_transformers_are_refused(tmp_path, spm_proto):
+    pytest.importorskip("google.protobuf", reason="transformers 5 reads spiece.model via protobuf")
+    hf = save_hf(tmp_path / "hf", SMALL, 300)
+    (tmp_path / "hf" / "spiece.model").write_bytes(spm_proto)
+    tok = transformers.T5Tokenizer.from_pretrained(tmp_path / "hf", extra_ids=100)
+    assert len(tok) == 300
+    tok.add_tokens(["<mytok1>", "<mytok2>", "<mytok3>"])
+    hf.resize_token_embeddings(len(tok))
+    hf.save_pretrained(tmp_path / "hf")
+    tok.save_pretrained(tmp_path / "hf")
+    with pytest.raises(DataError, match="3 added token.*'<mytok1>' \\(id 300\\)"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
 
 
 @pytest.mark.parametrize("tok_cfg,expected", [
@@ -260,6 +324,67 @@ def test_pickle_with_code_is_refused(tmp_path):
     assert marker.is_dir()
 
 
+def test_weights_saved_under_an_alias_of_shared_weight(tmp_path):
+    """A saver may keep one name of tied tensors; transformers loads any alias as shared."""
+    hf = save_hf(tmp_path / "hf", SMALL, 256)
+    path = tmp_path / "hf" / "model.safetensors"
+    original = load_file(str(path))
+    shared = original.pop("shared.weight")
+    for aliases in (["decoder.embed_tokens.weight"], ["lm_head.weight"],
+                    ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
+                     "lm_head.weight"]):
+        save_file({**original, **{k: shared.clone() for k in aliases}}, str(path),
+                  metadata={"format": "pt"})
+        theirs = transformers.T5ForConditionalGeneration.from_pretrained(tmp_path / "hf")
+        assert torch.equal(theirs.shared.weight, hf.shared.weight)
+        _, state = EncDecArchitecture.from_hf(tmp_path / "hf")
+        assert torch.equal(state["shared.weight"], shared)
+        assert not any(k in state for k in aliases if k != "shared.weight")
+    save_file({**original, "encoder.embed_tokens.weight": shared,
+               "decoder.embed_tokens.weight": shared + 1.0}, str(path), metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="decoder.embed_tokens.weight differs from "
+                                          "encoder.embed_tokens.weight"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+    save_file(original, str(path), metadata={"format": "pt"})
+    with pytest.raises(DataError, match="no 'shared.weight' nor any of its tied aliases"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+LFS_POINTER = ("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64
+               + "\nsize 242041896\n")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "pytorch_model.bin", "spiece.model"])
+def test_git_lfs_pointers_are_named(tmp_path, spm_proto, name):
+    save_hf(tmp_path / "hf", SMALL, 384)
+    (tmp_path / "hf" / "spiece.model").write_bytes(spm_proto)
+    if name == "pytorch_model.bin":
+        (tmp_path / "hf" / "model.safetensors").unlink()
+    (tmp_path / "hf" / name).write_text(LFS_POINTER)
+    with pytest.raises(DataError, match=f"{name} is a Git LFS pointer, not the weights; run "
+                                        "`git lfs pull`"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_a_bin_that_is_no_pickle_is_not_called_refused(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    (tmp_path / "hf" / "pytorch_model.bin").write_bytes(b"\x80\x02 not weights at all")
+    with pytest.raises(DataError, match="is not a PyTorch weights file") as err:
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+    assert "refused" not in str(err.value)
+
+
+@pytest.mark.parametrize("name,framework", [("tf_model.h5", "TensorFlow"),
+                                            ("flax_model.msgpack", "Flax")])
+def test_tensorflow_or_flax_weights_only(tmp_path, name, framework):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    (tmp_path / "hf" / "model.safetensors").rename(tmp_path / "hf" / name)
+    with pytest.raises(DataError, match=f"has {framework} weights only \\({name}\\).*"
+                                        "convert them with transformers first"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
 def test_shard_names_must_stay_in_the_folder(tmp_path):
     hf = save_hf(tmp_path / "hf", SMALL, 256)
     (tmp_path / "hf" / "model.safetensors").unlink()
@@ -292,12 +417,43 @@ def test_missing_files_and_mismatched_config(tmp_path):
     ({"tie_word_embeddings": False}, "untied"),
     ({"scale_decoder_outputs": False}, "scale_decoder_outputs"),
     ({"model_type": "mt5"}, "'mt5' is not 't5'"),
+    ({"feed_forward_proj": "gelu", "dense_act_fn": "gelu", "is_gated_act": False},
+     "'gelu'.*a non-gated gelu FFN, not T5 v1.0's relu"),
+    ({"pad_token_id": 3}, "pad_token_id is 3, not 0"),
+    ({"eos_token_id": 5}, "eos_token_id is 5, not 1"),
+    ({"eos_token_id": [1, 5]}, "eos_token_id is \\[1, 5\\], not 1"),
+    ({"decoder_start_token_id": 2}, "decoder_start_token_id is 2, not 0"),
 ])
 def test_non_v1_0_configs_are_refused(tmp_path, edit, message):
     save_hf(tmp_path / "hf", SMALL, 256)
     cfg_path = tmp_path / "hf" / "config.json"
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), **edit}))
     with pytest.raises(ConfigError, match=message):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+def test_special_ids_of_generation_config_are_checked_too(tmp_path):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    (tmp_path / "hf" / "generation_config.json").write_text(json.dumps(
+        {"decoder_start_token_id": 3, "eos_token_id": 1, "pad_token_id": 0}))
+    with pytest.raises(ConfigError, match="generation_config.json: decoder_start_token_id is "
+                                          "3, not 0; t5k models use T5's special ids"):
+        EncDecArchitecture.from_hf(tmp_path / "hf")
+
+
+@pytest.mark.parametrize("edit,message", [
+    ({"d_kv": None}, "d_kv is null; expected an integer"),
+    ({"num_layers": "two"}, 'num_layers is "two"; expected an integer'),
+    ({"num_decoder_layers": 1.5}, "num_decoder_layers is 1.5; expected an integer"),
+    ({"dropout_rate": "0.1"}, 'dropout_rate is "0.1"; expected a number'),
+    ({"vocab_size": None}, "vocab_size is null; expected a positive integer"),
+    ({"vocab_size": "256"}, 'vocab_size is "256"; expected a positive integer'),
+])
+def test_config_values_of_the_wrong_type_name_the_key(tmp_path, edit, message):
+    save_hf(tmp_path / "hf", SMALL, 256)
+    cfg_path = tmp_path / "hf" / "config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), **edit}))
+    with pytest.raises(DataError, match="config.json: " + message):
         EncDecArchitecture.from_hf(tmp_path / "hf")
 
 
