@@ -188,7 +188,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     record = sweep(Path(args.table), args.scale, Path(args.out) if args.out else None,
                    list(args.overrides), default_registry(),
                    None if args.quiet else console, only)
-    console.print(Markdown(record["markdown"]))
+    if console.is_terminal:
+        console.print(Markdown(record["markdown"]))
+    else:  # piped or redirected: the Markdown text itself, not squeezed to 80 columns
+        print(record["markdown"], end="" if record["markdown"].endswith("\n") else "\n")
     console.print(f"table: {Path(record['dir']) / 'table.md'} and table.csv")
     return 0
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from t5kernel import checkpoint as ckpt
-from t5kernel.errors import ConfigError
+from t5kernel.errors import ConfigError, RunDirError
 
 #: the paper's summary columns (P Table 1 onwards) and the baseline's standard deviation
 #: over 10 runs (P Table 1), the scale of "within two standard deviations"
@@ -254,16 +255,37 @@ def _finished(run_dir: Path) -> bool:
     return (run_dir / "results.json").is_file()
 
 
-def _execute(cfg: DictConfig, run_dir: Path, registry: Any, console: Any) -> dict[str, Any]:
-    """Run ``cfg`` into ``run_dir``: reuse a finished run, continue an interrupted one."""
+def _check_same_run(run_dir: Path, cfg: DictConfig) -> None:
+    """RunDirError when ``run_dir`` holds a run of another config: a sweep rerun into the
+    same ``--out`` with changed overrides must not reuse (finished) or continue
+    (interrupted) what the old settings made."""
+    from t5kernel.runloop import _comparable, _first_difference
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    there, here = _comparable(OmegaConf.load(saved)), _comparable(cfg)
+    if there != here:
+        state = "finished" if _finished(run_dir) else "started"
+        raise RunDirError(
+            f"{run_dir} {state} with other settings ({_first_difference(there, here)}); "
+            f"delete that folder to run it again with these, or sweep into another --out")
+
+
+def _execute(cfg: DictConfig, run_dir: Path, registry: Any, console: Any,
+             doing: str | None = None) -> dict[str, Any]:
+    """Run ``cfg`` into ``run_dir``: reuse a finished run, continue an interrupted one.
+    ``doing`` replaces "running"/"continuing" in the line the console gets."""
     from t5kernel.runloop import execute
 
+    _check_same_run(run_dir, cfg)
     if _finished(run_dir):
         return json.loads((run_dir / "results.json").read_text())
     resume = (run_dir / "config.yaml").is_file()
     cfg = OmegaConf.merge(cfg, {"run_dir": str(run_dir), "resume": resume})
     if console is not None:
-        console.print(f"[bold]sweep[/bold] {'continuing' if resume else 'running'} {run_dir}")
+        what = doing or ("continuing" if resume else "running")
+        console.print(f"[bold]sweep[/bold] {what} {run_dir}")
     _, results = execute(cfg, registry, console)
     return results
 
@@ -276,8 +298,10 @@ def _finetune_from(pre_dir: Path, cfg: DictConfig, run_dir: Path, registry: Any,
     data positions) and vocabulary; with ``cfg`` as its config and ``resume=true`` the
     run loop skips the finished pre-training stage and fine-tunes, exactly as a single run
     that continued into fine-tuning on these tasks would."""
+    _check_same_run(run_dir, cfg)
     if _finished(run_dir):
         return json.loads((run_dir / "results.json").read_text())
+    doing = None
     if not (run_dir / "config.yaml").is_file():  # not started: copy the pre-training run
         tmp = run_dir.with_name(run_dir.name + ".copying")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -286,7 +310,8 @@ def _finetune_from(pre_dir: Path, cfg: DictConfig, run_dir: Path, registry: Any,
         full = OmegaConf.merge(cfg, {"run_dir": str(run_dir), "resume": False})
         ckpt.atomic_write_text(tmp / "config.yaml", OmegaConf.to_yaml(full))
         tmp.rename(run_dir)
-    return _execute(cfg, run_dir, registry, console)
+        doing = f"fine-tuning (from {pre_dir.name}'s last checkpoint)"
+    return _execute(cfg, run_dir, registry, console, doing)
 
 
 def run_row(cfg: DictConfig, meta: dict[str, Any], row: Row, row_dir: Path, registry: Any,
@@ -297,11 +322,14 @@ def run_row(cfg: DictConfig, meta: dict[str, Any], row: Row, row_dir: Path, regi
     groups = _groups(cfg, meta, row)
     runs: dict[str, Path] = {}
     columns: dict[str, float] = {}
+    undefined: dict[str, list[str]] = {}
     if not groups or int(cfg.finetune.steps) <= 0:
         results = _execute(cfg, row_dir / "run", registry, console)
         runs["run"] = row_dir / "run"
         columns.update(_columns(results))
-        return {"columns": columns, "runs": {k: str(v) for k, v in runs.items()}}
+        undefined.update(_undefined(results, "run"))
+        return {"columns": columns, "runs": {k: str(v) for k, v in runs.items()},
+                **({"undefined": undefined} if undefined else {})}
     pretrained = int(cfg.pretrain.steps) > 0
     every_task = sorted(cfg.tasks)
     shared_pre = None
@@ -331,7 +359,9 @@ def run_row(cfg: DictConfig, meta: dict[str, Any], row: Row, row_dir: Path, regi
         value = got.get(group, got.get("all_tasks"))
         if value is not None:
             columns[group] = value
-    return {"columns": columns, "runs": {k: str(v) for k, v in runs.items()}}
+        undefined.update(_undefined(results, group))
+    return {"columns": columns, "runs": {k: str(v) for k, v in runs.items()},
+            **({"undefined": undefined} if undefined else {})}
 
 
 def _run_ensemble(cfg: DictConfig, meta: dict[str, Any], row: Row, row_dir: Path,
@@ -389,6 +419,15 @@ def _run_ensemble(cfg: DictConfig, meta: dict[str, Any], row: Row, row_dir: Path
                      for k, v in runs.items()}}
 
 
+def _undefined(results: dict[str, Any], group: str) -> dict[str, list[str]]:
+    """``{group: ["task metric", ...]}`` for the run's NaN scores (a correlation of
+    constant predictions, ...), which make the averages over them NaN."""
+    found = [f"{task} {metric}" for task, metrics in sorted((results.get("eval") or {}).items())
+             for metric, value in sorted(metrics.items())
+             if isinstance(value, float) and math.isnan(value)]
+    return {group: found} if found else {}
+
+
 def _columns(results: dict[str, Any]) -> dict[str, float]:
     """Every average a run's results.json holds: the paper's summary columns (GLUE,
     CNNDM, ...) its tasks give, and ``all_tasks``."""
@@ -419,18 +458,32 @@ def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], r
                                     out / row.name / "config_parts") for row in rows}
     record: dict[str, Any] = {"table": table.number, "title": table.title, "scale": scale,
                               "columns": table.columns, "overrides": list(overrides), "rows": {}}
+    record["rows"].update(_earlier_rows(out, record, {r.name for r in rows}))
     for row in rows:
         cfg, meta = configs[row.name]
         done = run_row(cfg, meta, row, out / row.name, registry, console)
         record["rows"][row.name] = {"label": row.label, "star": row.star,
                                     "paper": row.scores, **done}
         ckpt.atomic_write_text(out / "sweep.json", json.dumps(record, indent=1, sort_keys=True))
-    markdown, csv_text = format_table(table, rows, record)
+    shown = [r for r in table.rows if r.name in record["rows"]]  # the table's order
+    markdown, csv_text = format_table(table, shown, record)
     ckpt.atomic_write_text(out / "table.md", markdown)
     ckpt.atomic_write_text(out / "table.csv", csv_text)
     record["dir"] = str(out)
     record["markdown"] = markdown
     return record
+
+
+def _earlier_rows(out: Path, record: dict[str, Any], rerun: set[str]) -> dict[str, Any]:
+    """Rows an earlier sweep into ``out`` finished with the same scale and overrides and
+    this one does not run (``--rows``): the table keeps them."""
+    try:
+        earlier = json.loads((out / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    same = all(earlier.get(k) == record[k] for k in ("table", "scale", "overrides"))
+    rows = earlier.get("rows") if same else None
+    return {name: row for name, row in (rows or {}).items() if name not in rerun}
 
 
 # ------------------------------------------------------------------------- the table
@@ -471,6 +524,12 @@ def format_table(table: Table, rows: list[Row], record: dict[str, Any]) -> tuple
     lines += ["", "Bold: the best score of the column and every score within two standard "
               "deviations of it (the baseline's spread over 10 runs, P Table 1). ★: the "
               "baseline."]
+    undefined = [f"{r.label} {group}: {', '.join(items)}" for r in rows
+                 for group, items in sorted(record["rows"][r.name].get("undefined", {}).items())]
+    if undefined:
+        lines += ["", "nan: a score the column averages is undefined, as the metric is for "
+                  "constant predictions (a correlation, e.g. STS-B's, of a model that always "
+                  "answers the same; typical of tiny runs): " + "; ".join(undefined) + "."]
     if table.notes:
         lines += ["", f"Notes: {table.notes.strip()}"]
     buffer = io.StringIO()

@@ -134,6 +134,7 @@ def test_a_tiny_sweep_runs_the_paper_procedure_and_resumes(tmp_path, capsys):
     assert set(record["rows"]["span"]["columns"]) == {"ACC", "SUM"}
     markdown = (out / "table.md").read_text()
     assert "| ★ Baseline |" in markdown and "**55.00**" in markdown  # the paper's best
+    assert markdown.strip() in printed  # piped: the Markdown itself, not a squeezed render
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [r["row"] for r in rows] == ["baseline", "span"]
     assert float(rows[1]["ACC_paper"]) == 55.0 and rows[1]["ACC_ours"] != ""
@@ -142,6 +143,24 @@ def test_a_tiny_sweep_runs_the_paper_procedure_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert (out / "span" / "SUM" / "results.json").stat().st_mtime_ns == stamp
     assert (out / "table.md").read_text() == markdown
+    # a sweep of some rows (--rows) keeps the other rows of the table
+    assert main([*args, "--rows", "span.yaml"]) == 0
+    capsys.readouterr()
+    assert (out / "table.md").read_text() == markdown
+    assert set(json.loads((out / "sweep.json").read_text())["rows"]) == {"baseline", "span"}
+    # other settings into the same --out: the finished runs are not passed off as theirs
+    assert main([*args, "seed=1"]) == 2
+    err = capsys.readouterr().err
+    assert "baseline/pretrain finished with other settings (seed: 0 there, 1 here)" in err
+    assert "delete that folder" in err and "another --out" in err
+    assert (out / "table.md").read_text() == markdown
+    # an interrupted group run with other settings is refused the same way
+    for group in ("ACC", "SUM"):
+        (out / "span" / group / "results.json").unlink()
+    assert main([*args, "--rows", "span.yaml", "finetune.steps=7"]) == 2
+    assert ("span/ACC started with other settings (finetune.steps: 4 there, 7 here)"
+            in capsys.readouterr().err)
+    assert (out / "span" / "ACC" / "config.yaml").is_file()
 
 
 def test_sweep_errors_name_the_problem(tmp_path, capsys):
@@ -223,3 +242,26 @@ def test_targets_from_an_objective_that_derives_none_is_refused(tmp_path, monkey
     table = sw.load_table(PAPER / "t07_span_lengths")
     with pytest.raises(ConfigError, match="objective 'span' does not derive a targets length"):
         sw.row_config(table, table.rows[2], "tiny", [], default_registry(), tmp_path)
+
+
+def test_nan_scores_are_explained_under_the_table():
+    """A tiny run's constant predictions make STS-B's correlations (hence GLUE) NaN: the
+    table says which scores are undefined instead of printing a bare nan."""
+    table = sw.load_table(PAPER / "t07_span_lengths")
+    nan = float("nan")
+    results = {"eval": {"glue_stsb": {"pearson_corrcoef": nan, "spearman_corrcoef": nan},
+                        "glue_cola": {"matthews_corrcoef": 0.0}}}
+    assert sw._undefined(results, "GLUE") == {
+        "GLUE": ["glue_stsb pearson_corrcoef", "glue_stsb spearman_corrcoef"]}
+    assert sw._undefined({"eval": {"glue_cola": {"matthews_corrcoef": 0.0}}}, "GLUE") == {}
+    rows = table.rows[:2]
+    record = {"scale": "tiny", "rows": {
+        rows[0].name: {"columns": {"GLUE": nan, "SQuAD": 1.0},
+                       "undefined": sw._undefined(results, "GLUE")},
+        rows[1].name: {"columns": {"GLUE": 50.0}}}}
+    markdown, _ = sw.format_table(table, rows, record)
+    assert (f"{rows[0].label} GLUE: glue_stsb pearson_corrcoef, glue_stsb spearman_corrcoef."
+            in markdown)
+    assert "constant predictions" in markdown
+    clean, _ = sw.format_table(table, rows[1:], record)
+    assert "nan:" not in clean
