@@ -358,3 +358,15 @@ def test_compiled_decoding_refuses_models_that_cannot_compile():
 
     with pytest.raises(ConfigError, match="Plain.incremental_decoder.*compile"):
         decoding.generate(Plain(), prompts(arch), 4, compile=True)
+
+
+def test_step_bias_rows_equal_the_full_bias_past_the_table_doublings():
+    """Each decoding step's self-attention bias row is that row of the full causal
+    position bias, through the table's doublings (64, 130, 262 positions), and the table
+    stays one row (it was [L, L]: 1.8 GB by 4,096 steps of a tiny model)."""
+    _, model = build("encdec", seed=4)
+    dec = model.incremental_decoder(prompts(build("encdec")[0]), 1)
+    full = model.decoder.position_bias(torch.arange(300)[None, :], torch.arange(300)[None, :])
+    for t in (0, 1, 63, 64, 65, 129, 130, 200, 299):
+        assert torch.equal(dec._step_bias(t), full[:, :, t:t + 1, :t + 1]), t
+    assert dec._bias_table.shape[2] == 1

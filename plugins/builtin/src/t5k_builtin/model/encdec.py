@@ -525,15 +525,17 @@ class EncDecIncremental(layers.PackedSteps):
         return model.logits(hidden[:, -1], unembed=self.unembed)
 
     def _step_bias(self, t: int) -> Tensor:
-        """Decoder self-attention bias ``[1, H, 1, t + 1]`` of step ``t``: a row of a
-        position-bias table computed once for 64 positions (doubling when a decode runs
-        longer), so steps do not re-bucket relative positions."""
+        """Decoder self-attention bias ``[1, H, 1, t + 1]`` of step ``t``: the tail of one
+        row of biases by relative position (``-(size - 1) .. 0``, the causal bias depends on
+        nothing else), computed once for 64 positions and doubled when a decode runs
+        longer, so steps do not re-bucket relative positions and the table stays
+        ``[1, H, 1, size]`` however long the decode."""
         table = self._bias_table
-        if table is None or t >= table.shape[2]:
+        if table is None or t >= table.shape[3]:
             size = max(64, 2 * (t + 1))
-            pos = torch.arange(size, device=self.memory.device)[None, :]
-            table = self._bias_table = self.model.decoder.position_bias(pos, pos)
-        return table[:, :, t:t + 1, :t + 1]
+            keys = torch.arange(size, device=self.memory.device)[None, :]
+            table = self._bias_table = self.model.decoder.position_bias(keys[:, -1:], keys)
+        return table[:, :, :, table.shape[3] - 1 - t:]
 
     def reorder(self, rows: Tensor) -> None:
         self.history = self.history.index_select(0, rows)
