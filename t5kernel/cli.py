@@ -120,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 INTERRUPTED = {
     "run": "interrupted; the latest checkpoint can be resumed with resume=true",
     "sweep": "interrupted; running the same sweep command again resumes it",
+    "eval": "interrupted; nothing was written under the run's evals/: run the same command "
+            "again",
     "clean": "interrupted; the output folder is unfinished (its files so far are complete, "
              "but there is no report.json): run again into another folder",
 }

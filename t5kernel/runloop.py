@@ -12,6 +12,7 @@ import datetime as _dt
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -902,6 +903,9 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     _check_same_vocabulary(run_dir, checkpoints)
     runner = Runner(cfg, registry, run_dir, console)
     comps = runner.build(training=False)
+    if not runner._eval_targets(comps):
+        raise ConfigError(f"{run_dir} has no tasks to evaluate (eval.tasks / tasks); add "
+                          "some, e.g. tasks.demo_acceptability={} or tasks.glue_cola={...}")
     members = []
     for i, path in enumerate(checkpoints):
         model = comps.model if i == 0 else comps.backend.prepare(
@@ -911,21 +915,35 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         ckpt.load_model_weights(model, path)
         members.append(model)
     runner.members = members
-    runner.predictions_dir = out_dir / "predictions"
-    scores = runner.evaluate(comps)
-    averages: dict[str, Any] = {}
-    if scores:  # the run's summary: all tasks, and the paper's benchmark averages
-        averages = {"all_tasks": float(np.mean([_task_score(m) for m in scores.values()])),
-                    **runner._benchmark_averages(comps, scores)}
-    results = {
-        "eval": scores,
-        "averages": averages,
-        "checkpoints": [str(c) for c in checkpoints],
-        "decoding": {k: OmegaConf.to_container(cfg.eval)[k] for k in (
-            "num_beams", "alpha", "length_penalty", "ensemble_reduce", "max_decode_length")},
-    }
-    ckpt.atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg))
-    ckpt.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=1, sort_keys=True))
+    # written into a hidden sibling renamed into place at the end: an interrupted or failed
+    # evaluation leaves no half-written folder that would block its name
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    try:
+        runner.predictions_dir = work / "predictions"
+        scores = runner.evaluate(comps)
+        averages: dict[str, Any] = {}
+        if scores:  # the run's summary: all tasks, and the paper's benchmark averages
+            averages = {"all_tasks": float(np.mean([_task_score(m) for m in scores.values()])),
+                        **runner._benchmark_averages(comps, scores)}
+        results = {
+            "eval": scores,
+            "averages": averages,
+            "checkpoints": [str(c) for c in checkpoints],
+            "decoding": {k: OmegaConf.to_container(cfg.eval)[k] for k in (
+                "num_beams", "alpha", "length_penalty", "ensemble_reduce",
+                "max_decode_length")},
+        }
+        ckpt.atomic_write_text(work / "config.yaml", OmegaConf.to_yaml(cfg))
+        ckpt.atomic_write_text(work / "results.json",
+                               json.dumps(results, indent=1, sort_keys=True))
+        os.chmod(work, ckpt.default_mode(directory=True))
+        os.rename(work, out_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return out_dir, results
 
 

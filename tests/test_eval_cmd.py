@@ -100,3 +100,31 @@ def test_eval_errors(tiny_run, tmp_path, capsys):
         assert "no training texts" in capsys.readouterr().err
     finally:
         vocab.with_suffix(".moved").rename(vocab)
+
+
+def test_an_evaluation_that_fails_leaves_nothing_behind(tiny_run, capsys, monkeypatch):
+    """Written into a hidden sibling renamed into place at the end: a failure (or Ctrl-C)
+    mid-evaluation leaves no half-written evals/NAME that would block the name."""
+    from t5kernel.runloop import Runner
+
+    def broken(self, task, predictions, examples):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Runner, "_score", broken)
+    assert cli.main(["eval", str(tiny_run), "--name", "cut", "eval.max_examples=2"]) == 130
+    assert "nothing was written" in capsys.readouterr().err
+    assert not (tiny_run / "evals" / "cut").exists()
+    assert not [p for p in (tiny_run / "evals").iterdir() if p.name.startswith(".")]
+    monkeypatch.undo()
+    assert cli.main(["eval", str(tiny_run), "--name", "cut", "eval.max_examples=2"]) == 0
+    assert (tiny_run / "evals" / "cut" / "results.json").is_file()
+    assert (tiny_run / "evals" / "cut" / "predictions").is_dir()
+
+
+def test_a_run_without_tasks_is_refused(tmp_path, capsys):
+    from t5kernel.testing import pretrain_only_run
+
+    run = pretrain_only_run(tmp_path, "po")
+    assert cli.main(["eval", str(run), "--name", "e"]) == 2
+    assert "has no tasks to evaluate" in capsys.readouterr().err
+    assert not (run / "evals" / "e").exists()
