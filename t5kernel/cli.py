@@ -376,7 +376,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     console = Console(quiet=args.json)
     shown = report(args.run_dirs, None if args.no_png else Path(args.png), console)
     if args.json:
-        print(json.dumps(shown, indent=1))
+        from t5kernel import jsonout
+
+        print(jsonout.dumps(shown, indent=1))
     return 0
 
 

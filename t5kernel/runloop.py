@@ -22,7 +22,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from t5kernel import checkpoint as ckpt
-from t5kernel import data
+from t5kernel import data, jsonout
 from t5kernel.api import BuildContext
 from t5kernel.config import plugin_config
 from t5kernel.distributed import launch_rank, rank_of, world_size_of
@@ -296,7 +296,7 @@ class Runner:
             self.log.close()
         if self.main:
             ckpt.atomic_write_text(self.run_dir / "results.json",
-                                   json.dumps(self.results, indent=1, sort_keys=True))
+                                   jsonout.dumps(self.results, indent=1, sort_keys=True))
         self._barrier(comps)
         return self.results
 
@@ -936,7 +936,7 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         }
         ckpt.atomic_write_text(work / "config.yaml", OmegaConf.to_yaml(cfg))
         ckpt.atomic_write_text(work / "results.json",
-                               json.dumps(results, indent=1, sort_keys=True))
+                               jsonout.dumps(results, indent=1, sort_keys=True))
         os.chmod(work, ckpt.default_mode(directory=True))
         os.rename(work, out_dir)
     except BaseException:

@@ -40,6 +40,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from t5kernel import checkpoint as ckpt
+from t5kernel import jsonout
 from t5kernel.errors import ConfigError, RunDirError
 
 #: the paper's summary columns (P Table 1 onwards) and the baseline's standard deviation
@@ -424,7 +425,7 @@ def _undefined(results: dict[str, Any], group: str) -> dict[str, list[str]]:
     constant predictions, ...), which make the averages over them NaN."""
     found = [f"{task} {metric}" for task, metrics in sorted((results.get("eval") or {}).items())
              for metric, value in sorted(metrics.items())
-             if isinstance(value, float) and math.isnan(value)]
+             if value is None or (isinstance(value, float) and math.isnan(value))]
     return {group: found} if found else {}
 
 
@@ -432,7 +433,9 @@ def _columns(results: dict[str, Any]) -> dict[str, float]:
     """Every average a run's results.json holds: the paper's summary columns (GLUE,
     CNNDM, ...) its tasks give, and ``all_tasks``."""
     averages = results.get("averages") or {}
-    return {str(k): float(v) for k, v in averages.items() if isinstance(v, (int, float))}
+    # results.json writes an undefined (NaN) average as null (t5kernel.jsonout)
+    return {str(k): math.nan if v is None else float(v) for k, v in averages.items()
+            if v is None or isinstance(v, (int, float))}
 
 
 def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], registry: Any,
@@ -464,7 +467,7 @@ def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], r
         done = run_row(cfg, meta, row, out / row.name, registry, console)
         record["rows"][row.name] = {"label": row.label, "star": row.star,
                                     "paper": row.scores, **done}
-        ckpt.atomic_write_text(out / "sweep.json", json.dumps(record, indent=1, sort_keys=True))
+        ckpt.atomic_write_text(out / "sweep.json", jsonout.dumps(record, indent=1, sort_keys=True))
     shown = [r for r in table.rows if r.name in record["rows"]]  # the table's order
     markdown, csv_text = format_table(table, shown, record)
     ckpt.atomic_write_text(out / "table.md", markdown)
@@ -483,7 +486,11 @@ def _earlier_rows(out: Path, record: dict[str, Any], rerun: set[str]) -> dict[st
         return {}
     same = all(earlier.get(k) == record[k] for k in ("table", "scale", "overrides"))
     rows = earlier.get("rows") if same else None
-    return {name: row for name, row in (rows or {}).items() if name not in rerun}
+    kept = {name: row for name, row in (rows or {}).items() if name not in rerun}
+    for row in kept.values():  # sweep.json writes NaN as null
+        row["columns"] = {k: math.nan if v is None else v
+                          for k, v in (row.get("columns") or {}).items()}
+    return kept
 
 
 # ------------------------------------------------------------------------- the table

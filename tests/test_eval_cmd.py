@@ -128,3 +128,34 @@ def test_a_run_without_tasks_is_refused(tmp_path, capsys):
     assert cli.main(["eval", str(run), "--name", "e"]) == 2
     assert "has no tasks to evaluate" in capsys.readouterr().err
     assert not (run / "evals" / "e").exists()
+
+
+def _strict_json(text):
+    def refuse(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_undefined_scores_are_null_in_the_json_users_read(tiny_run, tmp_path, capsys,
+                                                          monkeypatch):
+    """Standard JSON has no NaN: an undefined score (a correlation of constant
+    predictions) is null in results.json, evals/*/results.json and report --json."""
+    from t5kernel import jsonout
+    from t5kernel.runloop import Runner
+
+    assert jsonout.finite({"a": [1.0, float("nan")], "b": float("inf"), "c": "nan"}) == {
+        "a": [1.0, None], "b": None, "c": "nan"}
+    monkeypatch.setattr(Runner, "_score",
+                        lambda self, task, predictions, examples: {"metric": float("nan")})
+    assert cli.main(["eval", str(tiny_run), "--name", "nan", "eval.max_examples=2"]) == 0
+    results = _strict_json((tiny_run / "evals" / "nan" / "results.json").read_text())
+    assert results["eval"] and all(m == {"metric": None} for m in results["eval"].values())
+    run = tmp_path / "nanrun"
+    assert cli.main(["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run}"]) == 0
+    results = _strict_json((run / "results.json").read_text())
+    assert all(m == {"metric": None} for m in results["eval"].values())
+    assert results["averages"]["all_tasks"] is None
+    capsys.readouterr()
+    assert cli.main(["report", str(run), "--no-png", "--json"]) == 0
+    _strict_json(capsys.readouterr().out)
