@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="a checkpoints/step_N folder (repeatable: several = an ensemble; "
                     "default: the run's latest valid checkpoint)")
     ev.add_argument("--name", help="results folder under RUN_DIR/evals (default: time + mode)")
+    ev.add_argument("--backend", help="backend plugin (backend.name), e.g. cpu for a run "
+                    "trained on a GPU")
     ev.add_argument("--quiet", action="store_true", help="no progress output")
     ev.add_argument("overrides", nargs="*", metavar="key=value",
                     help="overrides of the run's config, e.g. eval.num_beams=4")
@@ -236,12 +238,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from rich.console import Console
 
     from t5kernel.config import compose, validate
-    from t5kernel.errors import RunDirError
+    from t5kernel.errors import ConfigError, RunDirError
     from t5kernel.registry import default_registry
     from t5kernel.runloop import evaluate_checkpoints
 
@@ -249,11 +252,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
         raise RunDirError(f"{run_dir} is not a run directory (no config.yaml)")
+    if args.name is not None and (not args.name.strip() or args.name in (".", "..")
+                                  or "/" in args.name or os.sep in args.name):
+        raise ConfigError(f"--name {args.name!r}: a folder name under {run_dir / 'evals'} "
+                          "(no path separators)")
     registry = default_registry()
-    cfg = validate(compose([config_file], args.overrides, registry), registry)
-    console = Console(quiet=args.quiet)
+    overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
+    cfg = validate(compose([config_file], overrides, registry), registry)
+    console = Console()
+    if args.quiet:
+        os.environ["T5K_NO_PROGRESS"] = "1"
     out_dir, results = evaluate_checkpoints(
-        cfg, registry, run_dir, [Path(c) for c in args.checkpoint], args.name, console)
+        cfg, registry, run_dir, [Path(c) for c in args.checkpoint], args.name,
+        None if args.quiet else console)
+    unfinished = "" if (run_dir / "results.json").is_file() else " (the run is unfinished)"
+    console.print("checkpoint: " + ", ".join(results["checkpoints"]) + unfinished)
     dec = results["decoding"]
     mode = "greedy" if dec["num_beams"] == 1 else (
         f"beam {dec['num_beams']}, alpha {dec['alpha']} ({dec['length_penalty']})")
@@ -290,7 +303,10 @@ def _print_results(console: Any, results: dict[str, Any],
             table.add_row(*row)
     console.print(table)
     for name, value in results.get("averages", {}).items():
-        console.print(f"average ({name}): {value:.2f}")
+        if name.endswith("_tasks") and isinstance(value, int):  # how many tasks an average has
+            console.print(f"tasks in the {name[:-len('_tasks')]} average: {value}")
+        else:
+            console.print(f"average ({name}): {value:.2f}")
 
 
 def _fmt(v: Any) -> str:

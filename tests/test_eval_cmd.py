@@ -159,3 +159,16 @@ def test_undefined_scores_are_null_in_the_json_users_read(tiny_run, tmp_path, ca
     capsys.readouterr()
     assert cli.main(["report", str(run), "--no-png", "--json"]) == 0
     _strict_json(capsys.readouterr().out)
+
+
+def test_eval_options(tiny_run, capsys):
+    for bad in ("../escape", "a/b", "", ".."):
+        assert cli.main(["eval", str(tiny_run), "--name", bad]) == 2
+        assert "--name" in capsys.readouterr().err
+    assert not (tiny_run / "escape").exists()
+    # --backend is the shorthand the cuda backend's advice names; --quiet hides only progress
+    assert cli.main(["eval", str(tiny_run), "--backend", "cpu", "--quiet", "--name", "q",
+                     "eval.max_examples=2"]) == 0
+    out = capsys.readouterr().out
+    assert "checkpoint: " in out and "step_" in out and "results: " in out
+    assert "average (all_tasks)" in out
