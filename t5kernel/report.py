@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from t5kernel.errors import RunDirError
+from t5kernel.errors import ConfigError, RunDirError
 
 #: the paper's summary columns, as ``results.json`` ``averages`` keys
 PAPER_COLUMNS = ("GLUE", "CNNDM", "SQuAD", "SGLUE", "EnDe", "EnFr", "EnRo")
@@ -32,6 +32,10 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         results = json.loads(results_path.read_text())
     except ValueError as exc:
         raise RunDirError(f"{results_path} is not valid JSON: {exc}") from None
+    if not isinstance(results, dict) or not all(
+            isinstance(results.get(k, {}), dict) for k in ("eval", "averages")):
+        raise RunDirError(f"{results_path} is not a t5k results.json (an object with 'eval' "
+                          "and 'averages' objects)")
     curve: list[dict[str, Any]] = []
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
@@ -54,6 +58,25 @@ def summary_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         row["all tasks"] = averages.get("all_tasks")
         rows.append(row)
     return rows
+
+
+#: image formats the curves can be written in (matplotlib's Agg backend)
+IMAGE_FORMATS = ("png", "pdf", "svg", "jpg", "jpeg")
+
+
+def curves_path(path: Path) -> Path:
+    """Where the curves go: ``path``, with ``.png`` added when it has no suffix;
+    ConfigError for a folder or another format."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--png {path}: is a folder; give a file name such as "
+                          f"{path / 't5k-report.png'}")
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    if path.suffix.lower().lstrip(".") not in IMAGE_FORMATS:
+        raise ConfigError(f"--png {path}: unknown image format {path.suffix!r}; allowed: "
+                          + ", ".join(f".{f}" for f in IMAGE_FORMATS))
+    return path
 
 
 def plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -79,9 +102,13 @@ def plot_curves(runs: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        raise RunDirError(f"cannot write the curves to {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -89,6 +116,7 @@ def report(run_dirs: Sequence[str | Path], png: Path | None, console: Any) -> di
     """Print the summary and per-task tables; write the curves; return the data shown."""
     from rich.table import Table
 
+    png = curves_path(png) if png is not None else None  # refused before anything runs
     runs = [load_run(Path(d)) for d in run_dirs]
     names = [r["name"] for r in runs]
     if len(set(names)) < len(names):  # same folder name in different places: use paths
@@ -117,8 +145,11 @@ def report(run_dirs: Sequence[str | Path], png: Path | None, console: Any) -> di
         console.print(detail)
     written = plot_curves(runs, png) if png is not None else None
     if written is not None:
-        console.print(f"training curves: {written}")
-    return {"summary": rows, "png": str(written) if written else None}
+        console.print(f"training curves: {written}", soft_wrap=True)
+    return {"summary": rows, "png": str(written) if written else None,
+            "runs": [{"name": run["name"], "dir": run["dir"],
+                      "eval": run["results"].get("eval", {}),
+                      "averages": run["results"].get("averages", {})} for run in runs]}
 
 
 def _fmt(value: Any) -> str:

@@ -109,6 +109,18 @@ def test_report_lays_runs_side_by_side(tmp_path, capsys):
     assert shown["summary"][0]["GLUE"] is None and shown["png"] is None
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no results.json" in capsys.readouterr().err
+    assert set(shown["runs"][0]) == {"name", "dir", "eval", "averages"}  # every task metric
+    # the curves' path: a suffix is added when missing, a folder or unknown format refused
+    assert main(["report", str(a), "--png", str(tmp_path / "plain")]) == 0
+    assert f"training curves: {tmp_path / 'plain.png'}" in capsys.readouterr().out
+    assert (tmp_path / "plain.png").is_file()
+    for bad, says in ((tmp_path, "is a folder"), (tmp_path / "x.txt", "unknown image format"),
+                      (tmp_path / "plain.png" / "x.png", "cannot write the curves")):
+        assert main(["report", str(a), "--png", str(bad)]) == 2
+        assert says in capsys.readouterr().err
+    (b / "results.json").write_text("[1, 2]")
+    assert main(["report", str(b), "--no-png"]) == 2
+    assert "is not a t5k results.json" in capsys.readouterr().err
 
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
