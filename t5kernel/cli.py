@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from t5kernel import __version__
@@ -93,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
                     "(e.g. cleaning.badwords_path=en.txt) may follow")
     cl.add_argument("--corpus", default="c4",
                     help="corpus plugin whose rules apply (c4, c4_unfiltered, realnews_like, "
-                    "webtext_like; default c4)")
+                    "webtext_like, wikipedia, wikipedia_tbc; default c4)")
     cl.add_argument("--quiet", action="store_true", help="no report table")
 
     rp = sub.add_parser("report", help="finished runs side by side in the paper's summary "
@@ -129,6 +131,16 @@ INTERRUPTED = {
 }
 
 
+#: ``key=value`` with a dotted key (``cleaning.badwords_path=en.txt``)
+_OPTION = re.compile(r"^[A-Za-z_][\w.\[\]-]*=")
+
+
+def _is_option(arg: str) -> bool:
+    """A ``key=value`` option rather than a path: a dotted key before the ``=``, and no
+    such file or folder (``crawl=2019/`` partition folders hold ``=`` too)."""
+    return bool(_OPTION.match(arg)) and not Path(arg).exists()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     # key=value overrides may come before or after options (argparse alone would stop
@@ -139,8 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "clean":  # key=value options of the corpus mixed with the paths
-        args.overrides = [a for a in [*args.paths, *extra] if "=" in a]
-        args.paths = [a for a in args.paths if "=" not in a]
+        args.overrides = [a for a in [*args.paths, *extra] if _is_option(a)]
+        args.paths = [a for a in args.paths if not _is_option(a)]
     elif with_overrides:
         args.overrides = [*args.overrides, *extra]
     try:

@@ -103,3 +103,15 @@ def test_an_interrupted_command_says_what_it_left(raw, tmp_path, capsys, monkeyp
     assert main(["clean", str(raw), str(tmp_path / "out")]) == 130
     err = capsys.readouterr().err
     assert "output folder is unfinished" in err and "resume=true" not in err
+
+
+def test_paths_with_an_equals_sign_are_paths(raw, tmp_path, monkeypatch):
+    """Partitioned data folders are named ``crawl=...``: such paths are inputs, while
+    ``key=value`` with a dotted key stays an option."""
+    part = tmp_path / "crawl=CC-MAIN-2019-18"
+    part.mkdir()
+    (part / "raw.jsonl").write_text(raw.read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["clean", "crawl=CC-MAIN-2019-18/raw.jsonl", "crawl=CC-MAIN-2019-18",
+                 "out", "cleaning.badwords=false"]) == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["report"]["pages_in"] == 6
