@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -643,6 +644,9 @@ class Runner:
         state = {"step": self.global_step, "stage": stage_name, "stage_steps": stage_steps,
                  "results": self.results, "data": self._data_states,
                  "log_window": self._log_windows}
+        proto = getattr(comps.vocab, "model_proto", None)
+        if isinstance(proto, bytes):  # which vocabulary the ids mean (t5k eval ensembles)
+            state["vocabulary_sha256"] = hashlib.sha256(proto).hexdigest()
         trainer = {"optimizer": optimizer.state_dict(), "rng": comps.backend.rng_state()}
         scaler = getattr(comps.backend, "loss_scaler_state", None)
         if scaler is not None and scaler() is not None:  # fp16 loss scaling: scale, tracker
@@ -900,7 +904,7 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     out_dir = run_dir / "evals" / name
     if out_dir.exists():
         raise RunDirError(f"{out_dir} already exists; choose another --name")
-    _check_same_vocabulary(run_dir, checkpoints)
+    _check_same_vocabulary(run_dir, checkpoints, cfg.vocabulary.get("model_file"))
     runner = Runner(cfg, registry, run_dir, console)
     comps = runner.build(training=False)
     if not runner._eval_targets(comps):
@@ -955,22 +959,38 @@ def _written_during_finetuning(path: Path) -> bool:
         return False
 
 
-def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path]) -> None:
+def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path],
+                           model_file: str | None = None) -> None:
     """Refuse checkpoints of runs whose trained vocabulary file differs from this run's.
 
     Two SentencePiece models of the same size have the same embedding shape, so a strict
     weight load cannot tell them apart; ids would silently mean different pieces.
     """
     own = run_dir / "vocab" / "spm.model"
+    if not own.is_file() and model_file:
+        own = Path(model_file)
     if not own.is_file():
         return
     digest = ckpt.sha256_file(own)
     for path in checkpoints:
-        other = Path(path).resolve().parent.parent / "vocab" / "spm.model"
-        if other.is_file() and ckpt.sha256_file(other) != digest:
+        theirs, where = _vocabulary_digest(Path(path))
+        if theirs is not None and theirs != digest:
             raise RunDirError(
                 f"checkpoint {path} comes from a run with a different vocabulary "
-                f"({other} differs from {own}); ensemble members must share one vocabulary")
+                f"({where} differs from {own}); ensemble members must share one vocabulary")
+
+
+def _vocabulary_digest(checkpoint: Path) -> tuple[str | None, str]:
+    """The sha256 of the vocabulary ``checkpoint`` was trained with: recorded in its
+    state.json (checkpoints written since it is), else its run's ``vocab/spm.model``."""
+    try:
+        recorded = json.loads((checkpoint / "state.json").read_text()).get("vocabulary_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    if isinstance(recorded, str):
+        return recorded, f"the vocabulary recorded in {checkpoint / 'state.json'}"
+    other = checkpoint.resolve().parent.parent / "vocab" / "spm.model"
+    return (ckpt.sha256_file(other) if other.is_file() else None), str(other)
 
 
 def step_seed(seed: int, rank: int, step: int) -> int:

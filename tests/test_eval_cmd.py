@@ -86,11 +86,24 @@ def test_eval_errors(tiny_run, tmp_path, capsys):
     assert cli.main(["eval", str(tiny_run), "--name", "g2", "eval.max_examples=2"]) == 0
     assert cli.main(["eval", str(tiny_run), "--name", "g2"]) == 2
     assert "already exists" in capsys.readouterr().err
-    # a checkpoint from a run with another vocabulary of the same size is refused
+    # a checkpoint from a run with another vocabulary of the same size is refused: by the
+    # digest its state.json records, wherever the checkpoint lies, ...
     other = tmp_path / "other"
     shutil.copytree(tiny_run, other)
-    (other / "vocab" / "spm.model").write_bytes(b"not the same vocabulary")
     step = sorted((other / "checkpoints").glob("step_*"))[-1]
+    state = json.loads((step / "state.json").read_text())
+    assert len(state["vocabulary_sha256"]) == 64
+    state["vocabulary_sha256"] = "0" * 64
+    (step / "state.json").write_text(json.dumps(state))
+    loose = tmp_path / "loose" / step.name
+    shutil.copytree(step, loose)
+    for path in (step, loose):
+        assert cli.main(["eval", str(tiny_run), "--checkpoint", str(path)]) == 2
+        assert "different vocabulary" in capsys.readouterr().err
+    # ... and, for checkpoints from before digests were recorded, by its run's vocab file
+    del state["vocabulary_sha256"]
+    (step / "state.json").write_text(json.dumps(state))
+    (other / "vocab" / "spm.model").write_bytes(b"not the same vocabulary")
     assert cli.main(["eval", str(tiny_run), "--checkpoint", str(step)]) == 2
     assert "different vocabulary" in capsys.readouterr().err
     vocab = tiny_run / "vocab" / "spm.model"  # the run's own vocabulary is required
