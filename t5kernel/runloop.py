@@ -27,7 +27,7 @@ from t5kernel import data, jsonout
 from t5kernel.api import BuildContext
 from t5kernel.config import plugin_config
 from t5kernel.distributed import launch_rank, rank_of, world_size_of
-from t5kernel.errors import ConfigError, RunDirError, T5KError
+from t5kernel.errors import ConfigError, DataError, RunDirError, T5KError
 
 #: keys that may differ between a run and its resumption; ``backend`` says how the same
 #: computation executes (device, DDP/FSDP, threads), so a run may resume on other hardware
@@ -753,7 +753,11 @@ class Runner:
         key: a MultiRC question's answers): it is moved on to the group's end, since the
         question's exact match over some of its answers is not the metric.
         """
-        examples = list(task.examples(split or self.cfg.eval.split))
+        split = split or str(self.cfg.eval.split)
+        examples = list(task.examples(split))
+        if not examples:  # e.g. a task file whose every row was malformed (and skipped)
+            raise DataError(f"{getattr(task, 'name', type(task).__name__)}: split {split!r} "
+                            "has no examples to evaluate; check the task's data files")
         limit = int(self.cfg.eval.max_examples)
         if not limit or limit >= len(examples):
             return examples

@@ -44,3 +44,11 @@ def test_max_examples_cuts_ungrouped_tasks_exactly():
     task = SimpleNamespace(examples=lambda split: iter(
         {"inputs": str(i), "targets": str(i)} for i in range(10)))
     assert [ex["inputs"] for ex in _subset(task, 4)] == ["0", "1", "2", "3"]
+
+
+def test_an_empty_split_names_the_task():
+    from t5kernel.errors import DataError
+
+    task = SimpleNamespace(name="glue_rte", examples=lambda split: iter(()))
+    with pytest.raises(DataError, match="glue_rte: split 'validation' has no examples"):
+        _subset(task, 0)
