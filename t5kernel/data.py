@@ -112,9 +112,9 @@ OTHER_LANGUAGE_SHARE = 0.1
 
 
 def vocabulary_texts(corpus: Any, tasks: Mapping[str, Any]) -> Iterator[str]:
-    """Texts a vocabulary may train on: the pre-training corpus's ``train`` split, mixed
-    with each other language the tasks bring at :data:`OTHER_LANGUAGE_SHARE` of its
-    characters (P §3.1.3's 10:1:1:1); without a corpus, every task's inputs and targets.
+    """Texts a vocabulary may train on: the corpus's ``train`` split, mixed with each
+    other language the tasks bring at :data:`OTHER_LANGUAGE_SHARE` of its characters
+    (P §3.1.3's 10:1:1:1); without a corpus, every task's inputs and targets.
 
     A task brings a language through its optional ``vocabulary_texts()``, a mapping of
     language code -> texts (a WMT pair's non-English side). Without them a vocabulary of

@@ -92,6 +92,19 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
 
 
 # ---------------------------------------------------------------------------- logging
+class _LazyCorpus:
+    """A corpus built on its first ``examples`` call (the vocabulary's training texts of
+    a run that does not pre-train: nothing is read unless a vocabulary is trained)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build, self._corpus = build, None
+
+    def examples(self, split: str) -> Any:
+        if self._corpus is None:
+            self._corpus = self._build()
+        return self._corpus.examples(split)
+
+
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl (flushed per line).
 
@@ -214,7 +227,12 @@ class Runner:
         corpus = self._build(cfg.corpus, "corpus") if pretraining else None
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
-        texts = self._vocab_texts(corpus, tasks) if training else None
+        # a trained vocabulary always comes from the configured corpus, pre-training or not
+        # (P Table 1's "no pre-training" and Table 12's supervised-only rows share the
+        # baseline's C4 vocabulary); built only if the vocabulary does train
+        source = corpus if corpus is not None else _LazyCorpus(
+            lambda: self._build(cfg.corpus, "corpus"))
+        texts = self._vocab_texts(source, tasks) if training else None
         vocab = self._build_vocabulary(backend, texts)
         arch = self._build(cfg.model, "architecture")
         model = backend.prepare(arch.build(vocab.vocab_size))

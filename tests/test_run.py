@@ -233,3 +233,19 @@ def test_a_run_refused_at_build_time_leaves_no_run_directory(tmp_path, capsys):
     assert not run_dir.exists()  # so the corrected command can use the same run_dir
     assert run(f"run_dir={run_dir}", "pretrain.steps=2", "finetune.steps=0",
                "eval.max_examples=1") == 0
+
+
+def test_a_run_without_pre_training_trains_the_corpus_vocabulary(tmp_path):
+    """P Table 1's "no pre-training" row (and Table 12's supervised-only one) share the
+    baseline's C4 vocabulary: the vocabulary trains on the configured corpus whether the
+    run pre-trains on it or not (it was trained on the tasks' texts)."""
+    from t5kernel.testing import TINY_OVERRIDES
+
+    runs = {}
+    for name, extra in (("pre", []), ("none", ["pretrain.steps=0"]),
+                        ("supervised", ["pretrain.unsupervised=false", "pretrain.tasks=[all]"])):
+        runs[name] = tmp_path / name
+        assert main(["run", "--quiet", *TINY_OVERRIDES, *extra, "finetune.steps=1",
+                     f"run_dir={runs[name]}"]) == 0
+    spm = {name: (run / "vocab" / "spm.model").read_bytes() for name, run in runs.items()}
+    assert spm["none"] == spm["pre"] == spm["supervised"]
