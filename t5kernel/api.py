@@ -360,7 +360,12 @@ class Architecture(Protocol):
 
 @runtime_checkable
 class Mixer(Protocol):
-    """Sampling rates for several corpora, from their sizes (None = unknown/infinite)."""
+    """Sampling rates for several corpora, from their sizes (None = unknown/infinite).
+
+    Optional: ``weights(sizes)``, the unnormalised weights the rates are proportional to.
+    With it, ``pretrain.unsupervised_size`` > 0 is the unsupervised corpus's own fixed
+    weight beside them (T5's ``rate_unsupervised``), not a size the mixer caps.
+    """
 
     def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]: ...
 

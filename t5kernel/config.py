@@ -100,8 +100,9 @@ class PretrainConfig(StageConfig):
     #: downstream tasks (names under ``tasks``) mixed into pre-training by ``mixer``:
     #: multi-task training / pre-training (P §3.5.2-3.5.3); ["all"] = every task
     tasks: list[str] = field(default_factory=list)
-    #: the size the mixer is told for the unsupervised stream (0 = unknown: the mixer's
-    #: limit K applies; the final T5 models used 710,000 ... 133,000,000, P §3.7)
+    #: the unsupervised stream's mixing weight: 0 = unknown size (the mixer's limit K
+    #: applies, the paper's studies); > 0 = a fixed weight beside the tasks' capped ones,
+    #: as T5's ``rate_unsupervised`` (the final models: 710,000 ... 133,000,000, P §3.7)
     unsupervised_size: int = 0
 
 

@@ -115,3 +115,29 @@ def test_temperature_and_equal_validate_their_input():
     with pytest.raises(ConfigError, match="no corpora"):
         Equal().rates({})
     assert Equal().rates({"a": 5, "b": None, "c": 0}) == {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
+
+
+def test_a_fixed_unsupervised_weight_joins_the_tasks_capped_weights():
+    """T5's final mixtures (P §3.7; operative config: rate_unsupervised.value = 710000,
+    rate_num_examples.maximum = 1e6): C4 has a fixed weight beside the tasks' K-capped
+    ones, never itself capped or temperature-scaled."""
+    from types import SimpleNamespace
+
+    from t5k_builtin.mixers import Equal, Proportional, Temperature
+    from t5kernel.runloop import Runner
+
+    sizes = {"wmt_enfr": 40_000_000, "glue_rte": 2_490, "c4": 2_620_000}
+    prop = Proportional(SimpleNamespace(limit=1_000_000))
+    rates = Runner._mixing_rates(prop, sizes, "c4", 2_620_000)
+    total = 1_000_000 + 2_490 + 2_620_000
+    assert rates == pytest.approx({"wmt_enfr": 1_000_000 / total, "glue_rte": 2_490 / total,
+                                   "c4": 2_620_000 / total})
+    temp = Temperature(SimpleNamespace(limit=1_000_000, temperature=2.0))
+    rates = Runner._mixing_rates(temp, sizes, "c4", 2_620_000)
+    total = 1000.0 + 2_490 ** 0.5 + 2_620_000
+    assert rates["c4"] == pytest.approx(2_620_000 / total)
+    # size 0 (the studies): the corpus is "at least K" inside the mixer, as before
+    capped = {"wmt_enfr": 40_000_000, "glue_rte": 2_490, "c4": None}
+    assert Runner._mixing_rates(prop, capped, "c4", 0) == prop.rates(capped)
+    # a mixer without weights (equal) keeps its own rule
+    assert Runner._mixing_rates(Equal(), sizes, "c4", 2_620_000) == Equal().rates(sizes)

@@ -30,7 +30,12 @@ class Proportional:
         self.limit = config.limit
 
     def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
-        return _normalised(self._capped(sizes), self.name)
+        return _normalised(self.weights(sizes), self.name)
+
+    def weights(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
+        """The unnormalised weights (T5's ``rate_num_examples``: ``min(e, K)``), which a
+        fixed weight such as the unsupervised task's ``rate_unsupervised`` can join."""
+        return {k: float(v) for k, v in self._capped(sizes).items()}
 
     def _capped(self, sizes: Mapping[str, int | None]) -> dict[str, int]:
         if not sizes:
@@ -71,10 +76,9 @@ class Temperature(Proportional):
             )
         self.temperature = float(config.temperature)
 
-    def rates(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
-        capped = self._capped(sizes)
-        return _normalised({k: v ** (1.0 / self.temperature) for k, v in capped.items()},
-                           self.name)
+    def weights(self, sizes: Mapping[str, int | None]) -> dict[str, float]:
+        """``min(e, K) ** (1 / T)`` (T5's ``rate_num_examples(temperature=T)``)."""
+        return {k: v ** (1.0 / self.temperature) for k, v in self._capped(sizes).items()}
 
 
 class Equal:
