@@ -14,6 +14,7 @@ corruption through the objective, packing through the architecture.
 
 from __future__ import annotations
 
+import array
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -194,22 +195,47 @@ class TaskStream:
 
     The permutation of epoch ``e`` comes from ``default_rng([seed, e])``, so the
     position is just ``{"epoch", "index"}``.
+
+    The tokenised examples are held compactly: every example's ids in one flat array per
+    feature (uint16 when the vocabulary fits, else int32) plus offsets, and an example is
+    a pair of read-only views into them. Python objects per example cost ~750 bytes; this
+    costs 2 bytes a token and 16 an example (WMT En-Fr's 40.8M pairs: ~29 GiB -> ~7).
     """
 
     def __init__(self, task: Any, vocab: Any, inputs_length: int, targets_length: int,
                  seed: int | Sequence[int], label: str, state: State | None = None) -> None:
-        self._examples = [encode_example(ex, vocab, inputs_length, targets_length)
-                          for ex in task.examples("train")]
-        if not self._examples:
+        size = getattr(vocab, "vocab_size", None)
+        code = "H" if size is not None and int(size) <= 1 << 16 else "i"
+        ids = {"inputs": array.array(code), "targets": array.array(code)}
+        ends = {"inputs": array.array("q"), "targets": array.array("q")}
+        for ex in task.examples("train"):
+            for key, values in encode_example(ex, vocab, inputs_length, targets_length).items():
+                ids[key].extend(values.tolist())
+                ends[key].append(len(ids[key]))
+        if not ends["inputs"]:
             raise DataError(f"task {label!r} has no training examples")
+        self._ids, self._ends = {}, {}
+        for key in ids:
+            self._ids[key] = np.frombuffer(ids[key], dtype=np.uint16 if code == "H" else np.int32)
+            self._ids[key].flags.writeable = False  # examples are views: never written
+            self._ends[key] = np.frombuffer(ends[key], dtype=np.int64)
+        self._size = len(ends["inputs"])
         self._seed = [int(s) for s in np.atleast_1d(seed)]
         state = state or {"epoch": 0, "index": 0}
         self._epoch, self._index = int(state["epoch"]), int(state["index"])
         self._order = self._permutation()
 
+    def _example(self, i: int) -> dict[str, np.ndarray]:
+        out = {}
+        for key, flat in self._ids.items():
+            end = int(self._ends[key][i])
+            start = int(self._ends[key][i - 1]) if i else 0
+            out[key] = flat[start:end]
+        return out
+
     def _permutation(self) -> np.ndarray:
         rng = np.random.default_rng([*self._seed, self._epoch])
-        return rng.permutation(len(self._examples))
+        return rng.permutation(self._size)
 
     def state(self) -> State:
         return {"epoch": self._epoch, "index": self._index}
@@ -221,7 +247,7 @@ class TaskStream:
         if self._index >= len(self._order):
             self._epoch, self._index = self._epoch + 1, 0
             self._order = self._permutation()
-        ex = self._examples[self._order[self._index]]
+        ex = self._example(int(self._order[self._index]))
         self._index += 1
         return ex
 

@@ -284,3 +284,30 @@ def test_vocabulary_texts_without_other_languages_are_the_corpus():
             return iter([{"inputs": "a", "targets": "b"}, {"inputs": "c", "targets": "d"}])
 
     assert list(data.vocabulary_texts(None, {"t": Task()})) == ["a", "b", "c", "d"]
+
+
+class _SizedVocab:
+    eos_id = 1
+
+    def __init__(self, vocab_size):
+        self.vocab_size = vocab_size
+
+    def encode(self, text):
+        return [3 + (ord(c) * 7919) % (self.vocab_size - 3) for c in text]
+
+
+@pytest.mark.parametrize(("vocab_size", "dtype"), [(32128, np.uint16), (250_112, np.int32)])
+def test_task_stream_holds_the_encoded_examples_compactly(vocab_size, dtype):
+    """Each epoch yields every encoded example once, in that epoch's permutation, as
+    read-only views of one flat array per feature (uint16 ids when they fit)."""
+    vocab = _SizedVocab(vocab_size)
+    task = _Task(11, "ab" * 9)
+    stream = data.TaskStream(task, vocab, 6, 4, [3, 1], "t")
+    expected = [data.encode_example(ex, vocab, 6, 4) for ex in task.rows]
+    for epoch in range(2):
+        order = np.random.default_rng([3, 1, epoch]).permutation(len(expected))
+        for i in order:
+            got = next(stream)
+            assert got["inputs"].dtype == dtype and not got["inputs"].flags.writeable
+            for key in ("inputs", "targets"):
+                assert got[key].tolist() == expected[i][key].tolist()
