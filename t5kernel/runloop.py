@@ -862,7 +862,9 @@ class Runner:
                 else:
                     ids = decoding.generate(models, feats, int(cfg.eval.max_decode_length),
                                             **search, **fixed)
-                preds.extend(vocab.decode(row) for row in ids[:real].tolist())
+                # to the host before slicing: on xla a device-side slice of each generated
+                # length would compile a graph of its own
+                preds.extend(vocab.decode(row) for row in ids.cpu()[:real].tolist())
         return preds
 
     def _finalize_results(self, comps: Components) -> None:

@@ -42,3 +42,16 @@ def test_bad_xla_config_is_refused(tmp_path, capsys):
     assert main(["run", "--quiet", "--backend", "xla", "backend.precision=fp8",
                  f"run_dir={tmp_path / 'x'}"]) == 2
     assert "precision='fp8'" in capsys.readouterr().err
+
+
+def test_a_cpu_checkpoint_resumes_on_xla(tmp_path):
+    """backend is a volatile key: a run checkpointed on cpu continues on xla (its rng
+    state has no 'xla' entry; every step reseeds anyway) with the cpu run's losses."""
+    cpu = _run(tmp_path, "cpu")
+    copy = tmp_path / "cpu_then_xla"
+    shutil.copytree(cpu, copy)
+    shutil.rmtree(copy / "checkpoints" / "step_4")
+    (copy / "results.json").unlink()
+    assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
+                 "resume=true", "--backend", "xla"]) == 0
+    assert logged_losses(copy) == pytest.approx(logged_losses(cpu), rel=1e-4, abs=1e-4)

@@ -3,16 +3,14 @@
 Operations are recorded into a graph that XLA compiles and runs when the step is synced
 (``torch_xla.sync()``), so the run loop's training batches — always ``batch_size`` rows
 of the configured lengths — compile once and reuse the graph. ``xm.optimizer_step``
-applies the optimizer (and, over several replicas, all-reduces gradients first).
-Checkpoints get host copies of device tensors (``to_host``). The device comes from
-``$PJRT_DEVICE``: ``CPU`` here and in tests, ``TPU`` on pods (launch one process per
-host with torch-xla's runtime; see the README).
+applies the optimizer. Checkpoints get host copies of device tensors (``to_host``). The
+device comes from ``$PJRT_DEVICE`` (``CPU`` in tests, ``TPU`` on a TPU VM; unset,
+torch-xla picks). One device per run: several replicas are refused (not built yet).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,7 +55,8 @@ class XlaBackend:
                               "'bf16'")
         if config.parallel != "ddp":
             raise ConfigError(f"xla backend: parallel={config.parallel!r}; allowed: 'ddp'")
-        os.environ.setdefault("PJRT_DEVICE", "CPU")
+        # PJRT_DEVICE is torch-xla's to choose when unset (TPU where libtpu finds one,
+        # else CPU with a warning); forcing CPU here ran TPU VMs on their host CPU
         self.torch_xla, self.xm = _import_xla()
         import torch
 
@@ -67,6 +66,12 @@ class XlaBackend:
         runtime = self.torch_xla.runtime
         self.world_size = int(runtime.world_size())
         self.rank = int(runtime.global_ordinal())
+        if self.world_size > 1:  # replicas are threads or hosts the run loop cannot tell apart
+            raise ConfigError(
+                f"xla backend: {self.world_size} replicas; runs over several XLA devices are "
+                "not built yet (one device per run: the run directory, the vocabulary and "
+                "the gradient all-reduce would need torch-xla's launcher); use one device, "
+                "or --backend cuda with torchrun for several GPUs")
 
     def seed(self, seed: int) -> None:
         self.torch.manual_seed(seed)
@@ -117,11 +122,12 @@ class XlaBackend:
                 "xla": self.torch.tensor([seed & 0xFFFFFFFF, seed >> 32], dtype=self.torch.int64)}
 
     def set_rng_state(self, state: Mapping[str, Any]) -> None:
-        if "torch" not in state or "xla" not in state:
-            raise DataError(f"xla backend: rng state needs 'torch' and 'xla' (got {sorted(state)})")
+        if "torch" not in state:
+            raise DataError(f"xla backend: rng state has no 'torch' entry ({sorted(state)})")
         self.torch.set_rng_state(self.torch.as_tensor(state["torch"]).to(self.torch.uint8))
-        low, high = (int(v) for v in self.torch.as_tensor(state["xla"]).tolist())
-        self.xm.set_rng_state(low | (high << 32), device=self.device)
+        if "xla" in state:  # a checkpoint written by the cpu or cuda backend has none
+            low, high = (int(v) for v in self.torch.as_tensor(state["xla"]).tolist())
+            self.xm.set_rng_state(low | (high << 32), device=self.device)
 
     def all_reduce_sum(self, tensor: Any) -> Any:
         if self.world_size > 1:
