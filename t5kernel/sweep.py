@@ -33,6 +33,7 @@ import io
 import json
 import math
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -456,9 +457,11 @@ def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], r
             raise ConfigError(f"--rows: {bad[0]!r} is not a row of {table.dir.name}; rows: "
                               f"{', '.join(r.name for r in rows)}")
         rows = [r for r in rows if r.name in only]
-    # every row's config is checked before anything runs
-    configs = {row.name: row_config(table, row, scale, overrides, registry,
-                                    out / row.name / "config_parts") for row in rows}
+    # every row's config is checked before anything runs (the files composed are scratch:
+    # a refused sweep leaves nothing under --out)
+    with tempfile.TemporaryDirectory(prefix="t5k-sweep-") as parts:
+        configs = {row.name: row_config(table, row, scale, overrides, registry,
+                                        Path(parts) / row.name) for row in rows}
     record: dict[str, Any] = {"table": table.number, "title": table.title, "scale": scale,
                               "columns": table.columns, "overrides": list(overrides), "rows": {}}
     record["rows"].update(_earlier_rows(out, record, {r.name for r in rows}))

@@ -174,6 +174,9 @@ def test_sweep_errors_name_the_problem(tmp_path, capsys):
     assert main(["sweep", str(table), "--out", str(tmp_path / "o"),
                  "paper.finetune_groups.GLUE=[demo_acceptability]"]) == 2
     assert "paper.* metadata comes from its YAML file" in capsys.readouterr().err
+    assert main(["sweep", str(table), "--out", str(tmp_path / "o"), "pretrain.steps=-1"]) == 2
+    assert "pretrain.steps" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # a refused sweep leaves nothing behind
     with pytest.raises(ConfigError, match="model_size='8x'"):
         (table / "span.yaml").write_text(yaml.safe_dump({"paper": {"model_size": "8x"}}))
         t = sw.load_table(table)
