@@ -376,8 +376,7 @@ class Runner:
                     raise ConfigError(f"corpus name {label!r} is also a task name; rename one")
                 sizes[label] = int(stage.unsupervised_size) or None
             mixer = self._build(self.cfg.mixer, "mixer")
-            rates = self._mixing_rates(mixer, sizes, label if unsupervised else None,
-                                       int(stage.get("unsupervised_size", 0)))
+            rates = self._mixing_rates(mixer, sizes, label if unsupervised else None)
             self._say(f"{stage_name} mixing rates ({self.cfg.mixer.name}): "
                       + ", ".join(f"{k} {v:.4f}" for k, v in sorted(rates.items())))
             self.results.setdefault("mixing_rates", {})[stage_name] = rates
@@ -399,15 +398,17 @@ class Runner:
         )
 
     @staticmethod
-    def _mixing_rates(mixer: Any, sizes: dict[str, int | None], corpus: str | None,
-                      fixed: int) -> dict[str, float]:
-        """The mixer's rates; with ``pretrain.unsupervised_size`` > 0 (``fixed``) and a
-        mixer that gives its unnormalised ``weights``, the unsupervised corpus gets that
-        fixed weight beside the tasks' (K-capped, temperature-scaled) ones, as T5's
-        ``rate_unsupervised`` (P §3.7: 710,000 for T5-Small, 2,620,000 for Base, ...
-        beside tasks capped at K = 1M): the mixer's cap or temperature never applies."""
+    def _mixing_rates(mixer: Any, sizes: dict[str, int | None],
+                      corpus: str | None) -> dict[str, float]:
+        """The mixer's rates; when the unsupervised ``corpus`` has a size
+        (``pretrain.unsupervised_size`` > 0) and the mixer gives its unnormalised
+        ``weights``, that size is the corpus's fixed weight beside the tasks' (K-capped,
+        temperature-scaled) ones, as T5's ``rate_unsupervised`` (P §3.7: 710,000 for
+        T5-Small, 2,620,000 for Base, ... beside tasks capped at K = 1M): the mixer's cap
+        or temperature never applies to it."""
+        fixed = sizes.get(corpus) if corpus is not None else None
         weigh = getattr(mixer, "weights", None)
-        if corpus is None or not fixed or not callable(weigh):
+        if not fixed or not callable(weigh):
             return mixer.rates(sizes)
         weights = dict(weigh({k: v for k, v in sizes.items() if k != corpus}))
         weights[corpus] = float(fixed)

@@ -128,16 +128,16 @@ def test_a_fixed_unsupervised_weight_joins_the_tasks_capped_weights():
 
     sizes = {"wmt_enfr": 40_000_000, "glue_rte": 2_490, "c4": 2_620_000}
     prop = Proportional(SimpleNamespace(limit=1_000_000))
-    rates = Runner._mixing_rates(prop, sizes, "c4", 2_620_000)
+    rates = Runner._mixing_rates(prop, sizes, "c4")
     total = 1_000_000 + 2_490 + 2_620_000
     assert rates == pytest.approx({"wmt_enfr": 1_000_000 / total, "glue_rte": 2_490 / total,
                                    "c4": 2_620_000 / total})
     temp = Temperature(SimpleNamespace(limit=1_000_000, temperature=2.0))
-    rates = Runner._mixing_rates(temp, sizes, "c4", 2_620_000)
+    rates = Runner._mixing_rates(temp, sizes, "c4")
     total = 1000.0 + 2_490 ** 0.5 + 2_620_000
     assert rates["c4"] == pytest.approx(2_620_000 / total)
     # size 0 (the studies): the corpus is "at least K" inside the mixer, as before
     capped = {"wmt_enfr": 40_000_000, "glue_rte": 2_490, "c4": None}
-    assert Runner._mixing_rates(prop, capped, "c4", 0) == prop.rates(capped)
+    assert Runner._mixing_rates(prop, capped, "c4") == prop.rates(capped)
     # a mixer without weights (equal) keeps its own rule
-    assert Runner._mixing_rates(Equal(), sizes, "c4", 2_620_000) == Equal().rates(sizes)
+    assert Runner._mixing_rates(Equal(), sizes, "c4") == Equal().rates(sizes)
