@@ -83,6 +83,31 @@ def atomic_open(path: Path) -> Iterator[Any]:
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A folder to fill that appears at ``path`` only once complete: a temporary sibling
+    (with the umask's normal mode, its parents created), every file in it fsynced, then
+    renamed onto ``path``, which may be missing or an empty folder; on error the temporary
+    folder is removed and ``path`` is untouched (a hard kill may leave the hidden sibling,
+    never a half-written ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        os.chmod(tmp, default_mode(directory=True))
+        yield tmp
+        for folder, _, files in os.walk(tmp):
+            for name in files:
+                with open(Path(folder) / name, "rb") as f:
+                    os.fsync(f.fileno())
+            _fsync_dir(Path(folder))
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename."""
     with atomic_open(path) as f:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -55,24 +53,19 @@ def convert(src: Path, dst: Path, registry: Any, arch: str = "encdec",
         raise DataError(f"{dst} is a file; choose a new folder")
     if dst.exists() and any(dst.iterdir()):
         raise DataError(f"{dst} already exists and is not empty; choose a new folder")
-    tmp = _temporary_sibling(dst)
+    _check_parents(dst)
     messages: list[str] = []
+    tmp = dst
     try:
-        if direction == "import":
-            _import(src, tmp, _absolute(dst), registry, arch, messages.append)
-        else:
-            _export(run_dir, step_dir, tmp, registry, messages.append)
-        _fsync_tree(tmp)
-        os.replace(tmp, dst)  # onto a missing or empty dst; atomic on one file system
-        ckpt._fsync_dir(dst.parent)
+        with ckpt.atomic_folder(dst) as tmp:  # onto a missing or empty dst
+            if direction == "import":
+                _import(src, tmp, _absolute(dst), registry, arch, messages.append)
+            else:
+                _export(run_dir, step_dir, tmp, registry, messages.append)
     except (OSError, SafetensorError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         reason = (str(exc) or type(exc).__name__).replace(str(tmp), str(dst))
         raise CheckpointError(
             f"could not write {dst}: {reason}; nothing was left there") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     for message in messages:
         say(message.replace(str(tmp), str(dst)))
     return direction
@@ -83,30 +76,13 @@ def _absolute(path: Path) -> Path:
     return path.parent.resolve() / path.name
 
 
-def _temporary_sibling(dst: Path) -> Path:
-    """A new empty folder next to ``dst`` (created with its parents); DataError if that
-    place cannot hold a folder (a parent is a file, no permission, ...)."""
+def _check_parents(dst: Path) -> None:
+    """DataError when a parent of ``dst`` is a file (no folder can be made there)."""
     for parent in (dst.parent, *dst.parent.parents):
         if parent.exists() or parent.is_symlink():
             if not parent.is_dir():
                 raise DataError(f"cannot create {dst}: {parent} is a file, not a folder")
-            break
-    try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp"))
-        os.chmod(tmp, ckpt.default_mode(directory=True))
-    except OSError as exc:
-        raise DataError(f"cannot create {dst}: {exc.strerror or exc}") from None
-    return tmp
-
-
-def _fsync_tree(root: Path) -> None:
-    """fsync every file and folder under ``root``, so the rename publishes durable data."""
-    for folder, _, files in os.walk(root):
-        for name in files:
-            with open(Path(folder) / name, "rb") as f:
-                os.fsync(f.fileno())
-        ckpt._fsync_dir(Path(folder))
+            return
 
 
 def _detect(src: Path) -> tuple[str, Path | None, Path | None]:

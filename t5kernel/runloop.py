@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -961,11 +960,9 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         ckpt.load_model_weights(model, path)
         members.append(model)
     runner.members = members
-    # written into a hidden sibling renamed into place at the end: an interrupted or failed
-    # evaluation leaves no half-written folder that would block its name
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    # the folder appears complete or not at all: an interrupted or failed evaluation
+    # leaves nothing that would block its name
+    with ckpt.atomic_folder(out_dir) as work:
         runner.predictions_dir = work / "predictions"
         scores = runner.evaluate(comps)
         averages: dict[str, Any] = {}
@@ -983,13 +980,6 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         ckpt.atomic_write_text(work / "config.yaml", OmegaConf.to_yaml(cfg))
         ckpt.atomic_write_text(work / "results.json",
                                jsonout.dumps(results, indent=1, sort_keys=True))
-        os.chmod(work, ckpt.default_mode(directory=True))
-        os.rename(work, out_dir)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return out_dir, results
 
 
