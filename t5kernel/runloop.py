@@ -28,6 +28,10 @@ from t5kernel.config import plugin_config
 from t5kernel.distributed import launch_rank, rank_of, world_size_of
 from t5kernel.errors import ConfigError, DataError, RunDirError, T5KError
 
+#: at most this many training steps' losses wait on the device before they are read
+#: (loss.nonfinite=stop reads them when it logs or checkpoints, else this often)
+PENDING_LOSSES = 64
+
 #: keys that may differ between a run and its resumption; ``backend`` says how the same
 #: computation executes (device, DDP/FSDP, threads), so a run may resume on other hardware
 #: or another world size (checkpoints hold full, unsharded tensors)
@@ -484,6 +488,25 @@ class Runner:
         window = self._log_windows.get(stage_name) if done else None
         if window:
             loss_acc, loss_n = float(window["loss_sum"]), int(window["count"])
+        # loss.nonfinite=stop reads the steps' losses from the device only when it logs or
+        # checkpoints (or every PENDING_LOSSES steps): no host read between a step's forward
+        # and its backward, which would stall a GPU's queue each step and make XLA run the
+        # forward twice (once for the loss, again inside the step's graph). A NaN still
+        # stops the run before anything is written after it. skip must decide before the
+        # update, so it reads every step's loss.
+        lazy = cfg.loss.nonfinite == "stop"
+        pending: list[tuple[int, Any]] = []  # (global step, [loss_sum, tokens]) not yet read
+
+        def read_pending() -> None:
+            nonlocal loss_acc, loss_n
+            for step, (loss_sum, tokens) in ((s, t.tolist()) for s, t in pending):
+                token_loss = loss_sum / max(tokens, 1.0)
+                if not math.isfinite(token_loss):
+                    self._skip_nonfinite(stage_name, stage_info, token_loss, step)
+                loss_acc += token_loss
+                loss_n += 1
+                stage_info.setdefault("first_loss", token_loss)
+            pending.clear()
         with progress as bar:
             task_id = bar.add_task(stage_name, total=stage.steps, completed=done, loss=float("nan"),
                                    tps=0.0)
@@ -516,15 +539,22 @@ class Runner:
                 else:
                     denom = sums[1].clamp(min=1)
                 loss = (out.loss_sum + z * out.z_loss_sum) / denom * world
-                token_loss = float(sums[0]) / max(float(sums[1]), 1.0)
-                if math.isfinite(token_loss):
+                if lazy:
                     backend.step(loss, optimizer)
-                    loss_acc += token_loss
-                    loss_n += 1
-                    stage_info.setdefault("first_loss", token_loss)
-                else:  # the same decision on every rank: token_loss is the global one
-                    self._skip_nonfinite(stage_name, stage_info, token_loss)
-                    optimizer.zero_grad(set_to_none=True)
+                    pending.append((self.global_step, sums.detach()))
+                else:
+                    pending.append((self.global_step, sums.detach()))
+                    loss_sum, tokens = pending.pop()[1].tolist()
+                    token_loss = loss_sum / max(tokens, 1.0)
+                    if math.isfinite(token_loss):
+                        backend.step(loss, optimizer)
+                        loss_acc += token_loss
+                        loss_n += 1
+                        stage_info.setdefault("first_loss", token_loss)
+                    else:  # the same decision on every rank: token_loss is the global one
+                        self._skip_nonfinite(stage_name, stage_info, token_loss,
+                                             self.global_step)
+                        optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
                 self.trained = True
                 ntok = int(np.count_nonzero(global_batch["decoder_target_tokens"])
@@ -532,7 +562,12 @@ class Runner:
                 tokens_since += ntok
                 stage_info["tokens"] += ntok
                 step_no = local + 1
-                if step_no % stage.log_every == 0 or step_no == stage.steps:
+                logs = step_no % stage.log_every == 0 or step_no == stage.steps
+                every = stage.checkpoint_every
+                saves = bool(every and step_no % every == 0) or step_no == stage.steps
+                if logs or saves or len(pending) >= PENDING_LOSSES:
+                    read_pending()
+                if logs:
                     backend.sync()
                     now = time.perf_counter()
                     tps = tokens_since / max(now - t_last, 1e-9)
@@ -547,8 +582,7 @@ class Runner:
                     t_last, tokens_since, loss_acc, loss_n = now, 0, 0.0, 0
                 else:
                     bar.update(task_id, completed=step_no)
-                every = stage.checkpoint_every
-                if (every and step_no % every == 0) or step_no == stage.steps:
+                if saves:
                     paused = time.perf_counter()
                     if self._evaluates_checkpoints(stage_name):
                         with self._evaluation_model(comps):
@@ -586,12 +620,13 @@ class Runner:
             stage_info["corpus"]["report"] = {str(k): int(v) for k, v in report.items()}
 
     def _skip_nonfinite(self, stage_name: str, stage_info: dict[str, Any],
-                        token_loss: float) -> None:
-        """A NaN/inf loss: stop (``loss.nonfinite=stop``, before anything is written after
-        the last good checkpoint), or skip the step without an update and count it."""
+                        token_loss: float, step: int) -> None:
+        """A NaN/inf loss at global ``step``: stop (``loss.nonfinite=stop``, before
+        anything is written after the last good checkpoint), or skip the step without an
+        update and count it."""
         skipped = int(stage_info.get("skipped_steps", 0)) + 1
         limit = int(self.cfg.loss.max_skipped_steps)
-        where = f"{stage_name} step {self.global_step}: loss is {token_loss}"
+        where = f"{stage_name} step {step}: loss is {token_loss}"
         if self.cfg.loss.nonfinite != "skip":
             raise NumericalError(f"{where}; stopping (checkpoints written so far are intact; "
                                  "loss.nonfinite=skip would skip such steps)")
@@ -600,7 +635,7 @@ class Runner:
                                  f"steps of {stage_name} skipped (checkpoints written so far "
                                  "are intact)")
         stage_info["skipped_steps"] = skipped
-        self.log.write({"stage": stage_name, "step": self.global_step, "skipped": True,
+        self.log.write({"stage": stage_name, "step": step, "skipped": True,
                         "reason": f"loss is {token_loss}"})
         self._say(f"[yellow]{where}; step skipped ({skipped} of at most {limit})[/yellow]")
 

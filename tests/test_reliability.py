@@ -207,6 +207,22 @@ def test_a_run_that_trained_keeps_its_directory_when_it_stops(tmp_path, capsys, 
     assert not (run_dir / "checkpoints").exists()
 
 
+def test_a_nan_read_at_the_next_log_names_its_own_step(tmp_path, capsys, monkeypatch):
+    """loss.nonfinite=stop reads the losses only when it logs or checkpoints: a NaN at
+    the first step of a 3-step window (global step 3) is reported as that step, not as the
+    window's last, the window is not logged, and the checkpoint before it is all that is
+    written."""
+    _nan_at(monkeypatch, lambda n: n >= 4)
+    code, run_dir = _short_run(tmp_path, "r", "pretrain.log_every=3",
+                               "pretrain.checkpoint_every=3")
+    assert code != 0
+    assert "pretrain step 3: loss is nan; stopping" in capsys.readouterr().err
+    assert [json.loads(x)["step"] for x in _metrics(run_dir)] == [3]
+    assert ckpt.list_steps(run_dir / "checkpoints") == [3]
+    weights = ckpt.load(run_dir / "checkpoints" / "step_3")[0]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
 def test_nan_steps_can_be_skipped_and_are_counted(tmp_path, capsys, monkeypatch):
     _nan_at(monkeypatch, lambda n: n in (3, 4))
     code, run_dir = _short_run(tmp_path, "skip", "loss.nonfinite=skip")

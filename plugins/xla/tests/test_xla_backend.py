@@ -55,3 +55,24 @@ def test_a_cpu_checkpoint_resumes_on_xla(tmp_path):
     assert main(["run", "--quiet", "--config", str(copy / "config.yaml"), f"run_dir={copy}",
                  "resume=true", "--backend", "xla"]) == 0
     assert logged_losses(copy) == pytest.approx(logged_losses(cpu), rel=1e-4, abs=1e-4)
+
+
+def _executions() -> int:
+    import torch_xla.debug.metrics as met
+
+    data = met.metric_data("ExecuteTime")
+    return int(data[0]) if data else 0
+
+
+def test_a_training_step_is_one_xla_graph_execution(tmp_path):
+    """Reading the loss on the host between forward and backward ran the forward as a
+    graph of its own (twice: the loss sum, then the token count) before the step's graph
+    ran it again: 3 executions a step. The losses wait on the device until the run logs,
+    so a step is one execution (4 more steps: 4 more executions)."""
+    counts = {}
+    for steps in (4, 8):
+        before = _executions()
+        _run(tmp_path, f"s{steps}", "--backend", "xla", f"pretrain.steps={steps}",
+             "pretrain.log_every=4", "pretrain.checkpoint_every=0")
+        counts[steps] = _executions() - before
+    assert counts[8] - counts[4] == 4, counts
