@@ -25,6 +25,31 @@ from t5kernel.errors import DataError
 
 State = dict[str, Any]
 
+#: a run's random streams, each seeded by :func:`seed_key` from the run seed and its domain
+SEED_DOMAINS = {"objective": 1, "mixture": 2, "task": 3, "dropout": 4}
+_SEED_PATHS = {"objective": 1, "mixture": 1, "task": 2, "dropout": 2}
+
+
+def seed_key(seed: int, domain: str, *path: int) -> list[int]:
+    """The entropy ``[seed, domain number, *path]`` of one of a run's random streams
+    (``np.random.default_rng(key)``; the streams here append their own counter, an epoch
+    or a block).
+
+    Keys are kept apart because numpy's ``SeedSequence`` pads its entropy with zeros:
+    ``default_rng([s])``, ``default_rng([s, 0])`` and ``default_rng([s, 0, 0])`` are one
+    stream, so plain ``[seed]``, ``[seed, block]`` and ``[seed, task, epoch]`` keys made
+    the objective's draws, the first mixing block and the first task's first shuffle
+    the same random bits. A domain's keys have one length (``path``: objective and
+    mixture the stage; task the stage and task index; dropout the rank and global
+    step), and domains differ in the second word, so no two keys coincide.
+    """
+    if domain not in SEED_DOMAINS:
+        raise ValueError(f"unknown seed domain {domain!r}; one of {sorted(SEED_DOMAINS)}")
+    if len(path) != _SEED_PATHS[domain]:
+        raise ValueError(f"seed domain {domain!r} takes {_SEED_PATHS[domain]} path numbers, "
+                         f"got {len(path)}")
+    return [int(seed), SEED_DOMAINS[domain], *(int(p) for p in path)]
+
 
 class DocumentStream:
     """Token arrays of a corpus split, repeated forever, with their position.
@@ -193,8 +218,8 @@ def encode_example(ex: Mapping[str, Any], vocab: Any, inputs_length: int,
 class TaskStream:
     """A task's training examples, reshuffled every epoch, repeated forever.
 
-    The permutation of epoch ``e`` comes from ``default_rng([seed, e])``, so the
-    position is just ``{"epoch", "index"}``.
+    The permutation of epoch ``e`` comes from ``default_rng([*seed, e])`` (``seed``: the
+    run loop's :func:`seed_key`), so the position is just ``{"epoch", "index"}``.
 
     The tokenised examples are held compactly: every example's ids in one flat array per
     feature (uint16 when the vocabulary fits, else int32) plus offsets, and an example is
@@ -256,7 +281,7 @@ class TaskStream:
 class MixtureStream:
     """Each example drawn from task m with probability rates[m] (tf.data
     ``sample_from_datasets``). Choices are drawn 1024 at a time, block ``b`` from
-    ``default_rng([seed, b])``; the position is the block, the offset in it and the
+    ``default_rng([*seed, b])`` (``seed``: the run loop's :func:`seed_key`); the position is the block, the offset in it and the
     position of every task stream."""
 
     BLOCK = 1024

@@ -365,12 +365,12 @@ class Runner:
         (``pretrain.tasks``), or a mixture of both (multi-task training, P §3.5.2);
         fine-tuning reads the mixture of ``finetune.tasks`` (default: every task).
         """
-        seed = int(self.cfg.seed) + (0 if stage_name == "pretrain" else 1)
+        seed, stage_no = int(self.cfg.seed), (0 if stage_name == "pretrain" else 1)
         arch, vocab = comps.arch, comps.vocab
         tasks = self._stage_tasks(comps, stage_name, stage)
         unsupervised = stage_name == "pretrain" and bool(stage.unsupervised)
         if unsupervised and not tasks:
-            examples = self._pretrain_examples(comps, stage, seed, state)
+            examples = self._pretrain_examples(comps, stage, stage_no, state)
         else:
             sizes = {name: t.num_examples("train") for name, t in tasks.items()}
             label = str(self.cfg.corpus.name)
@@ -386,11 +386,14 @@ class Runner:
             sub = (state or {}).get("tasks", {})
             streams: dict[str, Any] = {
                 name: data.TaskStream(t, vocab, stage.inputs_length, stage.targets_length,
-                                      [seed, i], name, sub.get(name))
+                                      data.seed_key(seed, "task", stage_no, i), name,
+                                      sub.get(name))
                 for i, (name, t) in enumerate(sorted(tasks.items()))}
             if unsupervised:
-                streams[label] = self._pretrain_examples(comps, stage, seed, sub.get(label))
-            examples = data.MixtureStream(streams, rates, seed, state)
+                streams[label] = self._pretrain_examples(comps, stage, stage_no,
+                                                         sub.get(label))
+            examples = data.MixtureStream(streams, rates,
+                                          data.seed_key(seed, "mixture", stage_no), state)
         return data.Batches(
             examples,
             pack=lambda exs: arch.pack(exs, stage.inputs_length, stage.targets_length),
@@ -429,7 +432,7 @@ class Runner:
             names = list(comps.tasks)
         return {n: comps.tasks[n] for n in sorted(set(names))}
 
-    def _pretrain_examples(self, comps: Components, stage: Any, seed: int,
+    def _pretrain_examples(self, comps: Components, stage: Any, stage_no: int,
                            state: dict[str, Any] | None) -> Any:
         """The objective's examples over the corpus, resumable: through the objective's
         own ``resumable_examples`` when it has one, else by replaying the stream."""
@@ -441,7 +444,7 @@ class Runner:
                                                   doc_state, int(stage.max_tokens))
             return self._documents
 
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(data.seed_key(int(self.cfg.seed), "objective", stage_no))
         if hasattr(objective, "resumable_examples"):
             return objective.resumable_examples(open_docs, *lengths, rng, state)
         return data.ReplayStream(lambda: objective.examples(open_docs(None), *lengths, rng), state)
@@ -1063,14 +1066,16 @@ def _vocabulary_digest(checkpoint: Path) -> tuple[str | None, str]:
 def step_seed(seed: int, rank: int, step: int) -> int:
     """The seed of one training step's random draws (dropout masks) on one process.
 
-    Drawn afresh each step from (run seed, rank, global step): every process of a
+    Drawn afresh each step from (run seed, rank, global step) (:func:`data.seed_key`,
+    apart from the data's streams): every process of a
     multi-process run draws its own masks for its own rows (seeded alike, the ranks drew
     identical masks, so rows i and i + B/W of the global batch shared theirs), and a
     resumed run draws exactly what the uninterrupted one did, whatever ran in between
     (evaluating checkpoints, say, or a once-per-process kernel timing in the first
     decode), so training is the same whether or not its checkpoints are evaluated.
     """
-    state = np.random.SeedSequence([int(seed), int(rank), int(step)]).generate_state(2)
+    key = data.seed_key(seed, "dropout", rank, step)
+    state = np.random.SeedSequence(key).generate_state(2)
     return int(state[0]) << 31 | int(state[1]) >> 1  # 63 bits: any backend's seed type
 
 

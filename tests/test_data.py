@@ -311,3 +311,40 @@ def test_task_stream_holds_the_encoded_examples_compactly(vocab_size, dtype):
             assert got["inputs"].dtype == dtype and not got["inputs"].flags.writeable
             for key in ("inputs", "targets"):
                 assert got[key].tolist() == expected[i][key].tolist()
+
+
+def _run_keys(seed: int, tasks: int, counters: int) -> dict[tuple, list[int]]:
+    """Every stream key a run with ``tasks`` tasks draws from in its first ``counters``
+    epochs/blocks/steps, by what it seeds."""
+    keys = {}
+    for stage in (0, 1):
+        keys["objective", stage] = data.seed_key(seed, "objective", stage)
+        for c in range(counters):
+            keys["mixture", stage, c] = [*data.seed_key(seed, "mixture", stage), c]
+            for i in range(tasks):
+                keys["task", stage, i, c] = [*data.seed_key(seed, "task", stage, i), c]
+    for rank in range(2):
+        for step in range(counters):
+            keys["dropout", rank, step] = data.seed_key(seed, "dropout", rank, step)
+    return keys
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_no_two_of_a_runs_random_streams_coincide(seed):
+    """numpy's SeedSequence pads entropy with zeros ([s] and [s, 0] are one stream), so
+    keys are (seed, domain, fixed-length path, counter): every stream a run seeds (the
+    objective's, each mixing block, each task's epoch shuffles, each step's dropout) is
+    its own."""
+    assert np.random.SeedSequence([seed]).generate_state(4).tolist() == (
+        np.random.SeedSequence([seed, 0, 0]).generate_state(4).tolist())  # the pitfall
+    keys = _run_keys(seed, tasks=3, counters=3)
+    states = {tuple(np.random.SeedSequence(k).generate_state(4).tolist()) for k in keys.values()}
+    assert len(states) == len(keys)
+
+
+def test_seed_keys_refuse_unknown_domains_and_paths():
+    with pytest.raises(ValueError, match="unknown seed domain 'dropuot'"):
+        data.seed_key(0, "dropuot", 0, 0)
+    with pytest.raises(ValueError, match="'task' takes 2 path numbers, got 1"):
+        data.seed_key(0, "task", 0)
