@@ -17,6 +17,7 @@ from __future__ import annotations
 import array
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -215,6 +216,129 @@ def encode_example(ex: Mapping[str, Any], vocab: Any, inputs_length: int,
     return out
 
 
+#: what a task cache's info.json says about its layout (a folder of another is rebuilt)
+TASK_CACHE_FORMAT = 1
+#: examples tokenised between two writes of a task cache (memory stays bounded)
+TASK_CACHE_CHUNK = 1 << 16
+_FEATURES = ("inputs", "targets")
+
+
+def _id_dtype(vocab: Any) -> np.dtype:
+    """uint16 when every id fits (vocabularies up to 65,536 pieces), else int32."""
+    size = getattr(vocab, "vocab_size", None)
+    return np.dtype(np.uint16 if size is not None and int(size) <= 1 << 16 else np.int32)
+
+
+def _task_cache_info(vocab: Any, inputs_length: int, targets_length: int) -> dict[str, Any]:
+    """What a task cache was built with (its info.json, less the example count): a folder
+    built with other lengths or another vocabulary is not reused."""
+    import hashlib
+
+    proto = getattr(vocab, "model_proto", None)
+    return {"format": TASK_CACHE_FORMAT, "inputs_length": int(inputs_length),
+            "targets_length": int(targets_length),
+            "vocab_size": int(getattr(vocab, "vocab_size", 0) or 0),
+            "vocabulary_sha256": (hashlib.sha256(proto).hexdigest()
+                                  if isinstance(proto, bytes) else None),
+            "dtype": _id_dtype(vocab).name}
+
+
+def _read_task_cache(folder: Path, info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The memory-mapped arrays of a task cache built with ``info``, or None."""
+    import json
+
+    try:
+        have = json.loads((folder / "info.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(have, dict) or {k: have.get(k) for k in info} != dict(info):
+        return None
+    n = int(have.get("examples", 0))
+    out: dict[str, Any] = {}
+    try:
+        for key in _FEATURES:
+            # plain read-only ndarray views of the mappings (examples are slices of them)
+            ends = np.asarray(np.memmap(folder / f"{key}.ends", dtype=np.int64, mode="r"))
+            ids = np.asarray(np.memmap(folder / f"{key}.ids", dtype=np.dtype(info["dtype"]),
+                                       mode="r"))
+            if len(ends) != n or n == 0 or int(ends[-1]) != len(ids):
+                return None
+            out[key] = (ids, ends)
+    except (OSError, ValueError):
+        return None
+    return out
+
+
+def build_task_cache(task: Any, vocab: Any, inputs_length: int, targets_length: int,
+                     label: str, folder: Path) -> bool:
+    """Tokenise ``task``'s training examples once into ``folder`` (unless a complete cache
+    built with the same lengths and vocabulary is there; returns whether it built one).
+
+    The folder holds, per feature, every example's ids back to back (``.ids``, raw
+    uint16/int32) and each example's end offset (``.ends``, int64), plus ``info.json``.
+    Written in chunks (memory stays bounded however large the task) into a temporary
+    folder renamed when complete, so a killed build leaves no half cache behind.
+    """
+    import json
+    import shutil
+
+    from t5kernel.checkpoint import atomic_folder
+
+    folder = Path(folder)
+    info = _task_cache_info(vocab, inputs_length, targets_length)
+    if _read_task_cache(folder, info) is not None:
+        return False
+    if folder.exists():  # stale (other lengths/vocabulary) or incomplete: rebuild
+        shutil.rmtree(folder)
+    dtype = _id_dtype(vocab)
+    with atomic_folder(folder) as tmp:
+        files = {key: (open(tmp / f"{key}.ids", "wb"), open(tmp / f"{key}.ends", "wb"))
+                 for key in _FEATURES}
+        try:
+            count = _write_task_tokens(task, vocab, inputs_length, targets_length, dtype,
+                                       files)
+        finally:
+            for pair in files.values():
+                for f in pair:
+                    f.close()
+        if not count:
+            raise DataError(f"task {label!r} has no training examples")
+        (tmp / "info.json").write_text(json.dumps({**info, "examples": count,
+                                                   "task": label}, indent=1))
+    return True
+
+
+def _write_task_tokens(task: Any, vocab: Any, inputs_length: int, targets_length: int,
+                       dtype: np.dtype, files: Mapping[str, tuple[Any, Any]]) -> int:
+    """Append every training example's ids and end offsets to ``files``,
+    :data:`TASK_CACHE_CHUNK` examples at a time; returns the number of examples."""
+    chunk = TASK_CACHE_CHUNK
+    total = dict.fromkeys(_FEATURES, 0)
+    ids: dict[str, list[np.ndarray]] = {key: [] for key in _FEATURES}
+    count = 0
+
+    def flush() -> None:
+        for key in _FEATURES:
+            if not ids[key]:
+                continue
+            lengths = np.fromiter((len(a) for a in ids[key]), dtype=np.int64)
+            ends = total[key] + np.cumsum(lengths)
+            ids_file, ends_file = files[key]
+            ids_file.write(np.concatenate(ids[key]).astype(dtype).tobytes())
+            ends_file.write(ends.tobytes())
+            total[key] = int(ends[-1])
+            ids[key].clear()
+
+    for ex in task.examples("train"):
+        for key, values in encode_example(ex, vocab, inputs_length, targets_length).items():
+            ids[key].append(values)
+        count += 1
+        if count % chunk == 0:
+            flush()
+    flush()
+    return count
+
+
 class TaskStream:
     """A task's training examples, reshuffled every epoch, repeated forever.
 
@@ -226,12 +350,36 @@ class TaskStream:
     a pair of read-only views into them. Python objects per example cost ~750 bytes; this
     costs 2 bytes a token and 16 an example (~200 bytes for an 82-token pair; WMT
     En-Fr's 40.8M pairs: ~29 GiB -> ~8).
+
+    ``cache``: a folder (:func:`build_task_cache`, built here unless already complete)
+    whose files the arrays are memory-mapped from: the task is tokenised once per run,
+    not again on every resume, and processes on one machine share one copy of the ids
+    in the page cache instead of holding one each.
     """
 
     def __init__(self, task: Any, vocab: Any, inputs_length: int, targets_length: int,
-                 seed: int | Sequence[int], label: str, state: State | None = None) -> None:
-        size = getattr(vocab, "vocab_size", None)
-        code = "H" if size is not None and int(size) <= 1 << 16 else "i"
+                 seed: int | Sequence[int], label: str, state: State | None = None,
+                 cache: Path | None = None) -> None:
+        self._ids, self._ends = {}, {}
+        if cache is not None:
+            build_task_cache(task, vocab, inputs_length, targets_length, label, Path(cache))
+            arrays = _read_task_cache(Path(cache),
+                                      _task_cache_info(vocab, inputs_length, targets_length))
+            if arrays is None:  # changed under us (another process rebuilding it)
+                raise DataError(f"task {label!r}: the token cache {cache} is unreadable")
+            for key, (flat, ends) in arrays.items():
+                self._ids[key], self._ends[key] = flat, ends
+        else:
+            self._encode_in_memory(task, vocab, inputs_length, targets_length, label)
+        self._size = len(self._ends["inputs"])
+        self._seed = [int(s) for s in np.atleast_1d(seed)]
+        state = state or {"epoch": 0, "index": 0}
+        self._epoch, self._index = int(state["epoch"]), int(state["index"])
+        self._order = self._permutation()
+
+    def _encode_in_memory(self, task: Any, vocab: Any, inputs_length: int,
+                          targets_length: int, label: str) -> None:
+        code = "H" if _id_dtype(vocab) == np.uint16 else "i"
         ids = {"inputs": array.array(code), "targets": array.array(code)}
         ends = {"inputs": array.array("q"), "targets": array.array("q")}
         for ex in task.examples("train"):
@@ -240,16 +388,10 @@ class TaskStream:
                 ends[key].append(len(ids[key]))
         if not ends["inputs"]:
             raise DataError(f"task {label!r} has no training examples")
-        self._ids, self._ends = {}, {}
         for key in ids:
-            self._ids[key] = np.frombuffer(ids[key], dtype=np.uint16 if code == "H" else np.int32)
+            self._ids[key] = np.frombuffer(ids[key], dtype=_id_dtype(vocab))
             self._ids[key].flags.writeable = False  # examples are views: never written
             self._ends[key] = np.frombuffer(ends[key], dtype=np.int64)
-        self._size = len(ends["inputs"])
-        self._seed = [int(s) for s in np.atleast_1d(seed)]
-        state = state or {"epoch": 0, "index": 0}
-        self._epoch, self._index = int(state["epoch"]), int(state["index"])
-        self._order = self._permutation()
 
     def _example(self, i: int) -> dict[str, np.ndarray]:
         out = {}

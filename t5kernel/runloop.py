@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,9 @@ from t5kernel.errors import ConfigError, DataError, RunDirError, T5KError
 #: at most this many training steps' losses wait on the device before they are read
 #: (loss.nonfinite=stop reads them when it logs or checkpoints, else this often)
 PENDING_LOSSES = 64
+
+#: the run directory's folder of tokenised training tasks (Runner._task_caches)
+TASK_CACHE = "cache"
 
 #: keys that may differ between a run and its resumption; ``backend`` says how the same
 #: computation executes (device, DDP/FSDP, threads), so a run may resume on other hardware
@@ -320,6 +324,8 @@ class Runner:
             ckpt.atomic_write_text(self.run_dir / "results.json",
                                    jsonout.dumps(self.results, indent=1, sort_keys=True))
         self._barrier(comps)
+        if self.main:  # a finished run is never resumed: its token caches are scratch
+            shutil.rmtree(self.run_dir / TASK_CACHE, ignore_errors=True)
         return self.results
 
     @contextlib.contextmanager
@@ -384,10 +390,11 @@ class Runner:
                       + ", ".join(f"{k} {v:.4f}" for k, v in sorted(rates.items())))
             self.results.setdefault("mixing_rates", {})[stage_name] = rates
             sub = (state or {}).get("tasks", {})
+            caches = self._task_caches(comps, stage, tasks)
             streams: dict[str, Any] = {
                 name: data.TaskStream(t, vocab, stage.inputs_length, stage.targets_length,
                                       data.seed_key(seed, "task", stage_no, i), name,
-                                      sub.get(name))
+                                      sub.get(name), cache=caches[name])
                 for i, (name, t) in enumerate(sorted(tasks.items()))}
             if unsupervised:
                 streams[label] = self._pretrain_examples(comps, stage, stage_no,
@@ -402,6 +409,22 @@ class Runner:
             batch_size=stage.batch_size,
             packed=stage.pack,
         )
+
+    def _task_caches(self, comps: Components, stage: Any,
+                     tasks: dict[str, Any]) -> dict[str, Path]:
+        """Each task's token cache (:func:`data.build_task_cache`) under
+        ``<run_dir>/cache/<inputs_length>x<targets_length>/``, removed when the run ends:
+        tokenised once per run, not on every resume, and memory-mapped, so the processes
+        of a multi-process run share one copy. Rank 0 builds them while the others wait."""
+        root = self.run_dir / TASK_CACHE / f"{stage.inputs_length}x{stage.targets_length}"
+        folders = {name: root / name for name in tasks}
+        if world_size_of(comps.backend) > 1:
+            if self.main:
+                for name, task in sorted(tasks.items()):
+                    data.build_task_cache(task, comps.vocab, stage.inputs_length,
+                                          stage.targets_length, name, folders[name])
+            self._barrier(comps)
+        return folders
 
     @staticmethod
     def _mixing_rates(mixer: Any, sizes: dict[str, int | None],

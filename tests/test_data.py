@@ -348,3 +348,72 @@ def test_seed_keys_refuse_unknown_domains_and_paths():
         data.seed_key(0, "dropuot", 0, 0)
     with pytest.raises(ValueError, match="'task' takes 2 path numbers, got 1"):
         data.seed_key(0, "task", 0)
+
+
+class _CountingTask(_Task):
+    """A task that counts how often its training examples are read."""
+
+    def __init__(self, rows):
+        self.rows, self.reads = rows, 0
+
+    def examples(self, split):
+        self.reads += 1
+        return iter(self.rows)
+
+
+def _drain(stream, n):
+    return [(x["inputs"].tolist(), x["targets"].tolist()) for x in itertools.islice(stream, n)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(texts=st.lists(st.tuples(st.text("abcxyz", max_size=12), st.text("pq", max_size=6)),
+                      min_size=1, max_size=25),
+       chunk=st.integers(1, 8), vocab_size=st.sampled_from([32128, 250_112]))
+def test_a_cached_task_stream_yields_what_the_in_memory_one_does(tmp_path_factory, texts,
+                                                                 chunk, vocab_size):
+    """Written in chunks of any size and memory-mapped back, the cache gives the same
+    examples in the same order, ids of the same dtype, read-only."""
+    folder = tmp_path_factory.mktemp("cache") / "t"
+    rows = [{"inputs": a, "targets": b} for a, b in texts]
+    vocab = _SizedVocab(vocab_size)
+    old = data.TASK_CACHE_CHUNK
+    data.TASK_CACHE_CHUNK = chunk
+    try:
+        cached = data.TaskStream(_CountingTask(rows), vocab, 6, 4, [3, 1], "t", cache=folder)
+    finally:
+        data.TASK_CACHE_CHUNK = old
+    plain = data.TaskStream(_CountingTask(rows), vocab, 6, 4, [3, 1], "t")
+    n = 2 * len(rows) + 1
+    first = next(cached)
+    assert first["inputs"].dtype == plain._ids["inputs"].dtype
+    assert not first["inputs"].flags.writeable
+    got = [(first["inputs"].tolist(), first["targets"].tolist()), *_drain(cached, n - 1)]
+    assert got == _drain(plain, n)
+
+
+def test_a_task_cache_is_reused_and_rebuilt_only_when_stale(tmp_path):
+    rows = [{"inputs": f"a{i}", "targets": "b"} for i in range(9)]
+    task, vocab, folder = _CountingTask(rows), _SizedVocab(32128), tmp_path / "t"
+    want = _drain(data.TaskStream(task, vocab, 6, 4, [1], "t", cache=folder), 9)
+    assert task.reads == 1 and json.loads((folder / "info.json").read_text())["examples"] == 9
+    # again (a resumed run; another process of the run): read from the files only
+    assert _drain(data.TaskStream(task, vocab, 6, 4, [1], "t", cache=folder), 9) == want
+    assert task.reads == 1
+    # other lengths or another vocabulary: rebuilt
+    data.TaskStream(task, vocab, 5, 4, [1], "t", cache=folder)
+    assert task.reads == 2 and json.loads((folder / "info.json").read_text())["inputs_length"] == 5
+    data.TaskStream(task, _SizedVocab(250_112), 5, 4, [1], "t", cache=folder)
+    assert task.reads == 3
+    # a damaged cache (a truncated file): rebuilt, not trusted
+    ids = folder / "inputs.ids"
+    ids.write_bytes(ids.read_bytes()[:-2])
+    data.TaskStream(task, _SizedVocab(250_112), 5, 4, [1], "t", cache=folder)
+    assert task.reads == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_task_without_examples_leaves_no_cache(tmp_path):
+    with pytest.raises(DataError, match="task 'empty' has no training examples"):
+        data.TaskStream(_CountingTask([]), _SizedVocab(300), 6, 4, [1], "empty",
+                        cache=tmp_path / "empty")
+    assert list(tmp_path.iterdir()) == []

@@ -343,3 +343,35 @@ def test_every_step_and_process_draws_from_its_own_seed(tmp_path, monkeypatch):
     assert seeds[0] == 7  # model initialisation: the same on every rank
     assert seeds[-6:] == [step_seed(7, 0, step) for step in range(6)]
     assert len({step_seed(7, rank, step) for rank in range(8) for step in range(100)}) == 800
+
+
+def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end(
+        tmp_path, capsys, monkeypatch):
+    """Fine-tuning's tasks are tokenised into <run_dir>/cache once: a run stopped inside
+    fine-tuning keeps them, its resumption reads them instead of tokenising again, and
+    the finished run leaves no cache behind."""
+    from t5kernel import data
+
+    built = []
+    real_build = data.build_task_cache
+
+    def build(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(data, "build_task_cache", build)
+    _nan_at(monkeypatch, lambda n: n >= 7)  # pre-training: 4 steps; fine-tuning's third
+    run_dir = tmp_path / "r"
+    args = ["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run_dir}", "eval.max_examples=2"]
+    assert main(args) != 0
+    assert "finetune step 6: loss is nan" in capsys.readouterr().err
+    caches = sorted(p.parent.name + "/" + p.name for p in (run_dir / "cache").glob("*/*"))
+    assert caches and all(c.startswith("48x32/") for c in caches)  # fine-tuning's lengths
+    assert built and all(built)
+    built.clear()
+    monkeypatch.undo()  # finite losses again
+    monkeypatch.setattr(data, "build_task_cache", build)
+    assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
+                 f"run_dir={run_dir}", "resume=true"]) == 0
+    assert built and not any(built)  # every cache was complete: none rebuilt
+    assert not (run_dir / "cache").exists()
