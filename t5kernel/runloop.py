@@ -33,8 +33,9 @@ from t5kernel.errors import ConfigError, DataError, RunDirError, T5KError
 #: (loss.nonfinite=stop reads them when it logs or checkpoints, else this often)
 PENDING_LOSSES = 64
 
-#: the run directory's folder of tokenised training tasks (Runner._task_caches)
-TASK_CACHE = "cache"
+#: the run directory's folder of tokenised training tasks (Runner._task_caches; beside
+#: the corpus plugins' own caches in cache/)
+TASK_CACHE = "cache/tasks"
 
 #: keys that may differ between a run and its resumption; ``backend`` says how the same
 #: computation executes (device, DDP/FSDP, threads), so a run may resume on other hardware
@@ -413,7 +414,7 @@ class Runner:
     def _task_caches(self, comps: Components, stage: Any,
                      tasks: dict[str, Any]) -> dict[str, Path]:
         """Each task's token cache (:func:`data.build_task_cache`) under
-        ``<run_dir>/cache/<inputs_length>x<targets_length>/``, removed when the run ends:
+        ``<run_dir>/cache/tasks/<inputs_length>x<targets_length>/``, removed when the run ends:
         tokenised once per run, not on every resume, and memory-mapped, so the processes
         of a multi-process run share one copy. Rank 0 builds them while the others wait."""
         root = self.run_dir / TASK_CACHE / f"{stage.inputs_length}x{stage.targets_length}"

@@ -347,7 +347,7 @@ def test_every_step_and_process_draws_from_its_own_seed(tmp_path, monkeypatch):
 
 def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end(
         tmp_path, capsys, monkeypatch):
-    """Fine-tuning's tasks are tokenised into <run_dir>/cache once: a run stopped inside
+    """Fine-tuning's tasks are tokenised into <run_dir>/cache/tasks once: a run stopped inside
     fine-tuning keeps them, its resumption reads them instead of tokenising again, and
     the finished run leaves no cache behind."""
     from t5kernel import data
@@ -365,7 +365,8 @@ def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end
     args = ["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run_dir}", "eval.max_examples=2"]
     assert main(args) != 0
     assert "finetune step 6: loss is nan" in capsys.readouterr().err
-    caches = sorted(p.parent.name + "/" + p.name for p in (run_dir / "cache").glob("*/*"))
+    caches = sorted(p.parent.name + "/" + p.name
+                    for p in (run_dir / "cache" / "tasks").glob("*/*"))
     assert caches and all(c.startswith("48x32/") for c in caches)  # fine-tuning's lengths
     assert built and all(built)
     built.clear()
@@ -374,4 +375,4 @@ def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end
     assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
                  f"run_dir={run_dir}", "resume=true"]) == 0
     assert built and not any(built)  # every cache was complete: none rebuilt
-    assert not (run_dir / "cache").exists()
+    assert not (run_dir / "cache" / "tasks").exists()
