@@ -235,6 +235,8 @@ class Runner:
         corpus = self._build(cfg.corpus, "corpus") if pretraining else None
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
+        if training and not cfg.resume:
+            self._check_task_data(tasks)
         # a trained vocabulary always comes from the configured corpus, pre-training or not
         # (P Table 1's "no pre-training" and Table 12's supervised-only rows share the
         # baseline's C4 vocabulary); built only if the vocabulary does train
@@ -299,6 +301,8 @@ class Runner:
             scaler = resume_state.get("loss_scaler")
             if scaler is not None and hasattr(comps.backend, "set_loss_scaler_state"):
                 comps.backend.set_loss_scaler_state(scaler)
+        if cfg.resume:  # a new run checked before training its vocabulary (build)
+            self._check_task_data(comps.tasks, resume_state)
         try:
             stages = [("pretrain", cfg.pretrain), ("finetune", cfg.finetune)]
             start = 0
@@ -328,6 +332,34 @@ class Runner:
         if self.main:  # a finished run is never resumed: its token caches are scratch
             shutil.rmtree(self.run_dir / TASK_CACHE, ignore_errors=True)
         return self.results
+
+    def _check_task_data(self, tasks: dict[str, Any],
+                         resume_state: dict[str, Any] | None = None) -> None:
+        """Open every task split the run will still read and take its first example,
+        before training anything: a task whose data cannot be read (a hub dataset not in
+        the offline cache, an empty or malformed file) stops the run now, not after
+        hours of pre-training when fine-tuning or evaluation first reads it."""
+        cfg = self.cfg
+        wanted: dict[tuple[str, str], Any] = {}
+        for stage_name, stage in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune)):
+            done = resume_state["stage_steps"].get(stage_name, 0) if resume_state else 0
+            if stage.steps > done:
+                for name, task in self._stage_tasks(tasks, stage_name, stage).items():
+                    wanted[name, "train"] = task
+        if tasks and (cfg.eval.after_training or cfg.eval.best_checkpoint_per_task):
+            for target in self._eval_targets(tasks):
+                wanted[target.group, target.split] = target.task
+        for (name, split), task in sorted(wanted.items(), key=lambda kv: kv[0]):
+            examples = iter(task.examples(split))
+            try:
+                first = next(examples, None)
+            finally:
+                close = getattr(examples, "close", None)
+                if close is not None:
+                    close()
+            if first is None:
+                raise DataError(f"task {name!r}: split {split!r} has no examples (checked "
+                                "before training); check the task's data files or options")
 
     @contextlib.contextmanager
     def _evaluation_model(self, comps: Components, wanted: bool = True):
@@ -374,7 +406,7 @@ class Runner:
         """
         seed, stage_no = int(self.cfg.seed), (0 if stage_name == "pretrain" else 1)
         arch, vocab = comps.arch, comps.vocab
-        tasks = self._stage_tasks(comps, stage_name, stage)
+        tasks = self._stage_tasks(comps.tasks, stage_name, stage)
         unsupervised = stage_name == "pretrain" and bool(stage.unsupervised)
         if unsupervised and not tasks:
             examples = self._pretrain_examples(comps, stage, stage_no, state)
@@ -446,15 +478,15 @@ class Runner:
         return {k: w / total for k, w in weights.items()}
 
     @staticmethod
-    def _stage_tasks(comps: Components, stage_name: str, stage: Any) -> dict[str, Any]:
+    def _stage_tasks(tasks: dict[str, Any], stage_name: str, stage: Any) -> dict[str, Any]:
         """The downstream tasks a stage trains on (see ``pretrain.tasks``/``finetune.tasks``)."""
         names = list(stage.tasks)
         if stage_name == "pretrain":
             if names == ["all"] or "all" in names:
-                names = list(comps.tasks)
+                names = list(tasks)
         elif not names:
-            names = list(comps.tasks)
-        return {n: comps.tasks[n] for n in sorted(set(names))}
+            names = list(tasks)
+        return {n: tasks[n] for n in sorted(set(names))}
 
     def _pretrain_examples(self, comps: Components, stage: Any, stage_no: int,
                            state: dict[str, Any] | None) -> Any:
@@ -795,7 +827,7 @@ class Runner:
         self.log.write({"stage": "eval", "step": self.global_step, "eval": scores})
         best_step = self.results.setdefault("best_step", {})
         members: dict[str, list[str]] = {}
-        for target in self._eval_targets(comps):
+        for target in self._eval_targets(comps.tasks):
             if target.result in scores:
                 members.setdefault(target.group, []).append(target.result)
         for group, results in members.items():
@@ -810,7 +842,7 @@ class Runner:
         """Greedy-decode every task's evaluation split and score it (paper §3.1.2)."""
         comps.model.eval()
         out: dict[str, dict[str, float]] = {}
-        for name, task, split, _group in self._eval_targets(comps):
+        for name, task, split, _group in self._eval_targets(comps.tasks):
             examples = self._eval_examples(task, split)
             preds = self.predict(comps, [ex["inputs"] for ex in examples])
             out[name] = self._score(task, preds, examples)
@@ -818,15 +850,15 @@ class Runner:
         comps.model.train()
         return out
 
-    def _eval_targets(self, comps: Components) -> list[EvalTarget]:
+    def _eval_targets(self, tasks: dict[str, Any]) -> list[EvalTarget]:
         """What to evaluate, as :class:`EvalTarget`. A task may evaluate several splits
         under their own result names (``eval_splits``, e.g. MNLI matched / mismatched)
         when ``eval.split`` is the default "validation"; the task's name is then their
         selection group."""
         split = str(self.cfg.eval.split)
-        chosen = set(self.cfg.eval.tasks or comps.tasks)
+        chosen = set(self.cfg.eval.tasks or tasks)
         out = []
-        for name, task in sorted(comps.tasks.items()):
+        for name, task in sorted(tasks.items()):
             if name not in chosen:
                 continue
             named = getattr(task, "eval_splits", None) if split == "validation" else None
@@ -946,7 +978,7 @@ class Runner:
         named in ``eval.averages`` that offer ``aggregate(results, benchmarks)``; tasks
         declare their benchmark with a ``benchmark`` attribute."""
         benchmarks = {}
-        for name, task, _split, _group in self._eval_targets(comps):
+        for name, task, _split, _group in self._eval_targets(comps.tasks):
             if getattr(task, "benchmark", None):
                 benchmarks[name] = str(task.benchmark)
         out: dict[str, Any] = {}
@@ -964,7 +996,7 @@ class Runner:
         from collections import Counter
 
         out: dict[str, Any] = {}
-        for name, task, split, _group in self._eval_targets(comps):
+        for name, task, split, _group in self._eval_targets(comps.tasks):
             examples = self._eval_examples(task, split)
             out[name] = {
                 "copy_input": self._score(task, [ex["inputs"] for ex in examples], examples)}
@@ -1010,7 +1042,7 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     _check_same_vocabulary(run_dir, checkpoints, cfg.vocabulary.get("model_file"))
     runner = Runner(cfg, registry, run_dir, console)
     comps = runner.build(training=False)
-    if not runner._eval_targets(comps):
+    if not runner._eval_targets(comps.tasks):
         raise ConfigError(f"{run_dir} has no tasks to evaluate (eval.tasks / tasks); add "
                           "some, e.g. tasks.demo_acceptability={} or tasks.glue_cola={...}")
     members = []

@@ -69,7 +69,7 @@ def test_selection_groups_follow_the_results_evaluated(split):
     (no ``eval_splits``), and selection follows that result."""
     fake, checkpoint = _runner({"glue_mnli": MNLI})
     fake.cfg.eval.split = split
-    names = [t.result for t in fake._eval_targets(SimpleNamespace(tasks={"glue_mnli": MNLI}))]
+    names = [t.result for t in fake._eval_targets({"glue_mnli": MNLI})]
     assert names == (["glue_mnli_matched", "glue_mnli_mismatched"] if split == "validation"
                      else ["glue_mnli"])
     checkpoint(7, {name: {"accuracy": 1.0} for name in names})

@@ -249,3 +249,23 @@ def test_a_run_without_pre_training_trains_the_corpus_vocabulary(tmp_path):
                      f"run_dir={runs[name]}"]) == 0
     spm = {name: (run / "vocab" / "spm.model").read_bytes() for name, run in runs.items()}
     assert spm["none"] == spm["pre"] == spm["supervised"]
+
+
+@pytest.mark.parametrize("empty", ["train", "validation"])
+def test_a_task_without_data_stops_the_run_before_training(tmp_path, capsys, empty):
+    """Every task split the run will read is opened before anything trains: an empty
+    training or evaluation file stops the run now, not once pre-training is over (or,
+    in a sweep, at every row's fine-tuning), and leaves no run directory."""
+    rows = "".join(f"src\t{i % 2}\t\tSentence number {i} is here .\n" for i in range(6))
+    files = {split: tmp_path / f"{split}.tsv" for split in ("train", "validation")}
+    for split, path in files.items():
+        path.write_text("" if split == empty else rows)
+    config = tmp_path / "cola.yaml"
+    config.write_text(f"tasks:\n  glue_cola:\n    train_file: {files['train']}\n"
+                      f"    validation_file: {files['validation']}\n")
+    run_dir = tmp_path / "r"
+    assert main(["run", "--quiet", "--config", str(config), *TINY_OVERRIDES[:7],
+                 "pretrain.steps=2", "finetune.steps=2", f"run_dir={run_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert f"task 'glue_cola': split {empty!r} has no examples (checked before training)" in err
+    assert not run_dir.exists()
