@@ -5,6 +5,7 @@
 #   train    benchmarks/vs_hf.py's GPU mode, training only: T5-base pre-training
 #            (128 x 512/114, bf16, our model compiled) against Hugging Face T5 on the same
 #            GPU, with model FLOP utilisation (the target)
+#            (4 steps queued back to back per timing, as a training loop runs them)
 #   tests    the CUDA tests: the cuda backend through `t5k run` (fp32 = CPU, bf16/fp16
 #            train and resume, compile), decoding on CUDA = CPU, the attention dropout
 #            on CUDA (the memory-efficient kernel's bias gradient), and FlexAttention
@@ -58,7 +59,7 @@ PY
 for s in "${stages[@]}"; do
     case $s in
     train) stage train 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
-        --train-only --json "$OUT/vs_hf_cuda_train.json" ;;
+        --train-window 4 --train-only --json "$OUT/vs_hf_cuda_train.json" ;;
     tests) stage tests 240 env T5K_STRICT_PLUGINS=1 "$PY" -m pytest -q -p no:cacheprovider \
         plugins/builtin/tests/test_cuda_backend.py plugins/builtin/tests/test_flex_attention.py \
         "plugins/builtin/tests/test_fast_paths.py::test_attention_dropout_is_the_reference_dropout_on_the_probabilities" ;;
@@ -67,11 +68,11 @@ for s in "${stages[@]}"; do
     profile) stage profile 240 "$PY" benchmarks/step_profile.py --device cuda --compile \
         --json "$OUT/profile_cuda_train.json" ;;
     flex) stage flex 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
-        --train-only --flex-attention --json "$OUT/vs_hf_cuda_train_flex.json" ;;
+        --train-window 4 --train-only --flex-attention --json "$OUT/vs_hf_cuda_train_flex.json" ;;
     flexprofile) stage flexprofile 240 "$PY" benchmarks/step_profile.py --device cuda \
         --compile --flex-attention --json "$OUT/profile_cuda_train_flex.json" ;;
     flexgraphs) stage flexgraphs 300 "$PY" benchmarks/vs_hf.py --device cuda --compile \
-        --compile-mode reduce-overhead --steps 3 --train-only --flex-attention \
+        --compile-mode reduce-overhead --steps 3 --train-window 4 --train-only --flex-attention \
         --json "$OUT/vs_hf_cuda_train_flex_graphs.json" ;;
     decode) stage decode 300 "$PY" benchmarks/vs_hf.py --device cuda --compile --steps 3 \
         --json "$OUT/vs_hf_cuda.json" ;;

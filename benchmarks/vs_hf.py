@@ -247,8 +247,12 @@ def sync_fn(device: torch.device):
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
 
 
-def alternate(fns: dict, steps: int, warmup: int, sync) -> tuple[dict, dict]:
-    """Median seconds per key, the keys' iterations interleaved; and each key's last output."""
+def alternate(fns: dict, steps: int, warmup: int, sync,
+              window: int = 1) -> tuple[dict, dict]:
+    """Median seconds per call for each key, the keys' measurements interleaved; and each
+    key's last output. A measurement times ``window`` calls back to back between two
+    synchronisations (a training loop queues its steps without waiting for each one),
+    and its time is divided by ``window``."""
     outs = {}
     for _ in range(warmup):
         for key, fn in fns.items():
@@ -258,9 +262,10 @@ def alternate(fns: dict, steps: int, warmup: int, sync) -> tuple[dict, dict]:
         for key, fn in fns.items():
             sync()
             start = time.perf_counter()
-            outs[key] = fn()
+            for _ in range(window):
+                outs[key] = fn()
             sync()
-            times[key].append(time.perf_counter() - start)
+            times[key].append((time.perf_counter() - start) / window)
     return {k: statistics.median(v) for k, v in times.items()}, outs
 
 
@@ -354,7 +359,7 @@ def time_worker(args, spec: dict) -> dict:
     prepare_ours(ours, args.compile, args.flex_attention, args.compile_mode)
     steps = train_steps(ours, hf, spec["train"], device, args.precision, args.sdpa_backend,
                         args.hf_precision)
-    secs, _ = alternate(steps, args.steps, warmup, sync)
+    secs, _ = alternate(steps, args.steps, warmup, sync, args.train_window)
     result: dict = {impl: {} for impl in ("ours", "hf")}
     train_flops = 3 * rows * (li * per_in + lt * per_tgt)
     model_flops = train_flops + 3 * attention_flops(spec["dims"], rows, li, lt)
@@ -440,8 +445,8 @@ def spec_for(name: str, quick: bool) -> dict:
 
 def run_child(args, *extra: str) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--device", args.device,
-           "--steps", str(args.steps), "--dropout", str(args.dropout),
-           "--threads", str(args.threads), "--precision", args.precision,
+           "--steps", str(args.steps), "--train-window", str(args.train_window),
+           "--dropout", str(args.dropout), "--threads", str(args.threads), "--precision", args.precision,
            "--hf-precision", args.hf_precision, *extra]
     cmd += (["--quick"] * args.quick + ["--compile"] * args.compile
             + ["--elementwise-dropout"] * args.elementwise_dropout
@@ -532,6 +537,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-only", action="store_true",
                     help="measure training only, no decoding (the GPU mode's target)")
     ap.add_argument("--steps", type=int, default=5, help="timed iterations per measurement")
+    ap.add_argument("--train-window", type=int, default=1,
+                    help="training steps run back to back per timed iteration, with no "
+                         "synchronisation between them (as in a training loop; t5k run reads "
+                         "the loss only when it logs); on a GPU, a launch-bound step's queue "
+                         "then stays full")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--quick", action="store_true",
                     help="one step per configuration on tiny shapes (for tests)")
@@ -541,6 +551,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.quick:
         args.steps = 1
+    if args.train_window < 1:
+        ap.error(f"--train-window must be >= 1, got {args.train_window}")
     if args.compile_mode and not args.compile:
         ap.error("--compile-mode needs --compile")
     if args.flex_attention and not (args.device == "cuda" and args.compile):
@@ -576,7 +588,8 @@ def main(argv: list[str] | None = None) -> None:
     results = [measure(args, n) for n in names]
     report = {"device": args.device, "torch": torch.__version__,
               "transformers": version("transformers"), "threads": torch.get_num_threads(),
-              "steps": args.steps, "dropout": args.dropout, "quick": args.quick,
+              "steps": args.steps, "train_window": args.train_window,
+              "dropout": args.dropout, "quick": args.quick,
               "precision": args.precision, "hf_precision": args.hf_precision,
               "ours_compiled": args.compile,
               "compile_mode": args.compile_mode, "train_only": args.train_only,

@@ -70,10 +70,10 @@ def test_quick_run_reports_every_metric(tmp_path):
 def test_train_only_run_skips_decoding_and_reports_training_early(tmp_path):
     out = tmp_path / "vs_hf.json"
     proc = _run_script(SCRIPT, tmp_path, "--quick", "--configs", "tiny", "--train-only",
-                       "--json", str(out))
+                       "--train-window", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
-    assert report["train_only"] is True
+    assert report["train_only"] is True and report["train_window"] == 2
     [cfg] = report["configs"]
     for impl in ("ours", "hf"):
         assert cfg[impl]["train_tokens_per_s"] > 0 and cfg[impl]["peak_rss_mb"] > 0
@@ -311,3 +311,23 @@ def test_attention_kernels_flags_a_wrong_bias_gradient():
                           torch.device("cpu"), torch.float32)
     assert errors["out"] < 1e-5 and errors["dq"] < 1e-5
     assert errors["dpos"] == float("inf")  # no gradient at all: flagged, not skipped
+
+
+def test_a_timed_window_runs_its_calls_back_to_back_and_reports_per_call():
+    """alternate(window=K): K calls between two synchronisations, time divided by K,
+    the keys interleaved measurement by measurement."""
+    alternate = _load_module().alternate
+    calls, syncs = [], []
+
+    def fn(key):
+        def call():
+            calls.append(key)
+            return len(calls)
+        return call
+
+    secs, outs = alternate({"a": fn("a"), "b": fn("b")}, steps=2, warmup=1,
+                           sync=lambda: syncs.append(len(calls)), window=3)
+    assert calls == ["a", "b"] + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
+    assert syncs == [2, 5, 5, 8, 8, 11, 11, 14]  # before and after each window only
+    assert set(secs) == {"a", "b"} and all(s >= 0 for s in secs.values())
+    assert outs == {"a": 11, "b": 14}
