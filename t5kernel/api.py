@@ -37,7 +37,7 @@ import pluggy
 #: Version of the kernel API. Plugins declare the one they were written for in
 #: ``PluginSpec.api_version``; the major number must match and the minor number must
 #: not exceed the kernel's.
-API_VERSION: tuple[int, int] = (1, 1)
+API_VERSION: tuple[int, int] = (1, 2)
 
 #: The entry-point group (and pluggy project name) plugins register under.
 ENTRY_POINT_GROUP = "t5kernel"
@@ -64,6 +64,36 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 @dataclasses.dataclass
 class NoConfig:
     """Config dataclass for plugins that take no options."""
+
+
+#: ``dataclasses.field`` metadata key of an option that names local files (see
+#: :func:`path_option`); its value is ``"local"`` or ``"hub_or_local"``
+PATH_OPTION = "t5k_path"
+
+
+def path_option(default: Any = None, *, hub: bool = False, list_of: bool = False) -> Any:
+    """A config field holding a local path (``str | None``) or paths (``list[str]``,
+    ``list_of=True``; globs allowed) that validation makes absolute.
+
+    A run's config.yaml is read again by ``t5k eval``, ``t5k convert``, resumed runs and
+    sweeps, often from another working directory: a relative ``train_file: train.tsv``
+    would then name another file, or none. So the kernel rewrites each such option to
+    ``os.path.abspath(os.path.expanduser(value))`` before the plugin sees it, and the
+    saved config holds that. URLs (``scheme://...``) and empty values are kept.
+    ``hub=True`` marks a value that is a Hugging Face hub id *or* a local folder (as
+    ``datasets.load_dataset`` reads it): made absolute only when it exists on disk.
+
+    Use it as the field's default::
+
+        train_file: str | None = path_option()
+        data_files: list[str] = path_option(list_of=True)
+    """
+    mode = "hub_or_local" if hub else "local"
+    if list_of:
+        if default is not None:
+            raise ValueError("path_option(list_of=True) starts empty; give no default")
+        return dataclasses.field(default_factory=list, metadata={PATH_OPTION: mode})
+    return dataclasses.field(default=default, metadata={PATH_OPTION: mode})
 
 
 @dataclasses.dataclass(frozen=True)

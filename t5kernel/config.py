@@ -13,8 +13,10 @@ mapping with a ``name`` that selects a plugin and the plugin's options. Resoluti
    wrong types are errors naming the key, the plugin and the allowed keys), range-check
    kernel and plugin values and run the plugins' cross checks (:func:`validate`), all
    before any work starts,
-4. fill in the plugin defaults, so the saved ``config.yaml`` is complete and re-running
-   with it reproduces the run.
+4. fill in the plugin defaults and make path options absolute (plugin fields made with
+   :func:`t5kernel.api.path_option`, the kernel's ``init_checkpoint``), so the saved
+   ``config.yaml`` is complete and re-running it, from any working directory,
+   reproduces the run.
 
 A config file cannot execute code: YAML is read with OmegaConf's safe loader (no Python
 tags), t5kernel registers no resolver, and composing and resolving run with OmegaConf's
@@ -30,6 +32,7 @@ import copy
 import dataclasses
 import functools
 import math
+import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ from omegaconf.errors import (
     UnsupportedInterpolationType,
 )
 
+from t5kernel.api import PATH_OPTION, path_option
 from t5kernel.errors import ConfigError, PluginError, T5KError
 
 
@@ -175,7 +179,7 @@ class RunConfig:
     paper: dict[str, Any] = field(default_factory=dict)
     #: a checkpoint folder (e.g. ``t5k convert``'s ``checkpoints/step_0``) whose
     #: model.safetensors initialises the model before training (strict; not on resume)
-    init_checkpoint: str | None = None
+    init_checkpoint: str | None = path_option()
     # The embedded default is the paper's baseline recipe scaled to minutes on a laptop
     # CPU. Measured trade-offs at this scale (see the README): the paper's fine-tuning
     # rate (1e-3, meant after 2^19 pre-training steps) and dropout 0.1 leave a model this
@@ -546,6 +550,7 @@ def validate(cfg: DictConfig, registry: Any) -> DictConfig:
                 cfg = OmegaConf.create(_literal(OmegaConf.to_container(cfg, resolve=True)))
             except OmegaConfBaseException as exc:
                 raise ConfigError(f"invalid configuration: {_oc_message(exc)}") from exc
+        _absolute_paths(cfg, RunConfig)
         out = OmegaConf.to_container(cfg)
         assert isinstance(out, dict)
         _check_kernel_values(cfg, registry)
@@ -628,8 +633,39 @@ def _validate_section(
         raise ConfigError(
             f"{path}.{key}: {_first_line(exc)} (option of {kind} {name!r})"
         ) from exc
+    _absolute_paths(merged, record.config)
     instance = _instantiate(path, kind, str(name), merged)
     return {"name": str(name), **OmegaConf.to_container(merged)}, instance
+
+
+def _absolute_paths(node: DictConfig, schema: type) -> None:
+    """Rewrite, in ``node``, every option of ``schema`` (a config dataclass) marked
+    with :func:`t5kernel.api.path_option` to an absolute path, nested option groups
+    included; see there for why and for which values are kept."""
+    for f in dataclasses.fields(schema):
+        if f.name not in node:
+            continue
+        mode = f.metadata.get(PATH_OPTION)
+        value = node._get_node(f.name)
+        if mode is not None:
+            if isinstance(value, ListConfig):
+                node[f.name] = [_absolute(v, mode) for v in value]
+            elif isinstance(node[f.name], str):
+                node[f.name] = _absolute(node[f.name], mode)
+        elif isinstance(value, DictConfig):
+            nested = OmegaConf.get_type(value)
+            if nested is not None and dataclasses.is_dataclass(nested):
+                _absolute_paths(value, nested)
+
+
+def _absolute(value: Any, mode: str) -> Any:
+    """``value`` as an absolute local path, or as it is (see ``path_option``)."""
+    if not isinstance(value, str) or not value or "://" in value:
+        return value
+    local = os.path.expanduser(value)
+    if mode == "hub_or_local" and not os.path.exists(local):
+        return value  # a hub id, as datasets.load_dataset reads it
+    return os.path.abspath(local)
 
 
 def _unknown_option(schema: DictConfig, data: dict[str, Any], prefix: str = ""

@@ -110,3 +110,44 @@ def test_a_file_that_names_tasks_replaces_the_task_set(registry, tmp_path):
     assert list(cfg.tasks) == ["demo_pig_latin"] and cfg.tasks.demo_pig_latin.num_train == 10
     cfg = validate(compose(overrides=["tasks.demo_pig_latin.num_train=10"]), registry)
     assert len(cfg.tasks) == 3
+
+
+def test_path_options_are_saved_absolute_so_the_config_works_from_any_directory(
+        registry, tmp_path, monkeypatch):
+    """Options made with ``path_option`` (files, globs, folders; nested option groups too)
+    and ``init_checkpoint`` become absolute at validation; URLs, hub ids and empty values
+    stay as given; a hub id that names a local folder is made absolute, as datasets reads
+    it; validating the saved config again, elsewhere, changes nothing."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "local_c4").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = validate(compose(overrides=[
+        "init_checkpoint=runs/a/checkpoints/step_0", "vocabulary.model_file=~/spm.model",
+        "corpus.name=c4", "corpus.data_files=[shards/*.json.gz,hf://datasets/x/y.json,'']",
+        "corpus.cleaning.badwords_path=../badwords.txt", "corpus.hub_path=org/local_c4",
+        "tasks={glue_cola: {train_file: train.tsv, validation_file: ./dev/../dev.tsv},"
+        " squad: {train_file: null}}",
+    ]), registry)
+    assert cfg.init_checkpoint == str(tmp_path / "runs/a/checkpoints/step_0")
+    assert cfg.vocabulary.model_file == str(tmp_path / "home" / "spm.model")
+    assert list(cfg.corpus.data_files) == [str(tmp_path / "shards/*.json.gz"),
+                                           "hf://datasets/x/y.json", ""]
+    assert cfg.corpus.cleaning.badwords_path == str(tmp_path.parent / "badwords.txt")
+    assert cfg.corpus.hub_path == str(tmp_path / "org" / "local_c4")
+    assert cfg.tasks.glue_cola.train_file == str(tmp_path / "train.tsv")
+    assert cfg.tasks.glue_cola.validation_file == str(tmp_path / "dev.tsv")
+    assert cfg.tasks.glue_cola.hub_path == "nyu-mll/glue"  # no such folder: a hub id
+    assert cfg.tasks.squad.train_file is None and cfg.tasks.squad.hub_path == "rajpurkar/squad"
+    saved = tmp_path / "config.yaml"
+    saved.write_text(OmegaConf.to_yaml(cfg))
+    monkeypatch.chdir(tmp_path / "org")
+    again = validate(compose([saved]), registry)
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+
+
+def test_a_path_option_takes_no_list_default():
+    from t5kernel.api import PATH_OPTION, path_option
+
+    with pytest.raises(ValueError, match="starts empty"):
+        path_option(["a"], list_of=True)
+    assert path_option(hub=True).metadata[PATH_OPTION] == "hub_or_local"

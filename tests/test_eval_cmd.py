@@ -185,3 +185,32 @@ def test_eval_options(tiny_run, capsys):
     out = capsys.readouterr().out
     assert "checkpoint: " in out and "step_" in out and "results: " in out
     assert "average (all_tasks)" in out
+
+
+def test_a_run_with_relative_data_paths_evaluates_from_another_directory(
+        tmp_path, monkeypatch, capsys):
+    """A run started in the data's folder with ``train_file: train.tsv`` saves absolute
+    paths, so ``t5k eval`` from elsewhere reads the same validation file; and it needs no
+    training file (deleted here) to evaluate."""
+    data, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    data.mkdir()
+    elsewhere.mkdir()
+    words = ["the cat sat", "a dog ran home", "birds sing loudly", "she reads books"]
+    rows = [f"src\t{n % 2}\t\t{words[n % 4]} {n}." for n in range(24)]
+    (data / "train.tsv").write_text("\n".join(rows) + "\n")
+    (data / "dev.tsv").write_text("\n".join(rows[:8]) + "\n")
+    (data / "tasks.yaml").write_text(
+        "tasks:\n  glue_cola: {train_file: train.tsv, validation_file: dev.tsv}\n")
+    run_dir = tmp_path / "run"
+    tiny = [o for o in TINY_OVERRIDES if not o.startswith("tasks.")]
+    monkeypatch.chdir(data)
+    assert cli.main(["run", "--quiet", "--config", "tasks.yaml", *tiny,
+                     f"run_dir={run_dir}", "eval.max_examples=0"]) == 0
+    scored = json.loads((run_dir / "results.json").read_text())["eval"]["glue_cola"]
+    (data / "train.tsv").unlink()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert cli.main(["eval", str(run_dir), "--name", "moved"]) == 0, capsys.readouterr().err
+    again = json.loads((run_dir / "evals" / "moved" / "results.json").read_text())
+    assert set(again["eval"]) == {"glue_cola"}
+    assert again["eval"]["glue_cola"].keys() == scored.keys()

@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from t5kernel.api import path_option
 from t5kernel.errors import ConfigError
 
 
@@ -209,7 +210,7 @@ class SentencePieceConfig:
     """SentencePiece vocabulary plus ``extra_ids`` sentinels numbered from the end."""
 
     #: an existing SentencePiece ``.model`` file; None = train one on the run's corpus
-    model_file: str | None = None
+    model_file: str | None = path_option()
     #: number of SentencePiece pieces to train (32000 in the paper)
     size: int = 32000
     extra_ids: int = 100
@@ -468,11 +469,11 @@ class EmbeddedCorpusConfig:
 class TextFilesConfig:
     """Local .txt / .jsonl / .json / .parquet files read through the datasets library."""
 
-    paths: list[str] = field(default_factory=list)
+    paths: list[str] = path_option(list_of=True)
     #: field holding the text in .jsonl/.json/.parquet files
     text_field: str = "text"
     #: paths for the validation split (optional)
-    validation_paths: list[str] = field(default_factory=list)
+    validation_paths: list[str] = path_option(list_of=True)
     #: .txt files: "line" = one document per line, "paragraph" = blank-line separated,
     #: "file" = one document per file
     txt_unit: str = "paragraph"
@@ -546,7 +547,7 @@ class C4CleanConfig:
     badwords: bool = True
     #: a local copy of that list; None = fetch the pinned list once into the user cache
     #: (needs internet; a clear error says how to supply the file when offline)
-    badwords_path: str | None = None
+    badwords_path: str | None = path_option()
     #: how a bad word must be delimited: "letters" = by non-letters ``[^a-z]`` (c4_utils
     #: at the commit the paper's code pinned: "appétit" then matches "tit"); "word" = by
     #: ``\W`` / text start / end (later TFDS, which the released allenai/c4 agrees with)
@@ -596,12 +597,12 @@ class WebCorpusConfig:
 
     #: raw web pages: Common Crawl WET files (.wet, .warc.wet, optionally .gz) or JSON
     #: lines with ``url`` and ``text`` (.jsonl, .jsonl.gz); files, directories or globs
-    raw_files: list[str] = field(default_factory=list)
+    raw_files: list[str] = path_option(list_of=True)
     #: local shards in the hub schema (.json/.jsonl, optionally .gz, or .parquet)
-    data_files: list[str] = field(default_factory=list)
+    data_files: list[str] = path_option(list_of=True)
     #: local shards of the validation split
-    validation_files: list[str] = field(default_factory=list)
-    hub_path: str = "allenai/c4"
+    validation_files: list[str] = path_option(list_of=True)
+    hub_path: str = path_option("allenai/c4", hub=True)
     hub_name: str | None = "en"
     revision: str | None = None
     #: stream the hub dataset instead of downloading it whole
@@ -651,7 +652,7 @@ class RealNewsLikeConfig(WebCorpusConfig):
     hub_name: str | None = "realnewslike"
     #: Grover's ``domain_to_allowed_subdomains.json`` (domain -> true or a list of allowed
     #: subdomains); needed for raw_files / data_files, not for the hub's realnewslike
-    domains_path: str | None = None
+    domains_path: str | None = path_option()
 
 
 @dataclass
@@ -660,7 +661,7 @@ class WebTextLikeConfig(WebCorpusConfig):
 
     hub_name: str | None = "en"
     #: the OpenWebText URL list: one URL per line, optionally ``url<TAB>score``
-    urls_path: str | None = None
+    urls_path: str | None = path_option()
     #: keep URLs whose Reddit score is at least this (lines without a score are kept)
     min_score: int = 3
 
@@ -669,7 +670,7 @@ class WebTextLikeConfig(WebCorpusConfig):
 class WikipediaConfig(WebCorpusConfig):
     """English Wikipedia articles (P Table 8; the paper used the 2019-03-01 dump)."""
 
-    hub_path: str = "wikimedia/wikipedia"
+    hub_path: str = path_option("wikimedia/wikipedia", hub=True)
     hub_name: str | None = "20231101.en"
     #: raw_files are read as they are, like TFDS's articles (each rule can be switched on)
     cleaning: C4CleanConfig = field(default_factory=_no_cleaning)
@@ -679,10 +680,10 @@ class WikipediaConfig(WebCorpusConfig):
 class WikipediaTbcConfig(WikipediaConfig):
     """Wikipedia + Toronto Books Corpus (P Table 8), interleaved by ``tbc_probability``."""
 
-    tbc_hub_path: str = "bookcorpus/bookcorpus"
+    tbc_hub_path: str = path_option("bookcorpus/bookcorpus", hub=True)
     tbc_hub_name: str | None = None
     #: local TBC shards (text lines / jsonl / parquet with ``text``)
-    tbc_files: list[str] = field(default_factory=list)
+    tbc_files: list[str] = path_option(list_of=True)
     #: probability that the next document comes from TBC (the paper's 20 GB = 16 GB
     #: Wikipedia + ~4 GB TBC)
     tbc_probability: float = 0.2
@@ -869,7 +870,7 @@ class HubTaskSource:
     cached). ``streaming`` reads it without downloading it whole (then the number of
     examples is unknown)."""
 
-    hub_path: str = ""
+    hub_path: str = path_option("", hub=True)
     hub_name: str | None = None
     revision: str | None = None
     streaming: bool = False
@@ -883,11 +884,11 @@ class SquadConfig(HubTaskSource):
     either file is set; the splits are the files given. Else the hub's ``rajpurkar/squad``.
     """
 
-    hub_path: str = "rajpurkar/squad"
+    hub_path: str = path_option("rajpurkar/squad", hub=True)
     #: e.g. train-v1.1.json
-    train_file: str | None = None
+    train_file: str | None = path_option()
     #: e.g. dev-v1.1.json
-    validation_file: str | None = None
+    validation_file: str | None = path_option()
     #: how question, context and answers are spaced: "nonword" = the paper-era T5 code
     #: (spaces around every character outside [0-9A-Za-z_], RE2's \W); "punct" = later T5
     #: (around ASCII punctuation only, RE2's [[:punct:]])
@@ -906,20 +907,20 @@ class CnnDailymailConfig(HubTaskSource):
     lines (``*_files``) with ``article_field`` / ``summary_field``, else the hub.
     """
 
-    hub_path: str = "abisee/cnn_dailymail"
+    hub_path: str = path_option("abisee/cnn_dailymail", hub=True)
     hub_name: str | None = "3.0.0"
     #: directories holding <sha1 of URL>.story files (TFDS: cnn/stories, dailymail/stories)
-    stories_dirs: list[str] = field(default_factory=list)
+    stories_dirs: list[str] = path_option(list_of=True)
     #: directory with all_train.txt / all_val.txt / all_test.txt
-    url_lists_dir: str | None = None
+    url_lists_dir: str | None = path_option()
     #: how .story files become text, as this TFDS cnn_dailymail version did: "1.0.0" (the
     #: paper's): lowercased, highlights joined with spaces; "2.0.0": lowercased, joined
     #: with newlines; "3.0.0"/"3.1.0": cased, newlines; "3.2.0"+: also no space before an
     #: added period
     tfds_version: str = "1.0.0"
-    train_files: list[str] = field(default_factory=list)
-    validation_files: list[str] = field(default_factory=list)
-    test_files: list[str] = field(default_factory=list)
+    train_files: list[str] = path_option(list_of=True)
+    validation_files: list[str] = path_option(list_of=True)
+    test_files: list[str] = path_option(list_of=True)
     article_field: str = "article"
     summary_field: str = "highlights"
 
@@ -936,13 +937,13 @@ class WmtConfig(HubTaskSource):
     prefixes. Else the hub, whose rows are ``{"translation": {lang: text}}``.
     """
 
-    hub_path: str = "wmt/wmt14"
+    hub_path: str = path_option("wmt/wmt14", hub=True)
     hub_name: str | None = "de-en"
     source_language: str = "en"
     target_language: str = "de"
-    train_prefixes: list[str] = field(default_factory=list)
-    validation_prefixes: list[str] = field(default_factory=list)
-    test_prefixes: list[str] = field(default_factory=list)
+    train_prefixes: list[str] = path_option(list_of=True)
+    validation_prefixes: list[str] = path_option(list_of=True)
+    test_prefixes: list[str] = path_option(list_of=True)
 
     def __post_init__(self) -> None:
         for key in ("source_language", "target_language"):  # a code, optionally with a region
@@ -974,7 +975,7 @@ class WmtEnFrConfig(WmtConfig):
 class WmtEnRoConfig(WmtConfig):
     """WMT16 English-Romanian (T5 ``wmt16_enro_v003``; test newstest2016)."""
 
-    hub_path: str = "wmt/wmt16"
+    hub_path: str = path_option("wmt/wmt16", hub=True)
     hub_name: str | None = "ro-en"
     target_language: str = "ro"
 
@@ -989,10 +990,10 @@ class GlueTaskConfig:
     """
 
     #: GLUE's ``train.tsv`` (MRPC: also SentEval's ``msr_paraphrase_train.txt`` layout)
-    train_file: str | None = None
+    train_file: str | None = path_option()
     #: GLUE's ``dev.tsv`` (MNLI: ``dev_matched.tsv``)
-    validation_file: str | None = None
-    hub_path: str = "nyu-mll/glue"
+    validation_file: str | None = path_option()
+    hub_path: str = path_option("nyu-mll/glue", hub=True)
     #: hub config; None = the task's own (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli)
     hub_name: str | None = None
     revision: str | None = None
@@ -1003,7 +1004,7 @@ class MnliTaskConfig(GlueTaskConfig):
     """GLUE MNLI: train, validation (matched) and validation_mismatched."""
 
     #: GLUE's ``dev_mismatched.tsv``
-    validation_mismatched_file: str | None = None
+    validation_mismatched_file: str | None = path_option()
 
 
 @dataclass
@@ -1011,4 +1012,4 @@ class SuperGlueTaskConfig(GlueTaskConfig):
     """A SuperGLUE task (facts §8.3): the official ``train.jsonl`` / ``val.jsonl``, else
     the hub (config: boolq, cb, copa, multirc, record, rte, wic, wsc.fixed)."""
 
-    hub_path: str = "aps/super_glue"
+    hub_path: str = path_option("aps/super_glue", hub=True)

@@ -213,12 +213,10 @@ class _Task:
 
     def __init__(self, config: GlueTaskConfig, context: Any = None) -> None:
         self.config = config
+        # (each file is checked when its split is read, so that `t5k eval` of a finished
+        # run does not need the training file, and a run checks every split it will read
+        # before training: Runner._check_task_data)
         self.files = {split: getattr(config, key) for split, key in self.split_files.items()}
-        for split, path in self.files.items():
-            if path is not None and not Path(path).is_file():
-                raise DataError(
-                    f"{self.name}: {self.split_files[split]} {path!r} does not exist or is "
-                    "not a file")
         if not self.local and not config.hub_path:
             raise ConfigError(
                 f"{self.name}: no source: set hub_path or a local file "
@@ -250,8 +248,11 @@ class _Task:
                 f"{self.name}: no local file for split {split!r}: set "
                 f"{self.split_files[split]} (local files are read because "
                 f"{', '.join(k for s, k in self.split_files.items() if self.files[s])} is set)")
+        if not Path(path).expanduser().is_file():
+            raise DataError(f"{self.name}: {self.split_files[split]} {path!r} does not exist "
+                            "or is not a file")
         try:
-            yield from self.read_local(Path(path))
+            yield from self.read_local(Path(path).expanduser())
         except UnicodeDecodeError as err:
             raise DataError(f"{self.name}: {path} is not UTF-8 text ({err.reason})") from err
 
