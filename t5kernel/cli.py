@@ -5,6 +5,7 @@
     t5k describe [--config FILE.yaml] [--arch NAME] [--json] [--vocab-size N] [key=value ...]
     t5k convert SRC DST [--arch NAME]
     t5k eval RUN_DIR [--checkpoint DIR ...] [--name NAME] [key=value ...]
+    t5k predict RUN_DIR [--input TEXT ...] [--file FILE|-] [--output FILE] [--jsonl] [key=value ...]
     t5k clean IN [IN ...] OUT [--corpus NAME] [key=value ...]
     t5k report RUN_DIR [RUN_DIR ...] [--png FILE] [--json]
     t5k sweep TABLE_DIR [--scale paper|small|tiny] [--out DIR] [--rows A,B] [key=value ...]
@@ -79,6 +80,29 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("overrides", nargs="*", metavar="key=value",
                     help="overrides of the run's config, e.g. eval.num_beams=4")
 
+    pr = sub.add_parser("predict", help="decode your own inputs with a run's model (one "
+                        "prediction per line, in input order)")
+    pr.add_argument("run_dir", help="a run directory (its config.yaml and vocabulary are used)")
+    pr.add_argument("--input", action="append", default=[], metavar="TEXT",
+                    help="an input text with its task prefix, e.g. 'cola sentence: ...' "
+                    "(repeatable)")
+    pr.add_argument("--file", metavar="FILE",
+                    help="inputs, one per line; a .jsonl file: objects with an \"inputs\" "
+                    "text; - = standard input (the default when no --input is given and "
+                    "standard input is not a terminal)")
+    pr.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                    help="a checkpoints/step_N folder (repeatable: several = an ensemble; "
+                    "default: the run's latest valid checkpoint)")
+    pr.add_argument("--output", metavar="FILE",
+                    help="write the predictions here (a new file) instead of standard output")
+    pr.add_argument("--jsonl", action="store_true",
+                    help="JSON lines {\"inputs\", \"prediction\"} (exact, newlines kept) "
+                    "instead of one prediction per line")
+    pr.add_argument("--backend", help="backend plugin (backend.name), e.g. cpu for a run "
+                    "trained on a GPU")
+    pr.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="overrides of the run's config, e.g. eval.num_beams=4")
+
     cv = sub.add_parser("convert", help="Hugging Face T5 folder -> t5k checkpoint, or a run's "
                         "checkpoint -> Hugging Face folder (direction from SRC)")
     cv.add_argument("src", help="a Hugging Face model folder (config.json) to import, or a run "
@@ -126,6 +150,7 @@ INTERRUPTED = {
     "sweep": "interrupted; running the same sweep command again resumes it",
     "eval": "interrupted; nothing was written under the run's evals/: run the same command "
             "again",
+    "predict": "interrupted; no --output file was written",
     "clean": "interrupted; the output folder is unfinished (its files so far are complete, "
              "but there is no report.json): run again into another folder",
 }
@@ -146,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # key=value overrides may come before or after options (argparse alone would stop
     # collecting positionals at the first option)
     args, extra = parser.parse_known_args(argv)
-    with_overrides = args.command in ("run", "describe", "eval", "clean", "sweep")
+    with_overrides = args.command in ("run", "describe", "eval", "predict", "clean", "sweep")
     unknown = [e for e in extra if e.startswith("-") or not with_overrides]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
@@ -166,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_convert(args)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "predict":
+            return _cmd_predict(args)
         if args.command == "clean":
             return _cmd_clean(args)
         if args.command == "report":
@@ -286,6 +313,45 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     _print_results(console, results, f"evaluation: {mode}"
                    + (f", ensemble of {members} ({dec['ensemble_reduce']})" if members > 1 else ""))
     console.print(f"results: {out_dir / 'results.json'}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from t5kernel import checkpoint as ckpt
+    from t5kernel.config import compose, validate
+    from t5kernel.errors import RunDirError
+    from t5kernel.predict import format_predictions, predict, read_inputs
+    from t5kernel.registry import default_registry
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunDirError(f"{run_dir} is not a run directory (no config.yaml)")
+    output = Path(args.output) if args.output else None
+    if output is not None and output.exists():
+        raise RunDirError(f"--output {output} already exists; choose another file "
+                          "(nothing was overwritten)")
+    source = args.file
+    if source is None and not args.input and not sys.stdin.isatty():
+        source = "-"
+    inputs = read_inputs(args.input, source)
+    registry = default_registry()
+    overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
+    cfg = validate(compose([run_dir / "config.yaml"], overrides, registry), registry)
+    import os
+
+    def note(line: str) -> None:  # standard output carries the predictions only
+        print(line, file=sys.stderr)
+
+    os.environ["T5K_NO_PROGRESS"] = "1"
+    result = predict(cfg, registry, run_dir, [Path(c) for c in args.checkpoint], inputs, note)
+    note("checkpoint: " + ", ".join(result["checkpoints"]))
+    text = format_predictions(inputs, result["predictions"], args.jsonl)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        ckpt.atomic_write_text(output, text)
+        note(f"{len(inputs)} predictions -> {output}")
     return 0
 
 

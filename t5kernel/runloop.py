@@ -1025,12 +1025,7 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     one. Writes ``<run_dir>/evals/<name>/`` (results.json, config.yaml, predictions/).
     """
     run_dir = Path(run_dir)
-    if not checkpoints:
-        latest = ckpt.latest_valid(run_dir / "checkpoints")
-        if latest is None:
-            raise RunDirError(f"{run_dir} has no valid checkpoint to evaluate; pass --checkpoint")
-        checkpoints = [latest]
-    checkpoints = [Path(c) for c in checkpoints]
+    checkpoints = resolve_checkpoints(run_dir, checkpoints, cfg)
     if name is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         beams = int(cfg.eval.num_beams)
@@ -1039,21 +1034,12 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
     out_dir = run_dir / "evals" / name
     if out_dir.exists():
         raise RunDirError(f"{out_dir} already exists; choose another --name")
-    _check_same_vocabulary(run_dir, checkpoints, cfg.vocabulary.get("model_file"))
     runner = Runner(cfg, registry, run_dir, console)
     comps = runner.build(training=False)
     if not runner._eval_targets(comps.tasks):
         raise ConfigError(f"{run_dir} has no tasks to evaluate (eval.tasks / tasks); add "
                           "some, e.g. tasks.demo_acceptability={} or tasks.glue_cola={...}")
-    members = []
-    for i, path in enumerate(checkpoints):
-        model = comps.model if i == 0 else comps.backend.prepare(
-            comps.arch.build(comps.vocab.vocab_size))
-        if _written_during_finetuning(path):  # e.g. adapters: add them before loading
-            runner._build(cfg.finetune.strategy, "finetune").setup(model, int(cfg.finetune.steps))
-        ckpt.load_model_weights(model, path)
-        members.append(model)
-    runner.members = members
+    load_members(runner, comps, checkpoints)
     # the folder appears complete or not at all: an interrupted or failed evaluation
     # leaves nothing that would block its name
     with ckpt.atomic_folder(out_dir) as work:
@@ -1075,6 +1061,38 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         ckpt.atomic_write_text(work / "results.json",
                                jsonout.dumps(results, indent=1, sort_keys=True))
     return out_dir, results
+
+
+def resolve_checkpoints(run_dir: Path, checkpoints: list[Path], cfg: DictConfig
+                        ) -> list[Path]:
+    """The checkpoints to decode with: those given, else the run's latest valid one;
+    refused when one comes from a run with another vocabulary."""
+    if not checkpoints:
+        latest = ckpt.latest_valid(run_dir / "checkpoints")
+        if latest is None:
+            raise RunDirError(f"{run_dir} has no valid checkpoint to decode with; pass "
+                              "--checkpoint")
+        checkpoints = [latest]
+    checkpoints = [Path(c) for c in checkpoints]
+    _check_same_vocabulary(run_dir, checkpoints, cfg.vocabulary.get("model_file"))
+    return checkpoints
+
+
+def load_members(runner: Runner, comps: Components, checkpoints: list[Path]) -> None:
+    """Load ``checkpoints`` into the models ``runner.predict`` decodes with: the first
+    into ``comps.model``, each other into a model of its own (an ensemble). Each is built
+    from the run's architecture and vocabulary and loaded strictly; a checkpoint written
+    while fine-tuning gets the strategy's extra modules (adapters) first."""
+    cfg = runner.cfg
+    members = []
+    for i, path in enumerate(checkpoints):
+        model = comps.model if i == 0 else comps.backend.prepare(
+            comps.arch.build(comps.vocab.vocab_size))
+        if _written_during_finetuning(path):  # e.g. adapters: add them before loading
+            runner._build(cfg.finetune.strategy, "finetune").setup(model, int(cfg.finetune.steps))
+        ckpt.load_model_weights(model, path)
+        members.append(model)
+    runner.members = members
 
 
 def _written_during_finetuning(path: Path) -> bool:
