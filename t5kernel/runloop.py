@@ -334,11 +334,14 @@ class Runner:
         return self.results
 
     def _check_task_data(self, tasks: dict[str, Any],
-                         resume_state: dict[str, Any] | None = None) -> None:
+                         resume_state: dict[str, Any] | None = None,
+                         seen: set[str] | None = None) -> None:
         """Open every task split the run will still read and take its first example,
         before training anything: a task whose data cannot be read (a hub dataset not in
         the offline cache, an empty or malformed file) stops the run now, not after
-        hours of pre-training when fine-tuning or evaluation first reads it."""
+        hours of pre-training when fine-tuning or evaluation first reads it. ``seen``
+        (task, split, options) keys are skipped and the checked ones added
+        (:func:`check_task_data` over many runs)."""
         cfg = self.cfg
         wanted: dict[tuple[str, str], Any] = {}
         for stage_name, stage in (("pretrain", cfg.pretrain), ("finetune", cfg.finetune)):
@@ -350,6 +353,12 @@ class Runner:
             for target in self._eval_targets(tasks):
                 wanted[target.group, target.split] = target.task
         for (name, split), task in sorted(wanted.items(), key=lambda kv: kv[0]):
+            if seen is not None:
+                key = json.dumps([name, split, OmegaConf.to_container(cfg.tasks[name])],
+                                 sort_keys=True)
+                if key in seen:
+                    continue
+                seen.add(key)
             examples = iter(task.examples(split))
             try:
                 first = next(examples, None)
@@ -1061,6 +1070,17 @@ def evaluate_checkpoints(cfg: DictConfig, registry: Any, run_dir: Path,
         ckpt.atomic_write_text(work / "results.json",
                                jsonout.dumps(results, indent=1, sort_keys=True))
     return out_dir, results
+
+
+def check_task_data(cfg: DictConfig, registry: Any, seen: set[str] | None = None) -> None:
+    """Take the first example of every task split a run of ``cfg`` would read, without
+    making or writing a run directory (``t5k sweep`` checks all its rows' data before the
+    first row trains); ``seen`` as in :meth:`Runner._check_task_data`."""
+    runner = Runner(cfg, registry, Path(cfg.run_dir or "."))
+    runner.main = False  # the plugins get no run directory to write into
+    tasks = {name: runner._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
+             for name, opts in cfg.tasks.items()}
+    runner._check_task_data(tasks, seen=seen)
 
 
 def resolve_checkpoints(run_dir: Path, checkpoints: list[Path], cfg: DictConfig

@@ -42,7 +42,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from t5kernel import checkpoint as ckpt
 from t5kernel import jsonout
-from t5kernel.errors import ConfigError, RunDirError
+from t5kernel.errors import ConfigError, RunDirError, T5KError
 
 #: the paper's summary columns (P Table 1 onwards) and the baseline's standard deviation
 #: over 10 runs (P Table 1), the scale of "within two standard deviations"
@@ -462,6 +462,17 @@ def sweep(table_dir: Path, scale: str, out: Path | None, overrides: list[str], r
     with tempfile.TemporaryDirectory(prefix="t5k-sweep-") as parts:
         configs = {row.name: row_config(table, row, scale, overrides, registry,
                                         Path(parts) / row.name) for row in rows}
+    # ... and every task split the rows will read (a task's data missing offline would
+    # otherwise stop the sweep only when a group first fine-tunes, after pre-training)
+    from t5kernel.runloop import check_task_data
+
+    seen: set[str] = set()
+    for row in rows:
+        try:
+            check_task_data(configs[row.name][0], registry, seen)
+        except T5KError as exc:  # the same error, naming the row
+            exc.args = (f"row {row.name}: {exc}", *exc.args[1:])
+            raise
     record: dict[str, Any] = {"table": table.number, "title": table.title, "scale": scale,
                               "columns": table.columns, "overrides": list(overrides), "rows": {}}
     record["rows"].update(_earlier_rows(out, record, {r.name for r in rows}))

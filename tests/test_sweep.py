@@ -183,6 +183,46 @@ def test_sweep_errors_name_the_problem(tmp_path, capsys):
         sw.row_config(t, t.rows[1], "tiny", [], default_registry(), tmp_path / "p")
 
 
+def test_a_sweep_checks_every_rows_task_data_before_training(tmp_path, capsys, monkeypatch):
+    """A group's task whose training file is missing stops the sweep before the first
+    pre-training (which reads no task), naming the row and the file; each task split is
+    opened once however many rows read it."""
+    from t5kernel import runloop
+
+    table = _demo_tables(tmp_path / "paper", groups={"ACC": ["demo_acceptability"],
+                                                     "COLA": ["glue_cola"]})
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join(f"src\t{n % 2}\t\tsentence {n}.\n" for n in range(8)))
+    out = tmp_path / "sweep"
+    cola = [f"tasks.glue_cola.validation_file={dev}",
+            f"tasks.glue_cola.train_file={tmp_path / 'missing.tsv'}"]
+    assert main(["sweep", str(table), "--out", str(out), "--quiet",
+                 "--rows", "baseline,span", *cola]) == 2
+    err = capsys.readouterr().err
+    assert "row baseline: glue_cola: train_file" in err and "missing.tsv" in err
+    assert not out.exists()
+    # the check over several rows opens each (task, split, options) once
+    opened = []
+    real = runloop.Runner._check_task_data
+
+    def counting(self, tasks, resume_state=None, seen=None):
+        for name, task in tasks.items():
+            examples = task.examples
+            task.examples = lambda split, _e=examples, _n=name: (
+                opened.append((_n, split)) or _e(split))
+        return real(self, tasks, resume_state, seen)
+
+    monkeypatch.setattr(runloop.Runner, "_check_task_data", counting)
+    (tmp_path / "missing.tsv").write_text(dev.read_text())
+    seen: set = set()
+    t = sw.load_table(table)
+    for row in t.rows[:2]:
+        cfg, _meta = sw.row_config(t, row, "tiny", cola, default_registry(), tmp_path / row.name)
+        runloop.check_task_data(cfg, default_registry(), seen)
+    assert ("glue_cola", "train") in opened and ("demo_acceptability", "validation") in opened
+    assert len(opened) == len(set(opened))
+
+
 @pytest.mark.parametrize("mode", ["finetune_only", pytest.param("full", marks=pytest.mark.slow)])
 def test_ensemble_rows_decode_their_members_together(tmp_path, mode):
     table = _demo_tables(tmp_path / "paper", groups={"ACC": ["demo_acceptability"]})
