@@ -58,12 +58,18 @@ def clean(inputs: Sequence[str], out_dir: Path, registry: Any, corpus: str = "c4
             "; it has no report.json: an earlier t5k clean into it did not finish")
         raise ConfigError(f"t5k clean: {existing[0]} already exists{unfinished}; choose "
                           "another output folder (nothing was overwritten)")
+    created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split, path in targets.items():
-        counts[split] = _write_jsonl(path, built.examples(split))
-        if console is not None:
-            console.print(f"{split}: {counts[split]:,} documents -> {path}")
+    try:
+        for split, path in targets.items():
+            counts[split] = _write_jsonl(path, built.examples(split))
+            if console is not None:
+                console.print(f"{split}: {counts[split]:,} documents -> {path}")
+    except BaseException:  # e.g. the bad-words list cannot be fetched offline
+        if created and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # an empty folder made here would only block the next try
+        raise
     report = {k: int(v) for k, v in sorted(dict(getattr(built, "report", {}) or {}).items())}
     summary = {"corpus": corpus, "inputs": [str(p) for p in inputs], "documents": counts,
                "report": report}

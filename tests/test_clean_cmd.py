@@ -115,3 +115,28 @@ def test_paths_with_an_equals_sign_are_paths(raw, tmp_path, monkeypatch):
     assert main(["clean", "crawl=CC-MAIN-2019-18/raw.jsonl", "crawl=CC-MAIN-2019-18",
                  "out", "cleaning.badwords=false"]) == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["report"]["pages_in"] == 6
+
+
+def test_a_clean_that_fails_before_writing_leaves_no_empty_folder(raw, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A failure while reading (the bad-words list not fetchable offline, say) removes
+    the output folder it made when nothing was written there; a folder that existed
+    before is kept."""
+    from t5kernel import clean
+    from t5kernel.errors import DataError
+
+    def offline(path, examples):
+        next(iter(examples))
+        raise DataError("cannot fetch the bad-words list (offline)")
+
+    monkeypatch.setattr(clean, "_write_jsonl", offline)
+    out = tmp_path / "new" / "out"
+    assert main(["clean", str(raw), str(out), "--quiet", "cleaning.badwords=false"]) == 2
+    assert "offline" in capsys.readouterr().err
+    assert not out.exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert main(["clean", str(raw), str(mine), "--quiet", "cleaning.badwords=false"]) == 2
+    assert mine.is_dir()
+    monkeypatch.undo()
+    assert main(["clean", str(raw), str(out), "--quiet", "cleaning.badwords=false"]) == 0
