@@ -97,6 +97,13 @@ def test_fsdp_two_processes_equal_one_process(single, tmp_path):
     assert got.keys() == want.keys()
     for task in want:
         assert got[task] == pytest.approx(want[task], abs=1e-6), task
+    # rank 0 decoded a gathered copy of the model: its predictions are exactly what one
+    # process decodes with the final checkpoint's weights (scores of a tiny model are 0
+    # either way, so they could not show a wrong copy)
+    assert main(["eval", str(multi), "--quiet", "--name", "one",
+                 "--checkpoint", str(multi / "checkpoints" / "step_8")]) == 0
+    for path in sorted((multi / "evals" / "one" / "predictions").glob("*.jsonl")):
+        assert path.read_text() == (multi / "predictions" / "step_8" / path.name).read_text()
     # the one-process checkpoint resumes sharded over 2 ranks (another world size)
     copy = tmp_path / "resumed"
     shutil.copytree(single, copy)

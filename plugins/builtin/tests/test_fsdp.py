@@ -114,6 +114,12 @@ def test_evaluation_copy_is_unsharded_with_the_same_weights():
     assert not any(hasattr(p, "placements") for p in twin.parameters())
     for key, value in sharded.state_dict().items():
         torch.testing.assert_close(twin.state_dict()[key], value)
+    # buffers outside the state dict too: the mask of the padded vocabulary columns
+    # (uninitialised memory there let the copy predict padding ids)
+    live = dict(sharded.module.named_buffers())
+    assert int(live["_unused_vocab"].sum()) == twin.padded_vocab_size - VOCAB > 0
+    for name, buffer in twin.named_buffers():
+        assert torch.equal(buffer, live[name]), name
     tokens = batch(3)["encoder_input_tokens"]
     ids = twin.generate({"encoder_input_tokens": tokens}, 5)
     assert ids.shape[0] == 4

@@ -142,6 +142,13 @@ class FullyShardedModel(_Wrapped):
         device = _local_device(self.module)
         twin = copy.deepcopy(self._template).to_empty(device=device)
         twin.load_state_dict({k: v.to(device) for k, v in state.items()})
+        # to_empty left every tensor uninitialised and the state dict restores only the
+        # parameters and persistent buffers: copy the rest (e.g. the mask of the padded
+        # vocabulary columns) from the live module, whose buffers FSDP does not shard
+        live = dict(self.module.named_buffers())
+        with torch.no_grad():
+            for name, buffer in twin.named_buffers():
+                buffer.copy_(live[name])
         twin.train(self.module.training)
         return twin
 
