@@ -120,3 +120,37 @@ def test_multi_process_runs_need_a_named_run_dir(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
     assert main(["run", "--quiet", *TINY_OVERRIDES]) == 2
     assert "needs run_dir" in capsys.readouterr().err
+
+
+def test_two_processes_read_a_web_corpus_as_one_process_does(tmp_path):
+    """A ``c4`` corpus of local shards under torchrun: every rank reads the whole stream
+    and trains on its share of each global batch, so the vocabulary and the losses equal
+    one process's (the corpus once sharded itself by RANK underneath: rank 0 trained the
+    vocabulary on half the documents, and each rank dropped half of what it read)."""
+    import hashlib
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnoprstuvwy") for _ in range(rng.randint(2, 9)))
+             for _ in range(400)]
+    shards = tmp_path / "c4"
+    shards.mkdir()
+    for n in range(3):
+        docs = [" ".join(rng.choice(words) for _ in range(rng.randint(20, 60))) + "."
+                for _ in range(60)]
+        (shards / f"shard{n}.jsonl").write_text(
+            "".join(json.dumps({"text": d}) + "\n" for d in docs))
+    config = tmp_path / "no_tasks.yaml"
+    config.write_text("tasks: {}\n")
+    args = [*ARGS, "--config", str(config), "corpus.name=c4", f"corpus.data_files=[{shards}]",
+            "finetune.steps=0", "pretrain.steps=8", "pretrain.checkpoint_every=4"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _t5k(one, args=args)
+    _t5k(two, procs=2, args=args)
+
+    def digest(run):
+        return hashlib.sha256((run / "vocab" / "spm.model").read_bytes()).hexdigest()
+
+    assert digest(two) == digest(one)
+    _same_losses(_losses(two), _losses(one))
+    assert len(_losses(one)) == 4

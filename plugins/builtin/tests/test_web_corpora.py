@@ -204,21 +204,26 @@ def test_two_ranks_read_disjoint_and_complete_shares(tmp_path, sizes, buffer):
     assert len(parts[0] + parts[1]) == len(expected)
 
 
-def test_rank_and_world_size_from_the_environment(tmp_path, monkeypatch):
-    files, _ = shards(tmp_path, [2])
+def test_the_launchers_rank_does_not_shard_the_corpus(tmp_path, monkeypatch):
+    """Under torchrun every process of a run reads the whole stream (the run loop splits
+    each global batch): the default and a legacy -1 read all documents whatever RANK /
+    WORLD_SIZE say, and an explicit shard is refused in a multi-process launch."""
+    from omegaconf import OmegaConf
+
+    files, expected = shards(tmp_path, [2, 1])
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    corpus = C4Corpus(C4Config(data_files=files), ctx())
-    assert (corpus.rank, corpus.world_size) == (1, 2)
-    assert texts(corpus) == [c4_doc(1)["text"]]
-    monkeypatch.setenv("RANK", "2")
-    with pytest.raises(ConfigError, match="0 <= rank < world_size"):
-        C4Corpus(C4Config(data_files=files), ctx())
-    monkeypatch.setenv("RANK", "one")
-    with pytest.raises(ConfigError, match="RANK='one' is not an integer"):
-        C4Corpus(C4Config(data_files=files), ctx())
-    monkeypatch.delenv("RANK")
-    monkeypatch.delenv("WORLD_SIZE")
+    for config in (C4Config(data_files=files), C4Config(data_files=files, rank=-1,
+                                                         world_size=-1)):
+        corpus = C4Corpus(config, ctx())
+        assert (corpus.rank, corpus.world_size) == (0, 1)
+        assert sorted(texts(corpus)) == sorted(expected)
+    run = OmegaConf.create({})
+    C4Config(data_files=files).check_run(run)
+    with pytest.raises(ConfigError, match="corpus.world_size=2 under a 2-process launch"):
+        C4Config(data_files=files, rank=1, world_size=2).check_run(run)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # separate jobs over shards: allowed
+    C4Config(data_files=files, rank=1, world_size=2).check_run(run)
     assert web.resolve_rank(-1, -1, "c4") == (0, 1)
 
 

@@ -612,10 +612,13 @@ class WebCorpusConfig:
     #: documents in the seeded shuffle buffer (datasets ``IterableDataset.shuffle``);
     #: 0 = corpus order
     shuffle_buffer: int = 0
-    #: this process's shard of the data (``datasets.distributed.split_dataset_by_node``);
-    #: -1 = from the RANK / WORLD_SIZE environment variables (single process: 0 of 1)
-    rank: int = -1
-    world_size: int = -1
+    #: read only shard ``rank`` of ``world_size`` (``datasets.distributed.
+    #: split_dataset_by_node``), for separate jobs over parts of a corpus. Not for the
+    #: processes of one ``t5k run`` (torchrun): they all read the whole stream and split
+    #: each global batch, so a sharded corpus is refused there. -1 (configs written
+    #: before 2026-12, when -1 took the launcher's RANK / WORLD_SIZE) = 0 of 1
+    rank: int = 0
+    world_size: int = 1
     #: malformed records (bad JSON, non-UTF-8 bytes, missing fields) raise instead of
     #: being counted and skipped with a warning
     strict: bool = False
@@ -626,10 +629,25 @@ class WebCorpusConfig:
         _ints(self, -1, "rank")
         _require(self.world_size == -1 or (isinstance(self.world_size, numbers.Integral)
                                            and self.world_size >= 1),
-                 "world_size", self.world_size, "-1 (from WORLD_SIZE) or an integer >= 1")
+                 "world_size", self.world_size, "an integer >= 1")
         if self.rank >= 0 and self.world_size >= 1:
             _require(self.rank < self.world_size, "rank", self.rank,
-                     f"-1 (from RANK) or an integer < world_size ({self.world_size})")
+                     f"an integer < world_size ({self.world_size})")
+
+    def check_run(self, run: Any) -> None:
+        """A shard is refused under a multi-process launch (see ``rank``)."""
+        import os
+
+        try:
+            launched = int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            launched = 1
+        if self.world_size > 1 and launched > 1:
+            raise ConfigError(
+                f"corpus.world_size={self.world_size} under a {launched}-process launch: "
+                "every process of a run reads the whole corpus and trains on its share of "
+                "each global batch, so a sharded corpus would drop documents; leave "
+                "corpus.rank / corpus.world_size at 0 / 1")
 
 
 @dataclass

@@ -21,10 +21,12 @@ the order of ``WebCorpusConfig``'s docstring:
 
 Every source becomes a ``datasets.IterableDataset`` (local files through
 ``IterableDataset.from_generator`` with one shard per file), then, in this order, the
-seeded buffer shuffle (``shuffle_buffer`` > 0, seed = the run's seed) and the per-rank
-split ``datasets.distributed.split_dataset_by_node`` (whole files per rank when their
-number divides by the world size, else every world_size-th document), so ranks read
-disjoint documents that together cover the corpus. Re-iterating gives the same sequence,
+seeded buffer shuffle (``shuffle_buffer`` > 0, seed = the run's seed) and, when
+``world_size`` > 1, the shard ``datasets.distributed.split_dataset_by_node`` gives
+``rank`` (whole files per rank when their number divides by the world size, else every
+world_size-th document), so shards are disjoint and together cover the corpus: for
+separate jobs over parts of a corpus, not for the processes of one ``t5k run``, which all
+read the whole stream (:func:`resolve_rank`). Re-iterating gives the same sequence,
 which the run loop relies on to cycle passes and resume by skipping documents.
 
 Local sources are read offline (``HF_DATASETS_OFFLINE=1``) with progress bars off and
@@ -78,19 +80,18 @@ def resolve_shards(patterns: list[str], what: str, formats: dict[str, str]) -> l
 
 
 def resolve_rank(rank: int, world_size: int, name: str) -> tuple[int, int]:
-    """(rank, world_size): -1 takes RANK / WORLD_SIZE from the environment (0 / 1)."""
-    def pick(value: int, var: str, default: str) -> int:
-        if value != -1:
-            return int(value)
-        try:
-            return int(os.environ.get(var, default))
-        except ValueError:
-            raise ConfigError(f"{name}: environment {var}={os.environ[var]!r} is not an "
-                              "integer") from None
-    rank, world = pick(rank, "RANK", "0"), pick(world_size, "WORLD_SIZE", "1")
+    """(rank, world_size) of the shard to read; -1 (configs written before shards became
+    explicit) = the whole corpus, 0 of 1.
+
+    Not the launcher's RANK / WORLD_SIZE: every process of a ``t5k run`` reads the same
+    stream and keeps its share of each global batch (the run loop's data parallelism,
+    which also resumes every rank from rank 0's stream position). A corpus sharded by
+    rank underneath dropped (W-1)/W of the documents each rank read and resumed the
+    other ranks at rank 0's position."""
+    rank, world = (0 if rank == -1 else int(rank)), (1 if world_size == -1 else int(world_size))
     if world < 1 or not 0 <= rank < world:
         raise ConfigError(f"{name}: rank={rank}, world_size={world}; need world_size >= 1 "
-                          "and 0 <= rank < world_size (-1 = from RANK / WORLD_SIZE)")
+                          "and 0 <= rank < world_size")
     return rank, world
 
 
