@@ -443,6 +443,10 @@ class Backend(Protocol):
     scaling runs) and ``set_loss_scaler_state(state)``: the state of fp16 loss scaling,
     which checkpoints carry so a resumed run scales as the uninterrupted one.
 
+    A model that ``prepare`` wraps so that ``state_dict()`` is a collective (FSDP: full
+    tensors on rank 0, ``{}`` elsewhere) offers ``state_dict_shapes()``, every key's full
+    shape on every rank without communication; strict loads check against it.
+
     Optional attributes the run loop reads for evaluation decoding (absent = False):
     ``static_shapes`` (fixed-shape decoding, ``sync`` once per step: graph-compiling
     devices such as XLA) and ``compile_decoding`` (fixed shapes with the decoder step

@@ -253,10 +253,12 @@ def load_model_weights(model: Any, path: Path) -> None:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"checkpoint {weights} is not readable: {exc}") from None
-    own = model.state_dict()
+    shapes = getattr(model, "state_dict_shapes", None)  # a sharded model (api.Backend)
+    own = shapes() if callable(shapes) else {k: tuple(v.shape)
+                                             for k, v in model.state_dict().items()}
     problems = []
-    mismatched = [f"{k} {tuple(state[k].shape)} (model {tuple(v.shape)})"
-                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    mismatched = [f"{k} {tuple(state[k].shape)} (model {tuple(v)})"
+                  for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v)]
     for label, names in (("missing keys", sorted(set(own) - set(state))),
                          ("unexpected keys", sorted(set(state) - set(own))),
                          ("shape mismatches", mismatched)):

@@ -154,3 +154,14 @@ def test_two_processes_read_a_web_corpus_as_one_process_does(tmp_path):
     assert digest(two) == digest(one)
     _same_losses(_losses(two), _losses(one))
     assert len(_losses(one)) == 4
+
+
+def test_fsdp_processes_start_from_an_init_checkpoint(single, tmp_path):
+    """``init_checkpoint`` under FSDP on 2 ranks: the strict key check reads full shapes
+    on every rank (``state_dict()`` is rank 0's alone there), and the fine-tuning that
+    follows equals one process's."""
+    start = ["pretrain.steps=0", f"init_checkpoint={single / 'checkpoints' / 'step_6'}"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _t5k(one, *start)
+    _t5k(two, *start, "backend.parallel=fsdp", procs=2)
+    _same_losses(_losses(two), _losses(one))

@@ -137,3 +137,9 @@ def test_modules_added_after_sharding_are_refused():
 def test_unknown_parallel_is_refused():
     with pytest.raises(ConfigError, match="parallel='zero'.*'ddp', 'fsdp'"):
         CpuBackend(CpuBackendConfig(parallel="zero", deterministic=False), BuildContext())
+
+
+def test_state_dict_shapes_are_the_full_shapes_without_a_collective():
+    plain = model_of()
+    sharded = FullyShardedModel(model_of())
+    assert sharded.state_dict_shapes() == {k: tuple(v.shape) for k, v in plain.state_dict().items()}

@@ -121,6 +121,12 @@ class FullyShardedModel(_Wrapped):
         return get_model_state_dict(
             self.module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+    def state_dict_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every key's full shape, on every rank and without a collective (the sharded
+        parameters are DTensors whose shape is the global one): what a strict load of
+        ``init_checkpoint`` checks, as ``state_dict()`` is empty on ranks other than 0."""
+        return {k: tuple(v.shape) for k, v in self.module.state_dict().items()}
+
     def load_state_dict(self, state: Any, strict: bool = True, assign: bool = False) -> Any:
         """Load full (unsharded) tensors, present on every rank; each keeps its shard."""
         from torch.distributed.checkpoint.state_dict import (
