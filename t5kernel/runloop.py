@@ -236,6 +236,7 @@ class Runner:
         tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
                  for name, opts in cfg.tasks.items()}
         if training and not cfg.resume:
+            self._check_batch_sizes(backend)
             self._check_task_data(tasks)
         # a trained vocabulary always comes from the configured corpus, pre-training or not
         # (P Table 1's "no pre-training" and Table 12's supervised-only rows share the
@@ -302,6 +303,7 @@ class Runner:
             if scaler is not None and hasattr(comps.backend, "set_loss_scaler_state"):
                 comps.backend.set_loss_scaler_state(scaler)
         if cfg.resume:  # a new run checked before training its vocabulary (build)
+            self._check_batch_sizes(comps.backend, resume_state)
             self._check_task_data(comps.tasks, resume_state)
         try:
             stages = [("pretrain", cfg.pretrain), ("finetune", cfg.finetune)]
@@ -332,6 +334,20 @@ class Runner:
         if self.main:  # a finished run is never resumed: its token caches are scratch
             shutil.rmtree(self.run_dir / TASK_CACHE, ignore_errors=True)
         return self.results
+
+    def _check_batch_sizes(self, backend: Any,
+                           resume_state: dict[str, Any] | None = None) -> None:
+        """Every stage still to train splits its global batch evenly over the processes;
+        checked before anything trains (a fine-tuning batch that does not divide was
+        found only after the whole pre-training)."""
+        world = world_size_of(backend)
+        for stage_name, stage in (("pretrain", self.cfg.pretrain),
+                                  ("finetune", self.cfg.finetune)):
+            done = resume_state["stage_steps"].get(stage_name, 0) if resume_state else 0
+            if stage.steps > done and stage.batch_size % world:
+                raise ConfigError(
+                    f"{stage_name}.batch_size={stage.batch_size} must be a multiple of the "
+                    f"{world} processes (each trains on an equal share of rows)")
 
     def _check_task_data(self, tasks: dict[str, Any],
                          resume_state: dict[str, Any] | None = None,
@@ -547,10 +563,7 @@ class Runner:
         for key, value in (("steps", stage.steps), ("tokens", 0), ("seconds", 0.0)):
             stage_info.setdefault(key, value)
         z = float(cfg.loss.z_loss)
-        world, rank = world_size_of(backend), rank_of(backend)
-        if stage.batch_size % world:
-            raise ConfigError(f"{stage_name}.batch_size={stage.batch_size} must be a multiple of "
-                              f"the {world} processes (each trains on an equal share of rows)")
+        world, rank = world_size_of(backend), rank_of(backend)  # (batch: _check_batch_sizes)
         progress = _progress(self.console if self.main else None, stage_name, stage.steps, done)
         t_last, tokens_since, loss_acc, loss_n = time.perf_counter(), 0, 0.0, 0
         window = self._log_windows.get(stage_name) if done else None

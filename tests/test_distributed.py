@@ -165,3 +165,29 @@ def test_fsdp_processes_start_from_an_init_checkpoint(single, tmp_path):
     _t5k(one, *start)
     _t5k(two, *start, "backend.parallel=fsdp", procs=2)
     _same_losses(_losses(two), _losses(one))
+
+
+def test_process_count_constraints_stop_a_run_before_it_trains(tmp_path, monkeypatch, capsys):
+    """A fine-tuning batch the processes cannot share, or FSDP with a strategy that adds
+    modules, is refused before the vocabulary or pre-training (it was found only when
+    fine-tuning started); the run leaves no directory."""
+    from t5kernel import runloop
+
+    monkeypatch.setattr(runloop, "world_size_of", lambda backend: 2)
+    run_dir = tmp_path / "r"
+    assert main(["run", "--quiet", *ARGS, "finetune.batch_size=3", f"run_dir={run_dir}"]) == 2
+    assert "finetune.batch_size=3 must be a multiple of the 2 processes" in capsys.readouterr().err
+    assert not run_dir.exists()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    from t5kernel.config import compose, validate
+    from t5kernel.errors import ConfigError
+    from t5kernel.registry import default_registry
+
+    registry = default_registry()
+    with pytest.raises(ConfigError, match="parallel=fsdp cannot fine-tune with .*adapters"):
+        validate(compose([], ["backend.parallel=fsdp",
+                                    "finetune.strategy.name=adapters"], registry), registry)
+    validate(compose([], ["backend.parallel=ddp", "finetune.strategy.name=adapters"],
+                     registry), registry)
+    validate(compose([], ["backend.parallel=fsdp", "finetune.strategy.name=adapters",
+                                "finetune.steps=0"], registry), registry)

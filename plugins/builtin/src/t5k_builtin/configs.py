@@ -756,6 +756,29 @@ class TemperatureMixerConfig:
         _ints(self, 1, "limit")
 
 
+def _check_fsdp_strategy(backend: Any, run: Any) -> None:
+    """FSDP shards the parameters the model has when it is prepared; a fine-tuning
+    strategy that adds modules (``adapters``) cannot train them sharded, which the
+    backend refuses when fine-tuning starts: refuse it before pre-training instead."""
+    import os
+
+    try:
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        launched = 1
+    strategy = _unqualified(run.finetune.strategy.name)
+    if (backend.parallel == "fsdp" and launched > 1 and int(run.finetune.steps) > 0
+            and strategy in FSDP_REFUSED_STRATEGIES):
+        raise ConfigError(
+            f"backend.parallel=fsdp cannot fine-tune with finetune.strategy.name={strategy} "
+            "(its new modules would train unsharded and unsynchronised); use "
+            "backend.parallel=ddp")
+
+
+#: builtin fine-tuning strategies that add modules after the model is prepared
+FSDP_REFUSED_STRATEGIES = ("adapters",)
+
+
 @dataclass
 class CpuBackendConfig:
     #: torch intra-op threads; None = torch's default
@@ -785,6 +808,9 @@ class CpuBackendConfig:
         _one_of(self, "parallel", PARALLEL_MODES)
         _one_of(self, "precision", CPU_PRECISIONS)
 
+    def check_run(self, run: Any) -> None:
+        _check_fsdp_strategy(self, run)
+
 
 @dataclass
 class CudaBackendConfig:
@@ -803,6 +829,9 @@ class CudaBackendConfig:
     def __post_init__(self) -> None:
         _one_of(self, "precision", CUDA_PRECISIONS)
         _one_of(self, "parallel", PARALLEL_MODES)
+
+    def check_run(self, run: Any) -> None:
+        _check_fsdp_strategy(self, run)
 
 
 @dataclass
