@@ -54,6 +54,7 @@ CASES = [
     (["vocabulary.model_type=wordpiece"], "vocabulary.model_type='wordpiece'"),
     (["vocabulary.size=2"], "vocabulary.size=2"),
     (["backend.parallel=horovod"], "backend.parallel='horovod'"),
+    (["backend.timeout_minutes=0"], "backend.timeout_minutes=0"),
     (["optimizer.decay_exponent=0"], "optimizer.decay_exponent=0.0"),
     (["pretrain.schedule.warmup_steps=0"], "pretrain.schedule.warmup_steps=0"),
     (["finetune.schedule.value=-1"], "finetune.schedule.value=-1.0"),

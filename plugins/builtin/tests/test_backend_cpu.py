@@ -234,3 +234,22 @@ def test_keep_freed_memory_false_leaves_malloc_alone():
                BuildContext())
     mapped, size = _mmapped_bytes_for_a_big_tensor()
     assert mapped >= size
+
+
+def test_the_process_group_waits_timeout_minutes(monkeypatch):
+    """Collectives time out after ``backend.timeout_minutes`` (rank 0 alone may tokenise
+    or evaluate for longer than torch's default while the others wait)."""
+    import datetime
+
+    import torch.distributed as dist
+
+    got = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: got.update(kw))
+    backend = CpuBackend(CpuBackendConfig(timeout_minutes=90), BuildContext())
+    assert got == {"backend": "gloo", "timeout": datetime.timedelta(minutes=90)}
+    assert (backend.rank, backend.world_size) == (1, 2)
+    with pytest.raises(ConfigError, match="timeout_minutes"):
+        CpuBackendConfig(timeout_minutes=0)

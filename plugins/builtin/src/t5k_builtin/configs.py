@@ -787,6 +787,11 @@ class CpuBackendConfig:
     deterministic: bool = True
     #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over gloo
     parallel: str = "ddp"
+    #: how long a process waits in a collective (minutes) before the run fails: the other
+    #: ranks wait while rank 0 alone trains the vocabulary, tokenises the tasks (WMT
+    #: En-Fr's 40.8M pairs) and evaluates, which at paper scale can outlast torch's
+    #: defaults (30 min gloo, 10 min NCCL)
+    timeout_minutes: float = 120.0
     #: "fp32", or "bf16" autocast (only on CPUs with native bf16: AVX512-BF16 / AMX)
     precision: str = "fp32"
     #: nn.Module.compile the model (torch.compile with inductor's C++ backend; the first
@@ -807,6 +812,7 @@ class CpuBackendConfig:
         _optional_int(self, "threads", 1)
         _one_of(self, "parallel", PARALLEL_MODES)
         _one_of(self, "precision", CPU_PRECISIONS)
+        _number(self, "timeout_minutes", 0, low_open=True)
 
     def check_run(self, run: Any) -> None:
         _check_fsdp_strategy(self, run)
@@ -825,10 +831,16 @@ class CudaBackendConfig:
     compile: bool = False
     #: data parallelism when launched by torchrun (WORLD_SIZE > 1): "ddp" over NCCL
     parallel: str = "ddp"
+    #: how long a process waits in a collective (minutes) before the run fails: the other
+    #: ranks wait while rank 0 alone trains the vocabulary, tokenises the tasks (WMT
+    #: En-Fr's 40.8M pairs) and evaluates, which at paper scale can outlast torch's
+    #: defaults (30 min gloo, 10 min NCCL)
+    timeout_minutes: float = 120.0
 
     def __post_init__(self) -> None:
         _one_of(self, "precision", CUDA_PRECISIONS)
         _one_of(self, "parallel", PARALLEL_MODES)
+        _number(self, "timeout_minutes", 0, low_open=True)
 
     def check_run(self, run: Any) -> None:
         _check_fsdp_strategy(self, run)

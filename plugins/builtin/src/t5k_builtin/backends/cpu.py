@@ -59,7 +59,7 @@ class CpuBackend(DataParallel):
             heap.keep_freed_memory()
         #: evaluation decodes through a compiled static-shape step (t5kernel.decoding)
         self.compile_decoding = bool(config.compile_decoding)
-        self.init_distributed("gloo", config.parallel)  # torchrun: one process per rank
+        self.init_distributed("gloo", config.parallel, config.timeout_minutes)  # torchrun: one process per rank
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)

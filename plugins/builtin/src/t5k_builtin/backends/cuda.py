@@ -55,7 +55,7 @@ class CudaBackend(DataParallel):
         if precision == "fp16" and config.parallel == "fsdp":
             raise ConfigError("cuda backend: fp16 loss scaling is not built for parallel='fsdp' "
                               "(this GPU has no bf16); use precision=fp32 or parallel=ddp")
-        self.init_distributed("nccl", config.parallel)
+        self.init_distributed("nccl", config.parallel, config.timeout_minutes)
 
     def seed(self, seed: int) -> None:
         torch.manual_seed(seed)  # also seeds every CUDA device

@@ -205,8 +205,10 @@ class DataParallel:
     rank = 0
     world_size = 1
 
-    def init_distributed(self, engine: str, parallel: str) -> None:
-        """Join the launcher's process group when ``WORLD_SIZE`` > 1 (``engine``: gloo/nccl)."""
+    def init_distributed(self, engine: str, parallel: str,
+                         timeout_minutes: float | None = None) -> None:
+        """Join the launcher's process group when ``WORLD_SIZE`` > 1 (``engine``: gloo/nccl),
+        its collectives timing out after ``timeout_minutes`` (None: torch's default)."""
         self.world_size = int(os.environ.get("WORLD_SIZE", "1") or 1)
         self.rank = int(os.environ.get("RANK", "0") or 0)
         self.parallel = parallel
@@ -218,7 +220,11 @@ class DataParallel:
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group(backend=engine)
+            import datetime
+
+            timeout = (None if timeout_minutes is None
+                       else datetime.timedelta(minutes=float(timeout_minutes)))
+            dist.init_process_group(backend=engine, timeout=timeout)
 
     @property
     def distributed(self) -> bool:
