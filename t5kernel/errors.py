@@ -38,3 +38,7 @@ class RunDirError(T5KError):
 
 class CheckpointError(T5KError):
     """A checkpoint is missing, incomplete or fails its checksum."""
+
+
+class StoppedError(T5KError):
+    """The launcher stopped this process (torchrun's SIGTERM after another rank failed)."""

@@ -27,7 +27,7 @@ from t5kernel import data, jsonout
 from t5kernel.api import BuildContext
 from t5kernel.config import plugin_config
 from t5kernel.distributed import launch_rank, rank_of, world_size_of
-from t5kernel.errors import ConfigError, DataError, RunDirError, T5KError
+from t5kernel.errors import ConfigError, DataError, RunDirError, StoppedError, T5KError
 
 #: at most this many training steps' losses wait on the device before they are read
 #: (loss.nonfinite=stop reads them when it logs or checkpoints, else this often)
@@ -1228,6 +1228,29 @@ class _NullProgress(contextlib.AbstractContextManager):
         return None
 
 
+@contextlib.contextmanager
+def _stopped_by_launcher(launched: bool):
+    """Within: SIGTERM raises StoppedError, when ``launched`` by torchrun (which sends it
+    to the other processes when one fails), so rank 0 still removes a run directory it
+    made before anything trained instead of leaving one that blocks the corrected command."""
+    import signal
+    import threading
+
+    if not launched or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise StoppedError("stopped by the launcher (SIGTERM): another process of the run "
+                           "failed; its error is above")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, dict[str, Any]]:
     """Prepare the run directory and run the validated config in it.
 
@@ -1250,7 +1273,8 @@ def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, 
     fresh = not cfg.resume and launch_rank() == 0
     runner = Runner(cfg, registry, run_dir, console)
     try:
-        return run_dir, runner.run()
+        with _stopped_by_launcher(launch_world_size() > 1):
+            return run_dir, runner.run()
     except T5KError:
         # a run refused before it trained anything (a backend that cannot run here, a
         # bad plugin option found at build time) leaves no half-made run directory behind

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from safetensors.torch import load_file
@@ -191,3 +192,24 @@ def test_process_count_constraints_stop_a_run_before_it_trains(tmp_path, monkeyp
                      registry), registry)
     validate(compose([], ["backend.parallel=fsdp", "finetune.strategy.name=adapters",
                                 "finetune.steps=0"], registry), registry)
+
+
+def test_rank_0_stopped_by_the_launcher_leaves_no_untrained_run_dir(tmp_path, monkeypatch,
+                                                                     capsys):
+    """torchrun sends SIGTERM to the other processes when one fails: rank 0 then stops
+    with an error and removes the run directory it made before anything trained, so the
+    corrected command is not refused as "already holds this run"."""
+    import signal
+
+    from t5kernel import runloop
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(runloop.Runner, "run",
+                        lambda self: os.kill(os.getpid(), signal.SIGTERM) or time.sleep(5))
+    run_dir = tmp_path / "r"
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "--quiet", *ARGS, f"run_dir={run_dir}"]) == 2
+    assert "stopped by the launcher (SIGTERM)" in capsys.readouterr().err
+    assert not run_dir.exists()
+    assert signal.getsignal(signal.SIGTERM) is before
