@@ -1228,6 +1228,26 @@ class _NullProgress(contextlib.AbstractContextManager):
         return None
 
 
+def _resumed_after_restart(cfg: DictConfig, console: Any) -> DictConfig:
+    """``cfg`` with ``resume=true`` when torchrun restarted the workers
+    (``--max-restarts``: ``TORCHELASTIC_RESTART_COUNT`` > 0) and the run directory holds
+    the run: the restarted command is the first one, which would be refused as "already
+    holds this run". A run directory of another run is still refused by prepare_run_dir."""
+    try:
+        restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        return cfg
+    if restarts <= 0 or cfg.resume or not cfg.run_dir:
+        return cfg
+    if not (Path(cfg.run_dir) / "config.yaml").is_file():
+        return cfg  # the failure came before the run directory was made: start
+    if console is not None and launch_rank() == 0:
+        console.print(f"restart {restarts} (torchrun): resuming {cfg.run_dir}")
+    resumed = OmegaConf.merge(cfg, {"resume": True})
+    assert isinstance(resumed, DictConfig)
+    return resumed
+
+
 @contextlib.contextmanager
 def _stopped_by_launcher(launched: bool):
     """Within: SIGTERM raises StoppedError, when ``launched`` by torchrun (which sends it
@@ -1260,6 +1280,7 @@ def execute(cfg: DictConfig, registry: Any, console: Any = None) -> tuple[Path, 
     """
     from t5kernel.distributed import launch_world_size
 
+    cfg = _resumed_after_restart(cfg, console)
     existed = bool(cfg.run_dir) and Path(cfg.run_dir).exists()
     if launch_world_size() > 1:
         if not cfg.run_dir:

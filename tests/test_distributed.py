@@ -213,3 +213,23 @@ def test_rank_0_stopped_by_the_launcher_leaves_no_untrained_run_dir(tmp_path, mo
     assert "stopped by the launcher (SIGTERM)" in capsys.readouterr().err
     assert not run_dir.exists()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_torchrun_restart_resumes_the_run(single, tmp_path, monkeypatch, capsys):
+    """torchrun --max-restarts reruns the first command (no resume=true): with
+    TORCHELASTIC_RESTART_COUNT > 0 and this run in run_dir, it continues from the last
+    checkpoint instead of being refused as "already holds this run"."""
+    copy = tmp_path / "restarted"
+    shutil.copytree(single, copy)
+    shutil.rmtree(copy / "checkpoints" / "step_8")
+    (copy / "results.json").unlink()
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    monkeypatch.setenv("T5K_NO_PROGRESS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert main(["run", "--quiet", *ARGS, f"run_dir={copy}"]) == 0
+    assert "restart 1 (torchrun): resuming" in capsys.readouterr().out
+    _same_losses(_losses(copy), _losses(single))
+    _same_weights(single, copy, steps=(8,))
+    # another run's directory is still refused
+    assert main(["run", "--quiet", *ARGS, "seed=3", f"run_dir={copy}"]) == 2
+    assert "different run" in capsys.readouterr().err
