@@ -28,6 +28,10 @@ def test_baseline_full_size_is_the_papers_baseline():
     assert (cfg.pretrain.steps, cfg.pretrain.batch_size) == (2**19, 128)
     assert cfg.finetune.steps == 2**18 and cfg.finetune.schedule.value == 1e-3
     assert cfg.loss.z_loss == 1e-4 and cfg.loss.denominator == "constant"
+    # none of the embedded demo's deviations from the paper (README, "Measured
+    # trade-offs"): dropout 0.1, the rsqrt warm-up of 10^4, the optimizer state kept
+    assert m.dropout_rate == 0.1 and cfg.pretrain.schedule.warmup_steps == 10_000
+    assert cfg.finetune.reset_optimizer is False
 
 
 @pytest.mark.parametrize("overlay, expected", [
