@@ -255,6 +255,14 @@ class Registry:
                 + (f": {rec.error}" if rec.error else "")
             )
         known = sorted({r.name for r in self.records if r.kind == kind and r.status == ACTIVE})
+        if dist:  # the name exists, but not in the distribution given
+            providers = sorted({r.distribution for r in self.records
+                                if r.kind == kind and r.name == bare and r.status == ACTIVE})
+            if providers:
+                raise PluginNotFoundError(
+                    f"distribution {dist!r} provides no {kind} {bare!r} (or is not "
+                    f"installed); {bare!r} is provided by {', '.join(providers)}: use "
+                    f"{bare!r} or {providers[0] + ':' + bare!r}")
         close = difflib.get_close_matches(bare, known, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         unloaded = {r.distribution: r for r in self.records

@@ -109,6 +109,19 @@ def test_duplicate_names_are_refused_naming_both_distributions(plugin_path):
         Registry.discover(strict=True)
 
 
+def test_a_wrong_distribution_prefix_names_who_provides_the_plugin():
+    """``nope:span`` said span's distribution "is not installed" although it is."""
+    reg = Registry.discover(strict=True)
+    for name in ("nope:span", "t5k-plugin-example:span"):
+        with pytest.raises(PluginNotFoundError) as err:
+            reg.get("objective", name)
+        message = str(err.value)
+        assert f"distribution {name.split(':')[0]!r} provides no objective 'span'" in message
+        assert "'span' is provided by t5kernel-builtin" in message
+        assert "not installed: pip" not in message
+    assert reg.get("objective", "t5kernel-builtin:span").name == "span"
+
+
 def test_incompatible_api_version_is_refused(plugin_path):
     _mixer_dist(plugin_path, "future-dist", "future_hooks", name="future",
                 extra=", api_version=(2, 0)")
