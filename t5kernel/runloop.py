@@ -279,7 +279,14 @@ class Runner:
         resume_state = self._restore(comps) if cfg.resume else None
         if resume_state is None and cfg.get("init_checkpoint"):
             # a resumed run's own checkpoint already holds (trained) weights
-            ckpt.load_model_weights(comps.model, Path(cfg.init_checkpoint))
+            init = Path(cfg.init_checkpoint)
+            if self.main:  # same shapes, other pieces: every embedding row would be wrong
+                _check_same_vocabulary(
+                    self.run_dir, [init], cfg.vocabulary.get("model_file"),
+                    "a run starting from it needs that vocabulary: set "
+                    f"vocabulary.model_file={init.resolve().parent.parent / 'vocab' / 'spm.model'}"
+                    " (or the file it was trained with)")
+            ckpt.load_model_weights(comps.model, init)
             self._say(f"init: model weights from {cfg.init_checkpoint}")
         self.main = rank_of(comps.backend) == 0
         self.log = MetricsLog(self.run_dir / "metrics.jsonl",
@@ -1137,7 +1144,8 @@ def _written_during_finetuning(path: Path) -> bool:
 
 
 def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path],
-                           model_file: str | None = None) -> None:
+                           model_file: str | None = None,
+                           advice: str = "ensemble members must share one vocabulary") -> None:
     """Refuse checkpoints of runs whose trained vocabulary file differs from this run's.
 
     Two SentencePiece models of the same size have the same embedding shape, so a strict
@@ -1154,7 +1162,7 @@ def _check_same_vocabulary(run_dir: Path, checkpoints: list[Path],
         if theirs is not None and theirs != digest:
             raise RunDirError(
                 f"checkpoint {path} comes from a run with a different vocabulary "
-                f"({where} differs from {own}); ensemble members must share one vocabulary")
+                f"({where} differs from {own}); {advice}")
 
 
 def _vocabulary_digest(checkpoint: Path) -> tuple[str | None, str]:

@@ -357,3 +357,19 @@ def test_convert_errors(trained_run, exported, tmp_path, capsys):
     fails(empty_run, tmp_path / "o5", "no valid checkpoint")
     assert main(["convert", str(exported), str(tmp_path / "o6"), "--arch", "lm"]) == 2
     assert "--arch encdec" in capsys.readouterr().err
+
+
+def test_init_checkpoint_from_another_vocabulary_is_refused(trained_run, no_tasks, tmp_path,
+                                                            capsys):
+    """Same vocabulary size, other pieces (trained on 300 texts instead of 1,500): the
+    weights would load and every embedding row mean another piece. Refused, naming the
+    file to use; with that file the run starts."""
+    step = ckpt.latest_valid(trained_run / "checkpoints")
+    args = ["run", "--quiet", "--config", str(no_tasks), *TINY, "model.num_decoder_layers=2",
+            "pretrain.steps=1", "finetune.steps=0", f"init_checkpoint={step}"]
+    assert main([*args, f"run_dir={tmp_path / 'a'}"]) == 2
+    err = capsys.readouterr().err
+    assert "comes from a run with a different vocabulary" in err
+    assert f"vocabulary.model_file={trained_run / 'vocab' / 'spm.model'}" in err
+    assert main([*args, f"vocabulary.model_file={trained_run / 'vocab' / 'spm.model'}",
+                 f"run_dir={tmp_path / 'b'}"]) == 0
