@@ -129,6 +129,7 @@ def save(root: Path, step: int, model_state: dict[str, Any], trainer_state: dict
         os.chmod(tmp, default_mode(directory=True))
         tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
         save_file(_dedupe_shared(tensors), str(tmp / "model.safetensors"))
+        os.chmod(tmp / "model.safetensors", default_mode())  # safetensors writes 0600
         torch.save(trainer_state, tmp / "trainer.pt")
         (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
         files = ["model.safetensors", "trainer.pt", "state.json"]

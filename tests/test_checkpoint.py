@@ -27,6 +27,10 @@ def test_round_trip_and_manifest(tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.safetensors", "trainer.pt", "state.json"}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    # every file gets the mode open() gives under the umask (safetensors alone wrote
+    # 0600: colleagues could read a run's config but not its weights)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
+    assert modes["model.safetensors"] == modes["state.json"] == ckpt.default_mode()
 
 
 def test_corrupted_checkpoint_falls_back_to_the_previous_one(tmp_path):

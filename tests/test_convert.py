@@ -91,6 +91,8 @@ def exported(trained_run, tmp_path_factory):
 def test_a_trained_run_exports_and_loads_in_transformers(trained_run, exported):
     assert {p.name for p in exported.iterdir()} >= {
         "config.json", "model.safetensors", "spiece.model", "tokenizer_config.json"}
+    mode = exported.joinpath("config.json").stat().st_mode & 0o777  # not 0600 weights
+    assert exported.joinpath("model.safetensors").stat().st_mode & 0o777 == mode
     cfg = json.loads(exported.joinpath("config.json").read_text())
     assert (cfg["num_layers"], cfg["num_decoder_layers"]) == (1, 2)
     assert exported.joinpath("spiece.model").read_bytes() == (

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import numbers
+import os
 import pickle
 import shutil
 from collections.abc import Mapping
@@ -531,6 +532,9 @@ def to_hf(config: EncDecConfig, model: Any, vocab_size: int, folder: Path,
     _write_json(folder / "generation_config.json",
                 {"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0})
     save_file(state, str(folder / SAFETENSORS), metadata={"format": "pt"})
+    umask = os.umask(0)  # safetensors writes 0600: give the file the mode open() would
+    os.umask(umask)
+    os.chmod(folder / SAFETENSORS, 0o666 & ~umask)
     proto = getattr(vocabulary, "model_proto", None)
     if proto is not None:
         (folder / SPIECE).write_bytes(proto)
