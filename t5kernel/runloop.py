@@ -583,7 +583,9 @@ class Runner:
         # stops the run before anything is written after it. skip must decide before the
         # update, so it reads every step's loss.
         lazy = cfg.loss.nonfinite == "stop"
-        pending: list[tuple[int, Any]] = []  # (global step, [loss_sum, tokens]) not yet read
+        # (step number, [loss_sum, tokens]) not yet read; step N is the N-th training step
+        # of the run, as metrics.jsonl numbers a logged line by the steps done
+        pending: list[tuple[int, Any]] = []
 
         def read_pending() -> None:
             nonlocal loss_acc, loss_n
@@ -629,9 +631,9 @@ class Runner:
                 loss = (out.loss_sum + z * out.z_loss_sum) / denom * world
                 if lazy:
                     backend.step(loss, optimizer)
-                    pending.append((self.global_step, sums.detach()))
+                    pending.append((self.global_step + 1, sums.detach()))
                 else:
-                    pending.append((self.global_step, sums.detach()))
+                    pending.append((self.global_step + 1, sums.detach()))
                     loss_sum, tokens = pending.pop()[1].tolist()
                     token_loss = loss_sum / max(tokens, 1.0)
                     if math.isfinite(token_loss):
@@ -641,7 +643,7 @@ class Runner:
                         stage_info.setdefault("first_loss", token_loss)
                     else:  # the same decision on every rank: token_loss is the global one
                         self._skip_nonfinite(stage_name, stage_info, token_loss,
-                                             self.global_step)
+                                             self.global_step + 1)
                         optimizer.zero_grad(set_to_none=True)
                 self.global_step += 1
                 self.trained = True
@@ -709,7 +711,8 @@ class Runner:
 
     def _skip_nonfinite(self, stage_name: str, stage_info: dict[str, Any],
                         token_loss: float, step: int) -> None:
-        """A NaN/inf loss at global ``step``: stop (``loss.nonfinite=stop``, before
+        """A NaN/inf loss at ``step`` (the step-th of the run, 1-based as metrics.jsonl
+        numbers them): stop (``loss.nonfinite=stop``, before
         anything is written after the last good checkpoint), or skip the step without an
         update and count it."""
         skipped = int(stage_info.get("skipped_steps", 0)) + 1
@@ -816,10 +819,25 @@ class Runner:
             trainer = to_host(trainer)
         model_state = comps.model.state_dict()
         if self.main:
+            self._check_finite_weights(model_state, stage_name)
             ckpt.save(self.ckpt_dir, self.global_step, model_state, trainer, state)
             protect = {int(s) for s in self.results.get("best_step", {}).values()}
             ckpt.prune(self.ckpt_dir, int(self.cfg.keep_checkpoints), protect)
         self._barrier(comps)  # no rank runs ahead of a checkpoint that may be resumed
+
+    def _check_finite_weights(self, model_state: dict[str, Any], stage_name: str) -> None:
+        """Stop before writing a checkpoint whose weights are not finite: a finite loss
+        can still give a NaN update (a learning rate far too large), which the loss check
+        sees only one step later, after this checkpoint would have been written (and, with
+        loss.nonfinite=skip, every later step skipped over NaN weights)."""
+        import torch
+
+        for name, value in model_state.items():
+            if torch.is_floating_point(value) and not bool(torch.isfinite(value).all()):
+                raise NumericalError(
+                    f"{stage_name} step {self.global_step}: parameter {name} is not finite "
+                    "after the update (check the learning rate); stopping before its "
+                    "checkpoint (checkpoints written so far are intact)")
 
     def _restore(self, comps: Components) -> dict[str, Any] | None:
         if self.main:

@@ -199,7 +199,7 @@ def test_a_nan_loss_stops_the_stage_and_keeps_the_good_checkpoints(tmp_path, cap
     code, run_dir = _short_run(tmp_path, "r")
     assert code != 0
     err = capsys.readouterr().err
-    assert "pretrain step 4: loss is nan; stopping" in err and err.count("\n") == 1
+    assert "pretrain step 5: loss is nan; stopping" in err and err.count("\n") == 1
     assert ckpt.list_steps(run_dir / "checkpoints") == [2, 4]
     assert all(ckpt.verify(run_dir / "checkpoints" / f"step_{s}") for s in (2, 4))
     weights = ckpt.load(run_dir / "checkpoints" / "step_4")[0]
@@ -214,7 +214,7 @@ def test_a_run_that_trained_keeps_its_directory_when_it_stops(tmp_path, capsys, 
     _nan_at(monkeypatch, lambda n: n >= 5)
     code, run_dir = _short_run(tmp_path, "r", "pretrain.checkpoint_every=0")
     assert code != 0
-    assert "pretrain step 4: loss is nan; stopping" in capsys.readouterr().err
+    assert "pretrain step 5: loss is nan; stopping" in capsys.readouterr().err
     assert [json.loads(x)["step"] for x in _metrics(run_dir)] == [1, 2, 3, 4]
     assert (run_dir / "config.yaml").is_file() and (run_dir / "vocab").is_dir()
     assert not (run_dir / "checkpoints").exists()
@@ -222,14 +222,14 @@ def test_a_run_that_trained_keeps_its_directory_when_it_stops(tmp_path, capsys, 
 
 def test_a_nan_read_at_the_next_log_names_its_own_step(tmp_path, capsys, monkeypatch):
     """loss.nonfinite=stop reads the losses only when it logs or checkpoints: a NaN at
-    the first step of a 3-step window (global step 3) is reported as that step, not as the
+    the first step of a 3-step window (step 4) is reported as that step, not as the
     window's last, the window is not logged, and the checkpoint before it is all that is
     written."""
     _nan_at(monkeypatch, lambda n: n >= 4)
     code, run_dir = _short_run(tmp_path, "r", "pretrain.log_every=3",
                                "pretrain.checkpoint_every=3")
     assert code != 0
-    assert "pretrain step 3: loss is nan; stopping" in capsys.readouterr().err
+    assert "pretrain step 4: loss is nan; stopping" in capsys.readouterr().err
     assert [json.loads(x)["step"] for x in _metrics(run_dir)] == [3]
     assert ckpt.list_steps(run_dir / "checkpoints") == [3]
     weights = ckpt.load(run_dir / "checkpoints" / "step_3")[0]
@@ -243,7 +243,7 @@ def test_nan_steps_can_be_skipped_and_are_counted(tmp_path, capsys, monkeypatch)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["stages"]["pretrain"]["skipped_steps"] == 2
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows if r.get("skipped")] == [2, 3]
+    assert [r["step"] for r in rows if r.get("skipped")] == [3, 4]  # as the log counts
     assert [r["step"] for r in rows if "loss" in r] == [1, 2, 5, 6]  # steps 3, 4: no loss
     # no update at a skipped step: step_4's weights are step_2's
     a = ckpt.load(run_dir / "checkpoints" / "step_2")[0]
@@ -364,7 +364,7 @@ def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end
     run_dir = tmp_path / "r"
     args = ["run", "--quiet", *TINY_OVERRIDES, f"run_dir={run_dir}", "eval.max_examples=2"]
     assert main(args) != 0
-    assert "finetune step 6: loss is nan" in capsys.readouterr().err
+    assert "finetune step 7: loss is nan" in capsys.readouterr().err
     caches = sorted(p.parent.name + "/" + p.name
                     for p in (run_dir / "cache" / "tasks").glob("*/*"))
     assert caches and all(c.startswith("48x32/") for c in caches)  # fine-tuning's lengths
@@ -376,3 +376,17 @@ def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end
                  f"run_dir={run_dir}", "resume=true"]) == 0
     assert built and not any(built)  # every cache was complete: none rebuilt
     assert not (run_dir / "cache" / "tasks").exists()
+
+
+def test_a_finite_loss_with_a_nan_update_writes_no_checkpoint(tmp_path, capsys):
+    """A learning rate far too large: the loss of the step is finite, the update makes
+    the weights NaN; the checkpoint that would hold them is not written (the loss check
+    sees it only a step later)."""
+    code, run_dir = _short_run(tmp_path, "huge", "pretrain.schedule.name=constant",
+                               "pretrain.schedule.value=1e38", "pretrain.checkpoint_every=1")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "is not finite after the update" in err, err
+    for step in ckpt.list_steps(run_dir / "checkpoints"):
+        weights = ckpt.load(run_dir / "checkpoints" / f"step_{step}")[0]
+        assert all(torch.isfinite(v).all() for v in weights.values()), step
