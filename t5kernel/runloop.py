@@ -340,6 +340,8 @@ class Runner:
         self._barrier(comps)
         if self.main:  # a finished run is never resumed: its token caches are scratch
             shutil.rmtree(self.run_dir / TASK_CACHE, ignore_errors=True)
+            with contextlib.suppress(OSError):  # cache/ itself, unless plugins' caches stay
+                (self.run_dir / TASK_CACHE).parent.rmdir()
         return self.results
 
     def _check_batch_sizes(self, backend: Any,

@@ -375,7 +375,7 @@ def test_a_stopped_run_resumes_from_its_token_caches_and_removes_them_at_the_end
     assert main(["run", "--quiet", "--config", str(run_dir / "config.yaml"),
                  f"run_dir={run_dir}", "resume=true"]) == 0
     assert built and not any(built)  # every cache was complete: none rebuilt
-    assert not (run_dir / "cache" / "tasks").exists()
+    assert not (run_dir / "cache").exists()  # nothing else was cached: no empty cache/
 
 
 def test_a_finite_loss_with_a_nan_update_writes_no_checkpoint(tmp_path, capsys):

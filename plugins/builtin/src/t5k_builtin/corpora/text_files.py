@@ -138,7 +138,7 @@ class TextFiles:
             )
         if not config.paths:
             raise DataError(
-                "text_files: no paths configured; set paths to .txt/.jsonl/.json/.parquet "
+                "text_files: no paths configured; set corpus.paths to .txt/.jsonl/.json/.parquet "
                 "files, directories or glob patterns"
             )
         self.config = config
