@@ -125,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="finished runs side by side in the paper's summary "
                         "layout (GLUE, CNNDM, SQuAD, SGLUE, EnDe, EnFr, EnRo) + training curves")
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    rp.add_argument("--png", default="t5k-report.png",
-                    help="where to write the training curves (default: t5k-report.png)")
+    rp.add_argument("--png", default=None,
+                    help="where to write the training curves (default: t5k-report.png; "
+                    "none with --json unless --png is given)")
     rp.add_argument("--no-png", action="store_true", help="do not draw the curves")
     rp.add_argument("--json", action="store_true", help="print the summary rows as JSON")
 
@@ -468,7 +469,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from t5kernel.report import report
 
     console = Console(quiet=args.json)
-    shown = report(args.run_dirs, None if args.no_png else Path(args.png), console)
+    png = None if args.no_png else (Path(args.png) if args.png else (
+        None if args.json else Path("t5k-report.png")))  # --json: no file unless asked
+    shown = report(args.run_dirs, png, console)
     if args.json:
         from t5kernel import jsonout
 

@@ -92,7 +92,7 @@ def test_bad_strategy_configs_are_refused(tmp_path, capsys, args, needle):
     assert needle in capsys.readouterr().err
 
 
-def test_report_lays_runs_side_by_side(tmp_path, capsys):
+def test_report_lays_runs_side_by_side(tmp_path, capsys, monkeypatch):
     a, _ = run(tmp_path, "a", "finetune.steps=2")
     b = tmp_path / "b"
     shutil.copytree(a, b)
@@ -104,9 +104,11 @@ def test_report_lays_runs_side_by_side(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GLUE" in out and "83.28" in out and "71.36" in out and "26.98" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["report", str(a), "--json", "--no-png"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", str(a), "--json"]) == 0  # a script's call writes no image
     shown = json.loads(capsys.readouterr().out)
     assert shown["summary"][0]["GLUE"] is None and shown["png"] is None
+    assert not (tmp_path / "t5k-report.png").exists()
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no results.json" in capsys.readouterr().err
     assert set(shown["runs"][0]) == {"name", "dir", "eval", "averages"}  # every task metric
