@@ -246,6 +246,8 @@ def load_model_weights(model: Any, path: Path) -> None:
 
     path = Path(path)
     weights = path / "model.safetensors"
+    if not path.is_dir():
+        raise CheckpointError(f"checkpoint {path} does not exist (or is not a folder)")
     if not weights.is_file():
         raise CheckpointError(f"checkpoint {path} has no model.safetensors")
     if (path / MANIFEST).is_file() and not verify(path):

@@ -1134,6 +1134,9 @@ def resolve_checkpoints(run_dir: Path, checkpoints: list[Path], cfg: DictConfig
                               "--checkpoint")
         checkpoints = [latest]
     checkpoints = [Path(c) for c in checkpoints]
+    missing = [c for c in checkpoints if not c.is_dir()]
+    if missing:
+        raise RunDirError(f"checkpoint {missing[0]} does not exist (or is not a folder)")
     _check_same_vocabulary(run_dir, checkpoints, cfg.vocabulary.get("model_file"))
     return checkpoints
 

@@ -84,6 +84,9 @@ def test_long_inputs_are_cut_as_evaluation_cuts_them_and_said_so(tiny_run, capsy
 def test_predict_errors(tiny_run, tmp_path, capsys):
     assert cli.main(["predict", str(tmp_path), "--input", "x"]) == 2
     assert "no config.yaml" in capsys.readouterr().err
+    assert cli.main(["predict", str(tiny_run), "--input", "x", "--checkpoint",
+                     str(tiny_run / "checkpoints" / "step_99")]) == 2
+    assert "step_99 does not exist" in capsys.readouterr().err
     assert cli.main(["predict", str(tiny_run), "--file", str(tmp_path / "nope.txt")]) == 2
     assert "does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty.txt"
