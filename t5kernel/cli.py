@@ -283,7 +283,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from t5kernel.config import compose, validate
+    from t5kernel.config import compose, validate, without_unavailable
     from t5kernel.errors import ConfigError, RunDirError
     from t5kernel.registry import default_registry
     from t5kernel.runloop import evaluate_checkpoints
@@ -298,7 +298,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           "(no path separators)")
     registry = default_registry()
     overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
-    cfg = validate(compose([config_file], overrides, registry), registry)
+    cfg = compose([config_file], overrides, registry)
+    for line in without_unavailable(cfg, registry):
+        print(line, file=sys.stderr)
+    cfg = validate(cfg, registry)
     console = Console()
     if args.quiet:
         os.environ["T5K_NO_PROGRESS"] = "1"
@@ -319,7 +322,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from t5kernel import checkpoint as ckpt
-    from t5kernel.config import compose, validate
+    from t5kernel.config import compose, validate, without_unavailable
     from t5kernel.errors import RunDirError
     from t5kernel.predict import format_predictions, predict, read_inputs
     from t5kernel.registry import default_registry
@@ -337,11 +340,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     inputs = read_inputs(args.input, source)
     registry = default_registry()
     overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
-    cfg = validate(compose([run_dir / "config.yaml"], overrides, registry), registry)
     import os
 
     def note(line: str) -> None:  # standard output carries the predictions only
         print(line, file=sys.stderr)
+
+    cfg = compose([run_dir / "config.yaml"], overrides, registry)
+    for line in without_unavailable(cfg, registry, tasks=True):
+        note(line)
+    cfg = validate(cfg, registry)
 
     os.environ["T5K_NO_PROGRESS"] = "1"
     result = predict(cfg, registry, run_dir, [Path(c) for c in args.checkpoint], inputs, note)

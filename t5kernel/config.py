@@ -237,6 +237,45 @@ PLUGIN_SECTIONS: tuple[tuple[str, str], ...] = (
     ("finetune.strategy", "finetune"),
 )
 
+#: plugin sections that decoding and exporting a run's model do not use (``t5k eval``,
+#: ``t5k predict``, ``t5k convert``): their plugins need not be installed there
+NOT_FOR_DECODING: tuple[str, ...] = ("objective", "corpus", "mixer", "optimizer",
+                                     "pretrain.schedule", "finetune.schedule")
+
+
+def without_unavailable(cfg: DictConfig, registry: Any, tasks: bool = False) -> list[str]:
+    """In a run's composed config about to be decoded or exported, replace each section of
+    :data:`NOT_FOR_DECODING` whose plugin is not installed here by the default section
+    (and, with ``tasks``, drop tasks whose plugin is not installed), so a run trained with
+    a third-party objective can still be evaluated, queried or exported where that plugin
+    is missing. Returns one line per replacement, for the user."""
+    notes = []
+    kinds = dict(PLUGIN_SECTIONS)
+    defaults = _schema(RunConfig)
+    for path in NOT_FOR_DECODING:
+        name = OmegaConf.select(cfg, f"{path}.name", default=None)
+        if name is None or _installed(registry, kinds[path], str(name)):
+            continue
+        default = OmegaConf.to_container(OmegaConf.select(defaults, path))
+        OmegaConf.update(cfg, path, default, merge=False)
+        notes.append(f"note: the run's {path} plugin {name!r} is not installed here; it is "
+                     f"not needed for this command (replaced by {default['name']!r})")
+    if tasks:
+        for task in [t for t in (cfg.tasks or {}) if not _installed(registry, "corpus", t)]:
+            del cfg.tasks[task]
+            notes.append(f"note: the run's task {task!r} is not installed here; it is not "
+                         "needed for this command (left out)")
+    return notes
+
+
+def _installed(registry: Any, kind: str, name: str) -> bool:
+    try:
+        registry.get(kind, name)
+    except PluginError:
+        return False
+    return True
+
+
 #: CLI shorthands -> config keys.
 SHORTHANDS = {"arch": "model.name", "objective": "objective.name", "backend": "backend.name",
               "corpus": "corpus.name", "finetune": "finetune.strategy.name"}

@@ -121,3 +121,33 @@ def test_read_inputs_and_format_predictions(tmp_path):
     assert format_predictions(["i"], ["two\nlines"], jsonl=False) == "two lines\n"
     assert json.loads(format_predictions(["i"], ["two\nlines"], jsonl=True)) == {
         "inputs": "i", "prediction": "two\nlines"}
+
+
+def test_a_run_made_with_plugins_not_installed_here_still_decodes_and_exports(
+        tiny_run, tmp_path, capsys):
+    """A colleague's run trained with a third-party objective (and a task plugin) that are
+    not installed here: eval, predict and convert need neither, so they replace or leave
+    them out, saying so, instead of refusing the run."""
+    import shutil
+
+    import yaml
+
+    run = tmp_path / "theirs"
+    shutil.copytree(tiny_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["objective"] = {"name": "their_objective", "weird_option": 3}
+    cfg["tasks"]["their_task"] = {"path": "/nowhere"}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["predict", str(run), "--input", "pig latin: hello"]) == 0
+    err = capsys.readouterr().err
+    assert "objective plugin 'their_objective' is not installed here" in err
+    assert "task 'their_task' is not installed here" in err
+    assert cli.main(["convert", str(run), str(tmp_path / "hf")]) == 0
+    assert "their_objective" in capsys.readouterr().out
+    # evaluation scores the tasks, so a task plugin it lacks is still an error
+    assert cli.main(["eval", str(run), "--name", "x"]) == 2
+    assert "their_task" in capsys.readouterr().err
+    del cfg["tasks"]["their_task"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert cli.main(["eval", str(run), "--name", "x", "eval.max_examples=2"]) == 0
+    assert "their_objective" in capsys.readouterr().err
