@@ -558,7 +558,9 @@ def test_tolerant_and_strict_jsonl(tmp_path):
     assert rep["skipped:not_utf8"] == 1
     assert rep["skipped:missing_field"] == 1
     assert rep["skipped:empty"] == 1
-    assert len([w for w in record if "bad.jsonl" in str(w.message)]) == 1
+    warned = [str(w.message) for w in record if "bad.jsonl" in str(w.message)]
+    assert len(warned) == 1  # naming what the first record of each reason lacked
+    assert "missing_field (first: line" in warned[0] and "lacks a string 'url'" in warned[0]
     with pytest.raises(DataError, match=r"bad\.jsonl:2"):
         list(read_raw_pages([str(path)], strict=True))
 

@@ -137,8 +137,11 @@ def test_tolerant_reader_counts_and_skips_bad_records_and_strict_raises(tmp_path
         good[1],
     ]) + b"\n")
     corpus = C4Corpus(C4Config(data_files=[str(path)]), ctx())
-    with pytest.warns(UserWarning, match="bad.jsonl: skipped records: 1 empty, "
-                                         "2 malformed_json, 1 missing_field, 2 not_utf8"):
+    # each reason's first record says what was wrong with it (which field is missing)
+    with pytest.warns(UserWarning, match=r"bad.jsonl: skipped records: 1 empty, "
+                      r"2 malformed_json \(first: record 2: .*\), 1 missing_field \(first: "
+                      r"record 4: record lacks a string 'text' \(set text_field\)\), "
+                      r"2 not_utf8 \(first: record 3: .*\)"):
         got = texts(corpus)
     assert got == [c4_doc(0)["text"], c4_doc(1)["text"]]
     report = corpus.report

@@ -99,16 +99,19 @@ class _Problems:
     def __init__(self, path: Path, strict: bool, report: collections.Counter) -> None:
         self.path, self.strict, self.report = path, strict, report
         self.counts: collections.Counter = collections.Counter()
+        self.first: dict[str, str] = {}  # reason -> its first record, for the warning
 
     def skip(self, reason: str, line: int, detail: str) -> None:
         if self.strict:
             raise DataError(f"{self.path}:{line}: {detail} (strict mode; {reason})")
         self.counts[reason] += 1
         self.report[f"skipped:{reason}"] += 1
+        self.first.setdefault(reason, f"line {line}: {detail}" if line else detail)
 
     def warn(self) -> None:
         if self.counts:
-            summary = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
+            summary = ", ".join(f"{n} {reason} (first: {self.first[reason]})"
+                                for reason, n in sorted(self.counts.items()))
             warnings.warn(f"{self.path}: skipped records: {summary}", stacklevel=2)
 
 
@@ -226,6 +229,5 @@ def _read_files(files: list[Path], strict: bool, report: collections.Counter) ->
             # truncated or corrupt gzip (gzip.BadGzipFile is an OSError)
             if strict:
                 raise DataError(f"{path}: cannot be read: {err}") from err
-            problems.counts["corrupt_file"] += 1
-            report["skipped:corrupt_file"] += 1
+            problems.skip("corrupt_file", 0, f"cannot be read further: {err}")
         problems.warn()

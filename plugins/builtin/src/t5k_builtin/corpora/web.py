@@ -198,7 +198,8 @@ class ShardReader:
         for name in files:
             path = Path(name)
             read: collections.Counter = collections.Counter()
-            bad = functools.partial(self._bad, name, read)
+            first: dict[str, str] = {}  # reason -> where and what its first record was
+            bad = functools.partial(self._bad, name, read, first)
             if shard_format(path, formats) == "json":
                 rows = self._json_rows(path, text_field, bad)
             else:
@@ -210,16 +211,20 @@ class ShardReader:
                 else:
                     bad(number, "empty", "")
             if read:
-                summary = ", ".join(f"{n} {k}" for k, n in sorted(read.items()))
+                summary = ", ".join(f"{n} {k}" + (f" (first: {first[k]})" if first.get(k) else "")
+                                    for k, n in sorted(read.items()))
                 warnings.warn(f"{self.name}: {path}: skipped records: {summary}", stacklevel=2)
 
-    def _bad(self, name: str, read: collections.Counter, number: int, reason: str,
-             detail: str) -> None:
-        """Count (or, when strict, raise for) a malformed record; empty texts only count."""
+    def _bad(self, name: str, read: collections.Counter, first: dict[str, str], number: int,
+             reason: str, detail: str) -> None:
+        """Count (or, when strict, raise for) a malformed record; empty texts only count.
+        The first record of each reason is described in the warning (which field lacks)."""
         if self.strict and reason != "empty":
             raise DataError(f"{self.name}: {name}:{number}: {detail} (strict mode; set "
                             "strict=False to count and skip such records)")
         read[reason] += 1
+        if detail:
+            first.setdefault(reason, f"record {number}: {detail}")
         self.skipped[name][number] = reason
 
     def _json_rows(self, path: Path, field: str, bad: Any) -> Iterator[tuple[int, dict]]:
