@@ -69,20 +69,13 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="re-evaluate a run's tasks from its checkpoint(s): beam "
                         "search, or an ensemble of several checkpoints")
-    ev.add_argument("run_dir", help="a run directory (its config.yaml and vocabulary are used)")
-    ev.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
-                    help="a checkpoints/step_N folder (repeatable: several = an ensemble; "
-                    "default: the run's latest valid checkpoint)")
+    _decoding_arguments(ev)
     ev.add_argument("--name", help="results folder under RUN_DIR/evals (default: time + mode)")
-    ev.add_argument("--backend", help="backend plugin (backend.name), e.g. cpu for a run "
-                    "trained on a GPU")
     ev.add_argument("--quiet", action="store_true", help="no progress output")
-    ev.add_argument("overrides", nargs="*", metavar="key=value",
-                    help="overrides of the run's config, e.g. eval.num_beams=4")
 
     pr = sub.add_parser("predict", help="decode your own inputs with a run's model (one "
                         "prediction per line, in input order)")
-    pr.add_argument("run_dir", help="a run directory (its config.yaml and vocabulary are used)")
+    _decoding_arguments(pr)
     pr.add_argument("--input", action="append", default=[], metavar="TEXT",
                     help="an input text with its task prefix, e.g. 'cola sentence: ...' "
                     "(repeatable)")
@@ -90,18 +83,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="inputs, one per line; a .jsonl file: objects with an \"inputs\" "
                     "text; - = standard input (the default when no --input is given and "
                     "standard input is not a terminal)")
-    pr.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
-                    help="a checkpoints/step_N folder (repeatable: several = an ensemble; "
-                    "default: the run's latest valid checkpoint)")
     pr.add_argument("--output", metavar="FILE",
                     help="write the predictions here (a new file) instead of standard output")
     pr.add_argument("--jsonl", action="store_true",
                     help="JSON lines {\"inputs\", \"prediction\"} (exact, newlines kept) "
                     "instead of one prediction per line")
-    pr.add_argument("--backend", help="backend plugin (backend.name), e.g. cpu for a run "
-                    "trained on a GPU")
-    pr.add_argument("overrides", nargs="*", metavar="key=value",
-                    help="overrides of the run's config, e.g. eval.num_beams=4")
 
     cv = sub.add_parser("convert", help="Hugging Face T5 folder -> t5k checkpoint, or a run's "
                         "checkpoint -> Hugging Face folder (direction from SRC)")
@@ -143,6 +129,20 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("overrides", nargs="*", metavar="key=value",
                     help="config overrides applied to every row")
     return p
+
+
+def _decoding_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments ``t5k eval`` and ``t5k predict`` share: the run, its checkpoint(s),
+    the backend and overrides of the run's config."""
+    parser.add_argument("run_dir",
+                        help="a run directory (its config.yaml and vocabulary are used)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
+                        help="a checkpoints/step_N folder (repeatable: several = an "
+                        "ensemble; default: the run's latest valid checkpoint)")
+    parser.add_argument("--backend", help="backend plugin (backend.name), e.g. cpu for a "
+                        "run trained on a GPU")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="overrides of the run's config, e.g. eval.num_beams=4")
 
 
 #: what an interrupted command leaves behind, per command
@@ -283,7 +283,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    from t5kernel.config import compose, validate, without_unavailable
     from t5kernel.errors import ConfigError, RunDirError
     from t5kernel.registry import default_registry
     from t5kernel.runloop import evaluate_checkpoints
@@ -297,11 +296,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--name {args.name!r}: a folder name under {run_dir / 'evals'} "
                           "(no path separators)")
     registry = default_registry()
-    overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
-    cfg = compose([config_file], overrides, registry)
-    for line in without_unavailable(cfg, registry):
-        print(line, file=sys.stderr)
-    cfg = validate(cfg, registry)
+    cfg = _decoding_config(args, registry, _note)
     console = Console()
     if args.quiet:
         os.environ["T5K_NO_PROGRESS"] = "1"
@@ -320,9 +315,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note(line: str) -> None:
+    """A line for the user on standard error."""
+    print(line, file=sys.stderr)
+
+
+def _decoding_config(args: argparse.Namespace, registry: Any, say: Any,
+                     tasks: bool = False) -> Any:
+    """The validated config of ``args.run_dir`` with ``--backend`` and the overrides, for
+    ``t5k eval`` / ``t5k predict`` (:func:`t5kernel.config.run_config_to_decode`)."""
+    from t5kernel.config import run_config_to_decode
+
+    overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
+    return run_config_to_decode(Path(args.run_dir) / "config.yaml", overrides, registry, say,
+                                tasks=tasks)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from t5kernel import checkpoint as ckpt
-    from t5kernel.config import compose, validate, without_unavailable
     from t5kernel.errors import RunDirError
     from t5kernel.predict import format_predictions, predict, read_inputs
     from t5kernel.registry import default_registry
@@ -339,16 +349,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         source = "-"
     inputs = read_inputs(args.input, source)
     registry = default_registry()
-    overrides = list(args.overrides) + ([f"backend.name={args.backend}"] if args.backend else [])
+    note = _note  # standard output carries the predictions only
+    cfg = _decoding_config(args, registry, note, tasks=True)
     import os
-
-    def note(line: str) -> None:  # standard output carries the predictions only
-        print(line, file=sys.stderr)
-
-    cfg = compose([run_dir / "config.yaml"], overrides, registry)
-    for line in without_unavailable(cfg, registry, tasks=True):
-        note(line)
-    cfg = validate(cfg, registry)
 
     os.environ["T5K_NO_PROGRESS"] = "1"
     result = predict(cfg, registry, run_dir, [Path(c) for c in args.checkpoint], inputs, note)

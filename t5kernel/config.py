@@ -268,6 +268,18 @@ def without_unavailable(cfg: DictConfig, registry: Any, tasks: bool = False) -> 
     return notes
 
 
+def run_config_to_decode(config_file: Path, overrides: Sequence[str], registry: Any,
+                         say: Any, tasks: bool = False) -> DictConfig:
+    """A run's saved config (``config_file``) with ``overrides``, for a command that
+    decodes or exports its model (``t5k eval``, ``t5k predict``, ``t5k convert``):
+    composed, with the sections those commands do not need made independent of plugins
+    installed here (:func:`without_unavailable`, whose notes go to ``say``), validated."""
+    cfg = compose([config_file], list(overrides), registry)
+    for line in without_unavailable(cfg, registry, tasks=tasks):
+        say(line)
+    return validate(cfg, registry)
+
+
 def _installed(registry: Any, kind: str, name: str) -> bool:
     try:
         registry.get(kind, name)

@@ -158,12 +158,9 @@ def _repoint(value: Any, old: Path, new: Path) -> Any:
 
 def _export(run_dir: Path, step_dir: Path, dst: Path, registry: Any,
             say: Callable[[str], Any]) -> None:
-    from t5kernel.config import compose, plugin_config, validate, without_unavailable
+    from t5kernel.config import plugin_config, run_config_to_decode
 
-    cfg = compose([run_dir / "config.yaml"], [], registry)
-    for line in without_unavailable(cfg, registry, tasks=True):
-        say(line)
-    cfg = validate(cfg, registry)
+    cfg = run_config_to_decode(run_dir / "config.yaml", [], registry, say, tasks=True)
     ctx = BuildContext(registry=registry, run_dir=run_dir, seed=int(cfg.seed))
     name = str(cfg.model.name)
     record = registry.get("architecture", name)

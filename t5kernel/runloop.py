@@ -233,8 +233,7 @@ class Runner:
         backend.seed(int(cfg.seed))
         pretraining = training and cfg.pretrain.steps > 0 and cfg.pretrain.unsupervised
         corpus = self._build(cfg.corpus, "corpus") if pretraining else None
-        tasks = {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
-                 for name, opts in cfg.tasks.items()}
+        tasks = self._build_tasks()
         if training and not cfg.resume:
             self._check_batch_sizes(backend)
             self._check_task_data(tasks)
@@ -251,6 +250,11 @@ class Runner:
         if corpus is not None:
             comps.objective = self._build(cfg.objective, "objective", vocabulary=vocab)
         return comps
+
+    def _build_tasks(self) -> dict[str, Any]:
+        """The configured tasks' corpus plugins, by task name (nothing is read yet)."""
+        return {name: self._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
+                for name, opts in self.cfg.tasks.items()}
 
     def _build_vocabulary(self, backend: Any, texts: Any) -> Any:
         """The vocabulary; with several processes rank 0 builds (and saves) it first and
@@ -1118,9 +1122,7 @@ def check_task_data(cfg: DictConfig, registry: Any, seen: set[str] | None = None
     first row trains); ``seen`` as in :meth:`Runner._check_task_data`."""
     runner = Runner(cfg, registry, Path(cfg.run_dir or "."))
     runner.main = False  # the plugins get no run directory to write into
-    tasks = {name: runner._build({"name": name, **OmegaConf.to_container(opts)}, "corpus")
-             for name, opts in cfg.tasks.items()}
-    runner._check_task_data(tasks, seen=seen)
+    runner._check_task_data(runner._build_tasks(), seen=seen)
 
 
 def resolve_checkpoints(run_dir: Path, checkpoints: list[Path], cfg: DictConfig

@@ -80,6 +80,17 @@ def _unqualified(name: Any) -> str:
     return str(name).rpartition(":")[2]
 
 
+def _launched_processes() -> int:
+    """How many processes the launcher (torchrun) started: its ``WORLD_SIZE``, 1 when
+    unset or not a number (the backend reports a malformed one when it starts)."""
+    import os
+
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    except ValueError:
+        return 1
+
+
 def _pretrains_on_objective(run: Any) -> bool:
     """Whether the run's pre-training stage reads the objective's examples."""
     return int(run.pretrain.steps) > 0 and bool(run.pretrain.unsupervised)
@@ -636,12 +647,7 @@ class WebCorpusConfig:
 
     def check_run(self, run: Any) -> None:
         """A shard is refused under a multi-process launch (see ``rank``)."""
-        import os
-
-        try:
-            launched = int(os.environ.get("WORLD_SIZE", "1"))
-        except ValueError:
-            launched = 1
+        launched = _launched_processes()
         if self.world_size > 1 and launched > 1:
             raise ConfigError(
                 f"corpus.world_size={self.world_size} under a {launched}-process launch: "
@@ -760,14 +766,8 @@ def _check_fsdp_strategy(backend: Any, run: Any) -> None:
     """FSDP shards the parameters the model has when it is prepared; a fine-tuning
     strategy that adds modules (``adapters``) cannot train them sharded, which the
     backend refuses when fine-tuning starts: refuse it before pre-training instead."""
-    import os
-
-    try:
-        launched = int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        launched = 1
     strategy = _unqualified(run.finetune.strategy.name)
-    if (backend.parallel == "fsdp" and launched > 1 and int(run.finetune.steps) > 0
+    if (backend.parallel == "fsdp" and _launched_processes() > 1 and int(run.finetune.steps) > 0
             and strategy in FSDP_REFUSED_STRATEGIES):
         raise ConfigError(
             f"backend.parallel=fsdp cannot fine-tune with finetune.strategy.name={strategy} "
